@@ -1,0 +1,67 @@
+# moonpool — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything is built by CMake into build/ (and build-asan/ for the sanitizer
+# build); this Makefile only sequences the steps and installs missing Debian
+# packages first (scripts/install-deps.sh says what it installs).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 60
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build asan test test-release test-asan lint demo bench fuzz clean help
+
+all: build
+
+help:
+	@echo "make            build into $(BUILD)/ (installs missing Debian packages first)"
+	@echo "make test       lint + every test, in a normal and an ASan+UBSan build"
+	@echo "make demo       run the demo"
+	@echo "make bench      run the benchmarks"
+	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)"
+	@echo "make lint       determinism lint (runtime code uses mp_env only)"
+
+deps:
+	@scripts/install-deps.sh core
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMP_SANITIZE=ON $(CMAKE_FLAGS)
+
+asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+lint:
+	@scripts/lint.sh
+
+test-release: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+test: lint test-release test-asan
+	@echo "moonpool: all tests passed (release and ASan+UBSan builds)."
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@scripts/bench.sh $(BUILD)
+
+fuzz:
+	@scripts/install-deps.sh fuzz
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMP_FUZZ=ON -DMP_SANITIZE=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,292 @@
+/*
+ * moonpool environment interface.
+ *
+ * The whole runtime reaches time, timers, the network, randomness and logging
+ * through an mp_env and nothing else (a lint enforces it). Two backends exist:
+ *
+ *   - the real one (mp_env_uv_*), one libuv loop per node;
+ *   - the simulated one (see sim.h), where every node of a cluster lives in one
+ *     process and one seed decides every event.
+ *
+ * The same runtime code runs unchanged on both, which is what lets one seed
+ * replay a whole multi-node run.
+ *
+ * Model (libuv style): an env is single-threaded. Every function here must be
+ * called on the env's loop thread, and every callback runs on it. Callbacks
+ * never run re-entrantly from inside the call that schedules them: a write or
+ * connect that completes at once still reports through its callback on a later
+ * turn of the loop. Every stream callback carries a status (0 or a negative
+ * mp_status).
+ *
+ * Addresses are text "host:port" (IPv4 dotted quad, or "localhost"). The
+ * simulator accepts the same syntax and matches addresses as exact strings.
+ */
+#ifndef MOONPOOL_ENV_H
+#define MOONPOOL_ENV_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moonpool/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_env mp_env;
+typedef struct mp_stream mp_stream;     /* one connected byte stream */
+typedef struct mp_listener mp_listener; /* one listening socket */
+
+/* Timer identifier. 0 is never a valid id, so it can mean "no timer". */
+typedef uint64_t mp_timer_id;
+
+/* A buffer to write. The bytes must stay valid and unchanged until the write
+ * callback runs (libuv semantics, so the real backend can avoid a copy). */
+typedef struct mp_iovec {
+    const void *base;
+    size_t len;
+} mp_iovec;
+
+typedef enum mp_log_level {
+    MP_LOG_DEBUG = 0,
+    MP_LOG_INFO = 1,
+    MP_LOG_WARN = 2,
+    MP_LOG_ERROR = 3,
+    MP_LOG_OFF = 4
+} mp_log_level;
+
+/* Timer fired. Not called for a cancelled timer. */
+typedef void (*mp_timer_cb)(void *ud);
+
+/* A deferred callback (see mp_env_defer). */
+typedef void (*mp_defer_cb)(void *ud);
+
+/* A connection was accepted (status 0, `s` is a new stream owned by the
+ * callee, who must eventually mp_stream_close it) or accepting failed
+ * (status < 0, `s` is NULL; the listener stays open). */
+typedef void (*mp_accept_cb)(void *ud, mp_stream *s, int status);
+
+/* An outgoing connection completed (status 0, `s` owned by the callee) or
+ * failed (status < 0: MP_ECONNREFUSED, MP_ETIMEDOUT, MP_EADDR, ...; `s` NULL). */
+typedef void (*mp_connect_cb)(void *ud, mp_stream *s, int status);
+
+/* Bytes arrived (status 0, len > 0) or the stream ended (status MP_EOF,
+ * MP_ECONNRESET or another error; data NULL, len 0). `data` belongs to the env
+ * and is valid only during the call: copy what you keep. After an error or EOF
+ * no further reads arrive; the owner must still call mp_stream_close. */
+typedef void (*mp_read_cb)(void *ud, mp_stream *s, const uint8_t *data,
+                           size_t len, int status);
+
+/* A write finished: status 0 means every byte was handed to the network (not
+ * that the peer read it). MP_ECANCELED if the stream was closed first. */
+typedef void (*mp_write_cb)(void *ud, int status);
+
+/* The stream or listener is fully released; no callback of it runs after. */
+typedef void (*mp_close_cb)(void *ud);
+
+/* Log sink: receives every line at or above the env's level. `msg` is valid
+ * only during the call. */
+typedef void (*mp_log_sink)(void *ud, mp_log_level level, const char *msg);
+
+/* Backend operations. Runtime code calls the mp_env_* / mp_stream_* wrappers
+ * below, never these pointers directly. A backend fills all of them. */
+typedef struct mp_env_ops {
+    uint64_t (*now_ns)(mp_env *env);
+    mp_timer_id (*timer_start)(mp_env *env, uint64_t delay_ns, mp_timer_cb cb,
+                               void *ud);
+    int (*timer_cancel)(mp_env *env, mp_timer_id id);
+    int (*defer)(mp_env *env, mp_defer_cb cb, void *ud);
+    int (*listen)(mp_env *env, const char *addr, mp_accept_cb cb, void *ud,
+                  mp_listener **out);
+    void (*listener_close)(mp_listener *l, mp_close_cb cb, void *ud);
+    int (*connect)(mp_env *env, const char *addr, mp_connect_cb cb, void *ud);
+    int (*read_start)(mp_stream *s, mp_read_cb cb, void *ud);
+    int (*read_stop)(mp_stream *s);
+    int (*write)(mp_stream *s, const mp_iovec *iov, int iovcnt, mp_write_cb cb,
+                 void *ud);
+    void (*stream_close)(mp_stream *s, mp_close_cb cb, void *ud);
+    const char *(*stream_peer)(mp_stream *s);
+    uint64_t (*random_u64)(mp_env *env);
+} mp_env_ops;
+
+/* The common head of every backend's env. Backends embed it first. */
+struct mp_env {
+    const mp_env_ops *ops;
+    mp_log_level log_level;
+    mp_log_sink log_sink; /* NULL: lines go to the backend's default (stderr) */
+    void *log_ud;
+    const char *name; /* shown in log lines, e.g. the node address; not owned */
+};
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* Monotonic time in nanoseconds since an arbitrary origin fixed per env. In
+ * the real backend it reads the monotonic clock on every call (vDSO, cheap,
+ * nanosecond resolution); in the simulator it is simulated time, which moves
+ * only between events. */
+static inline uint64_t mp_env_now(mp_env *env) { return env->ops->now_ns(env); }
+
+/* ---- timers -------------------------------------------------------------- */
+
+/* Start a one-shot timer that calls cb(ud) after delay_ns (0 = on a later loop
+ * turn). Returns its id, or 0 if it could not be created (out of memory). */
+static inline mp_timer_id mp_env_timer_start(mp_env *env, uint64_t delay_ns,
+                                             mp_timer_cb cb, void *ud)
+{
+    return env->ops->timer_start(env, delay_ns, cb, ud);
+}
+
+/* Cancel a pending timer: its callback will not run. Returns 0, or
+ * MP_ENOTFOUND if it already fired, was already cancelled or never existed
+ * (harmless). */
+static inline int mp_env_timer_cancel(mp_env *env, mp_timer_id id)
+{
+    return env->ops->timer_cancel(env, id);
+}
+
+/* Run cb(ud) once, after the callbacks of the current loop turn and before the
+ * loop waits for I/O again. Used to batch: everything queued during one turn
+ * is flushed by one deferred callback. Returns 0 or MP_ENOMEM. */
+static inline int mp_env_defer(mp_env *env, mp_defer_cb cb, void *ud)
+{
+    return env->ops->defer(env, cb, ud);
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+/* Listen on `addr` ("host:port"; port 0 is allowed only in the real backend).
+ * On success *out is the listener, owned by the caller until
+ * mp_listener_close. Errors: MP_EADDR (malformed), MP_EADDRINUSE, MP_EIO. */
+static inline int mp_env_listen(mp_env *env, const char *addr, mp_accept_cb cb,
+                                void *ud, mp_listener **out)
+{
+    return env->ops->listen(env, addr, cb, ud, out);
+}
+
+/* Stop listening. Connections already accepted are unaffected. cb may be
+ * NULL. */
+static inline void mp_listener_close(mp_listener *l, mp_close_cb cb, void *ud)
+{
+    mp_env *env = *(mp_env **)l; /* every backend's listener starts with its env */
+    env->ops->listener_close(l, cb, ud);
+}
+
+/* Connect to `addr`. Returns 0 when the attempt started (its outcome comes
+ * through cb, always on a later turn) or MP_EADDR / MP_ENOMEM at once (cb is
+ * then never called). */
+static inline int mp_env_connect(mp_env *env, const char *addr,
+                                 mp_connect_cb cb, void *ud)
+{
+    return env->ops->connect(env, addr, cb, ud);
+}
+
+/* Every backend's stream starts with a pointer to its env. */
+static inline mp_env *mp_stream_env(mp_stream *s) { return *(mp_env **)s; }
+
+/* Start delivering received bytes to cb. One reader per stream; calling again
+ * replaces cb/ud. */
+static inline int mp_stream_read_start(mp_stream *s, mp_read_cb cb, void *ud)
+{
+    return mp_stream_env(s)->ops->read_start(s, cb, ud);
+}
+
+/* Stop delivering bytes (flow control); bytes stay buffered until the next
+ * mp_stream_read_start. */
+static inline int mp_stream_read_stop(mp_stream *s)
+{
+    return mp_stream_env(s)->ops->read_stop(s);
+}
+
+/* Write the iovecs in order, as one unit (writes on one stream never
+ * interleave). The buffers must stay valid until cb runs; cb may be NULL.
+ * Returns 0 (cb will run exactly once), or MP_ECLOSED / MP_ECONNRESET /
+ * MP_ENOMEM at once (cb will not run). */
+static inline int mp_stream_write(mp_stream *s, const mp_iovec *iov,
+                                  int iovcnt, mp_write_cb cb, void *ud)
+{
+    return mp_stream_env(s)->ops->write(s, iov, iovcnt, cb, ud);
+}
+
+/* Close the stream. Pending writes complete with MP_ECANCELED, no read
+ * callback runs after this call, then cb(ud) runs (cb may be NULL) and the
+ * stream's memory is released. The peer sees EOF (or a reset in the
+ * simulator when the process was killed). */
+static inline void mp_stream_close(mp_stream *s, mp_close_cb cb, void *ud)
+{
+    mp_stream_env(s)->ops->stream_close(s, cb, ud);
+}
+
+/* The peer's address as "host:port"; owned by the stream. */
+static inline const char *mp_stream_peer(mp_stream *s)
+{
+    return mp_stream_env(s)->ops->stream_peer(s);
+}
+
+/* ---- randomness ---------------------------------------------------------- */
+
+/* 64 random bits. Seeded: the real backend from its seed (config or OS
+ * entropy at start); the simulator from the world's seed. */
+static inline uint64_t mp_env_random(mp_env *env)
+{
+    return env->ops->random_u64(env);
+}
+
+/* Uniform in [0, n) without modulo bias; n == 0 gives 0. */
+uint64_t mp_env_random_below(mp_env *env, uint64_t n);
+
+/* Uniform double in [0, 1). */
+double mp_env_random_unit(mp_env *env);
+
+/* ---- logging ------------------------------------------------------------- */
+
+/* Log a printf-style line if level >= env->log_level. The line is prefixed by
+ * the env's time and name. Never fails visibly (a line too long is cut). */
+void mp_env_log(mp_env *env, mp_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void mp_env_vlog(mp_env *env, mp_log_level level, const char *fmt,
+                 va_list ap);
+
+/* Parse "debug" | "info" | "warn" | "error" | "off". Returns 0 or MP_EINVAL. */
+int mp_log_level_parse(const char *text, mp_log_level *out);
+
+/* ---- address helper ------------------------------------------------------ */
+
+/* Split "host:port" into host (copied into host_buf, NUL-terminated) and port.
+ * Rejects empty host, port outside 0..65535, trailing garbage, and hosts
+ * longer than host_cap - 1. Returns 0 or MP_EADDR. */
+int mp_addr_parse(const char *addr, char *host_buf, size_t host_cap,
+                  uint16_t *port);
+
+/* ---- the real backend (libuv) --------------------------------------------- */
+
+struct uv_loop_s;
+
+/* Create a real env on `loop` (NULL: a new loop owned by the env). `seed` of 0
+ * draws one from the OS. Returns NULL on out-of-memory. Thread: the loop's. */
+mp_env *mp_env_uv_create(struct uv_loop_s *loop, uint64_t seed);
+
+/* Run the loop until mp_env_uv_stop is called or nothing is left to do.
+ * Returns 0, or MP_EIO if libuv reported an error. */
+int mp_env_uv_run(mp_env *env);
+
+/* Ask mp_env_uv_run to return after the current loop turn. */
+void mp_env_uv_stop(mp_env *env);
+
+/* Run one turn of the loop without waiting (for tests and embedding).
+ * Returns nonzero while handles or requests remain active. */
+int mp_env_uv_run_once(mp_env *env, int wait);
+
+/* The underlying loop, for code that embeds moonpool in its own libuv app. */
+struct uv_loop_s *mp_env_uv_loop(mp_env *env);
+
+/* Destroy the env. Every stream, listener, timer, pending connect and queued
+ * defer must be gone first and every close callback must have run; returns
+ * MP_EBUSY otherwise (and keeps the env), also when called from inside one of
+ * the env's own callbacks. An owned loop is closed too. */
+int mp_env_uv_destroy(mp_env *env);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,68 @@
+/*
+ * Text for mp_status codes. One table indexed by -code keeps the sentence and
+ * the symbolic name side by side so they cannot drift apart.
+ */
+#include "moonpool/status.h"
+
+#include <stddef.h>
+
+struct status_text {
+    const char *name;
+    const char *text;
+};
+
+static const struct status_text table[] = {
+    [0] = {"MP_OK", "success"},
+    [1] = {"MP_EINVAL", "invalid argument"},
+    [2] = {"MP_ENOMEM", "out of memory"},
+    [3] = {"MP_ETIMEDOUT", "timed out"},
+    [4] = {"MP_ECONNREFUSED", "connection refused"},
+    [5] = {"MP_ECONNRESET", "connection reset"},
+    [6] = {"MP_EOF", "end of stream"},
+    [7] = {"MP_ECANCELED", "operation cancelled"},
+    [8] = {"MP_EADDRINUSE", "address already in use"},
+    [9] = {"MP_ETOOBIG", "message too big"},
+    [10] = {"MP_EQUEUEFULL", "queue full"},
+    [11] = {"MP_EPROTO", "protocol error"},
+    [12] = {"MP_EBADMAGIC", "bad frame magic"},
+    [13] = {"MP_EVERSION", "unsupported protocol version"},
+    [14] = {"MP_ECHECKSUM", "checksum mismatch"},
+    [15] = {"MP_ETRUNCATED", "truncated or inconsistent field"},
+    [16] = {"MP_ENOTFOUND", "not found"},
+    [17] = {"MP_EUNAVAIL", "destination unavailable"},
+    [18] = {"MP_ECONFLICT", "conflict: stale etag"},
+    [19] = {"MP_EACTOR", "actor handler error"},
+    [20] = {"MP_ENOTYPE", "unknown actor type"},
+    [21] = {"MP_ENOMETHOD", "unknown method"},
+    [22] = {"MP_EFORWARDS", "too many forwards"},
+    [23] = {"MP_ESTORAGE", "storage error"},
+    [24] = {"MP_ECLOSED", "closed"},
+    [25] = {"MP_EIO", "i/o error"},
+    [26] = {"MP_ENAMESPACE", "peer in another cluster namespace"},
+    [27] = {"MP_EBUSY", "busy"},
+    [28] = {"MP_EADDR", "bad address"},
+    [29] = {"MP_EACTIVATION", "actor activation failed"},
+    [30] = {"MP_ECORRUPT", "corrupt data"},
+    [31] = {"MP_EINTERNAL", "internal error"},
+};
+
+_Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,
+               "every mp_status needs a text");
+
+static const struct status_text *lookup(int status)
+{
+    if (status > 0 || status < MP_STATUS_MIN_) return NULL;
+    return &table[-status];
+}
+
+const char *mp_strerror(int status)
+{
+    const struct status_text *t = lookup(status);
+    return t ? t->text : "unknown error";
+}
+
+const char *mp_status_name(int status)
+{
+    const struct status_text *t = lookup(status);
+    return t ? t->name : "MP_E?";
+}

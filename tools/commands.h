@@ -1,0 +1,18 @@
+/*
+ * Subcommands of the `moonpool` program. Each takes argv as if it were its
+ * own program (argv[0] is the subcommand name), parses its flags, and returns
+ * the process exit status: 0 success, 1 failure of the work, 2 bad usage.
+ */
+#ifndef MP_TOOLS_COMMANDS_H
+#define MP_TOOLS_COMMANDS_H
+
+#define MP_EXIT_OK 0
+#define MP_EXIT_FAIL 1
+#define MP_EXIT_USAGE 2
+
+/* argv[0] of the moonpool program itself, for printing replay commands. */
+extern const char *mp_program_path;
+
+int mp_cmd_sim(int argc, char **argv);
+
+#endif

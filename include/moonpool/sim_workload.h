@@ -80,6 +80,9 @@ typedef struct mp_sim_run_opts {
     int verbose;              /* 0: one line per failing seed; 1: per seed */
     FILE *out;                /* where lines go (stdout if NULL) */
     const char *argv0;        /* for the replay command line */
+    /* Monotonic wall clock in seconds for the speed line, supplied by the
+     * tool (runtime code may not read clocks); NULL: no speed line. */
+    double (*wall_clock)(void);
 } mp_sim_run_opts;
 
 typedef struct mp_sim_run_result {

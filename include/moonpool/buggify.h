@@ -26,7 +26,13 @@
  * dedicated ELF section, so sites that were never evaluated are known too.
  *
  * Thread: a simulation runs on one thread; counters are only touched while a
- * simulation is active on the calling thread.
+ * simulation is active on the calling thread. Site counters are
+ * process-global, so at most one thread of a process may run simulations at a
+ * time.
+ *
+ * Caveat: clang drops a site inside code it proves dead (`if (0) MP_...`)
+ * despite `used`; such a site is then missing from mp_sites_foreach. Do not
+ * put coverage sites in compile-time-dead branches.
  */
 #ifndef MOONPOOL_BUGGIFY_H
 #define MOONPOOL_BUGGIFY_H

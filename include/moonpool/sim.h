@@ -70,8 +70,8 @@ typedef struct mp_sim_config {
      * (swarm testing); `faults` is then ignored. */
     bool swarm;
     mp_sim_faults faults;
-    /* Keep the per-event hash sequence for mp_sim_trace_at (determinism
-     * check). Costs 8 bytes per event. */
+    /* Keep the per-event hash sequence and labels for mp_sim_trace_at and
+     * mp_sim_trace_label (determinism check). Costs 24 bytes per event. */
     bool record_trace;
     mp_log_level log_level; /* processes' env log level (default WARN) */
 } mp_sim_config;
@@ -101,8 +101,8 @@ typedef struct mp_sim_process_ops {
     int (*boot)(mp_env *env, void *arg, uint32_t incarnation, void **state);
     /* Release everything the process owns. After a kill no callback will run
      * again; env calls made here (closing streams, cancelling timers) are
-     * accepted and complete without callbacks. Also called at a graceful
-     * mp_sim_stop_process and at world destruction. */
+     * accepted and complete without callbacks. Also called at
+     * world destruction (for every process still running). */
     void (*teardown)(void *state);
 } mp_sim_process_ops;
 

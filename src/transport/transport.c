@@ -1,0 +1,1145 @@
+/*
+ * Peer transport (contract in transport.h).
+ *
+ * Objects. A `peer` exists per remote node address ever sent to or heard
+ * from; it owns the send queue, the reconnect state and the counters, and
+ * lives as long as the transport (so a write or connect callback that still
+ * refers to it after a connection broke is always safe). A `conn` is one
+ * stream, from the dial (or accept) to its close callback; callbacks carry
+ * the conn, never the stream. Peers sit in a map keyed by address for lookup
+ * and in a list for every walk, so no decision ever depends on hash order.
+ *
+ * Queue and batching. mp_transport_send encodes the frame at once at the end
+ * of peer->pending. A single transport-wide deferred flush walks the peers
+ * made dirty during the turn; a peer whose connection is open and idle swaps
+ * its pending buffer with the connection's (empty) write buffer and writes it
+ * as ONE mp_stream_write. While that write is in flight new frames accumulate
+ * in pending; the write callback empties the written buffer (memory kept) and
+ * marks the peer dirty again. The write buffer belongs to the connection, not
+ * the peer: a broken connection may report its cancelled write after a new
+ * connection is already up, and the new one must not wait for (or share) the
+ * old buffer. Frames in a write that then fails are lost (TCP cannot say how
+ * much arrived; transport.h's contract); frames still in pending stay for the
+ * next connection, so per peer the frames handed to connections form
+ * contiguous, ordered runs: never a duplicate, never a reorder.
+ * queue_frames/bytes count pending plus in-flight frames (the memory held).
+ *
+ * Handshake. Both ends send HELLO at once (handshake.h). The dialer checks
+ * the acceptor's HELLO (namespace, version, the address it dialed) and waits
+ * for hello_ok; the acceptor checks the dialer's HELLO and answers hello_ok
+ * (the connection is then open on its side) or hello_refused with a reason,
+ * written before the stream is closed from the write callback so the reason
+ * reaches the dialer. A handshake timer closes a connection that does not get
+ * there in time. Any other frame before that is a protocol error.
+ *
+ * Tie-break (one connection per pair). An incoming HELLO from Y at X is
+ * refused with MP_EBUSY (the "HELLO_DUP") iff X has its own outgoing
+ * connection to Y (dialing, in handshake or open) and X < Y byte-wise,
+ * unless the HELLO shows a newer incarnation of Y (then X's connection is to
+ * a dead process and must give way). Otherwise the incoming connection is
+ * accepted and replaces whatever X had for Y. Both ends apply the same rule,
+ * so simultaneous dials keep exactly the smaller node's dial, and a dialer
+ * only dials when it has no connection, so a fresh incoming dial means the
+ * old connection is dead on the other side. No data frame is ever written
+ * on a connection before it is open, so no frame is lost to the tie-break.
+ *
+ * Reconnect. After a failed dial or a broken connection, if frames wait, a
+ * timer redials after an exponential backoff with "equal jitter" (half fixed,
+ * half random from mp_env_random), capped by backoff_max_ns; a successful
+ * handshake resets it. The retry timer is armed before on_peer_down runs so a
+ * callback that sends again cannot dial around the backoff.
+ *
+ * Teardown. Graceful close waits (bounded) for queues to drain, then closes
+ * everything and frees the transport from the last close callback, never
+ * synchronously inside a caller's frame. free_now is for a dead simulated
+ * env, whose close calls free at once and run no callback.
+ */
+#include "transport/transport.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env/env_uv.h"
+#include "moonpool/buggify.h"
+#include "transport/handshake.h"
+#include "util/buf.h"
+#include "util/list.h"
+#include "util/map.h"
+
+#define ADDR_CAP (MP_HELLO_MAX_ADDR + 1)
+#define HOST_CAP 64
+/* A HELLO frame: header + method + payload; generous. */
+#define HELLO_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_PAYLOAD)
+#define REPLY_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_REASON)
+#define MIN_MAX_FRAME 512u
+/* Incoming connections still in handshake, beyond which accepts are closed
+ * at once: an unknown client cannot make us hold unbounded state. */
+#define MAX_UNATTRIBUTED 1024u
+#define BUGGIFY_FLUSH_DELAY_NS 2000000ull /* 2 ms */
+
+enum conn_state {
+    C_DIALING,   /* connect in flight, no stream yet */
+    C_HANDSHAKE, /* stream up, HELLO sent */
+    C_OPEN,      /* data flows */
+    C_REFUSING,  /* refusal written, closes from its write callback */
+    C_CLOSING    /* mp_stream_close called (or dial abandoned) */
+};
+
+typedef struct peer peer;
+
+typedef struct conn {
+    mp_list_node link; /* t->conns */
+    mp_transport *t;
+    peer *p; /* outgoing: the dialed peer; incoming: set once accepted */
+    mp_stream *s;
+    int state;
+    bool outgoing;
+    bool got_hello; /* dialer: the acceptor's HELLO was valid */
+    uint32_t peer_inc;
+    mp_timer_id hs_timer;
+    mp_frame_decoder dec;
+    mp_buf wbuf;      /* frames being written (swapped from peer->pending) */
+    uint32_t wframes; /* frames in wbuf */
+    bool writing;
+    uint8_t hello[HELLO_FRAME_CAP];
+    uint8_t reply[REPLY_FRAME_CAP];
+} conn;
+
+struct peer {
+    mp_list_node link;       /* t->peers */
+    mp_list_node dirty_link; /* t->dirty while a flush is wanted */
+    mp_transport *t;
+    char addr[ADDR_CAP];
+    size_t addr_len;
+    conn *out;  /* our dial, before it is open */
+    conn *conn; /* the open connection */
+    mp_buf pending;
+    uint32_t pending_frames;
+    uint32_t q_frames; /* pending + in flight */
+    uint64_t q_bytes;
+    mp_timer_id retry_timer;
+    uint32_t attempts; /* failures since the last open connection */
+    mp_peer_stats st;  /* counters; queue/connected filled on read */
+};
+
+struct mp_transport {
+    mp_env *env;
+    mp_transport_config cfg;
+    char ns[MP_HELLO_MAX_NS + 1];
+    char self[ADDR_CAP];
+    mp_transport_callbacks cbs;
+    void *ud;
+    mp_listener *listener;
+    bool listener_open; /* its close callback has not run yet */
+    mp_map_str peer_map;
+    mp_list_node peers;
+    mp_list_node conns;
+    mp_list_node dirty;
+    uint32_t unattributed; /* incoming conns in handshake */
+    bool flush_scheduled;
+    bool defer_pending; /* a defer we cannot cancel is queued */
+    mp_timer_id flush_timer;
+    mp_peer_stats orphan; /* counters of conns never attributed to a peer */
+    /* graceful close */
+    bool closing, shutdown;
+    mp_timer_id close_timer;
+    void (*close_cb)(void *ud);
+    void *close_ud;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void conn_fail(conn *c, int status, const char *why);
+static void schedule_flush(mp_transport *t);
+static void close_progress(mp_transport *t);
+
+/* Copy up to cap-1 bytes for a log line, replacing anything unprintable:
+ * reasons and addresses come from the network. */
+static void sanitize(char *dst, size_t cap, const uint8_t *p, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < n; i++) dst[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+    dst[n] = '\0';
+}
+
+static bool method_is(const mp_frame *f, const char *m)
+{
+    return mp_bytes_eq(f->method, mp_bytes_str(m));
+}
+
+static mp_peer_stats *stats_of(conn *c)
+{
+    return c->p ? &c->p->st : &c->t->orphan;
+}
+
+static bool addr_ok(const char *addr)
+{
+    char host[HOST_CAP];
+    uint16_t port;
+    if (!addr) return false;
+    size_t n = strnlen(addr, ADDR_CAP);
+    if (n == 0 || n >= ADDR_CAP) return false;
+    return mp_addr_parse(addr, host, sizeof host, &port) == MP_OK && port != 0;
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+static peer *peer_find(mp_transport *t, const char *addr, size_t len)
+{
+    return mp_map_str_get(&t->peer_map, addr, len);
+}
+
+static peer *peer_get(mp_transport *t, const char *addr, size_t len)
+{
+    assert(len > 0 && len < ADDR_CAP);
+    peer *p = peer_find(t, addr, len);
+    if (p) return p;
+    p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->t = t;
+    memcpy(p->addr, addr, len);
+    p->addr[len] = '\0';
+    p->addr_len = len;
+    mp_list_node_init(&p->dirty_link);
+    mp_buf_init(&p->pending, MP_BUF_NO_LIMIT);
+    if (mp_map_str_put(&t->peer_map, p->addr, p->addr_len, p, NULL) != MP_OK) {
+        free(p);
+        return NULL;
+    }
+    mp_list_push_back(&t->peers, &p->link);
+    return p;
+}
+
+static void peer_mark_dirty(peer *p)
+{
+    if (!mp_list_node_linked(&p->dirty_link)) mp_list_push_back(&p->t->dirty, &p->dirty_link);
+    schedule_flush(p->t);
+}
+
+static uint64_t backoff_delay(peer *p)
+{
+    mp_transport *t = p->t;
+    uint64_t b = t->cfg.backoff_initial_ns;
+    for (uint32_t i = 0; i < p->attempts && b < t->cfg.backoff_max_ns; i++) b *= 2;
+    if (b > t->cfg.backoff_max_ns) b = t->cfg.backoff_max_ns;
+    if (MP_BUGGIFY()) return mp_env_random_below(t->env, t->cfg.backoff_initial_ns + 1);
+    /* Equal jitter: never less than half, so a flapping peer is not hammered,
+     * and spread so that many nodes losing one peer do not redial in step. */
+    return b / 2 + mp_env_random_below(t->env, b - b / 2 + 1);
+}
+
+static void peer_dial(peer *p);
+
+static void on_retry(void *ud)
+{
+    peer *p = ud;
+    p->retry_timer = 0;
+    if (p->t->shutdown || p->conn || p->out) return;
+    if (p->pending_frames > 0) peer_dial(p);
+}
+
+static void schedule_retry(peer *p)
+{
+    mp_transport *t = p->t;
+    if (t->shutdown || p->retry_timer || p->conn || p->out) return;
+    if (p->pending_frames == 0) return; /* reconnect only while frames wait */
+    uint64_t d = backoff_delay(p);
+    p->attempts++;
+    p->retry_timer = mp_env_timer_start(t->env, d, on_retry, p);
+    if (!p->retry_timer)
+        mp_env_log(t->env, MP_LOG_ERROR, "transport: no timer for reconnect to %s", p->addr);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static conn *conn_new(mp_transport *t, peer *p, bool outgoing)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->t = t;
+    c->p = p;
+    c->outgoing = outgoing;
+    mp_buf_init(&c->wbuf, MP_BUF_NO_LIMIT);
+    if (mp_frame_decoder_init(&c->dec, t->cfg.max_frame) != MP_OK) {
+        free(c);
+        return NULL;
+    }
+    mp_list_push_back(&t->conns, &c->link);
+    return c;
+}
+
+static void conn_free(conn *c)
+{
+    mp_transport *t = c->t;
+    mp_list_remove(&c->link);
+    mp_frame_decoder_free(&c->dec);
+    mp_buf_free(&c->wbuf);
+    free(c);
+    close_progress(t);
+}
+
+static void on_conn_closed(void *ud) { conn_free(ud); }
+
+/* Mechanics only: detach from the peer and close. Frees later (close
+ * callback, or the connect callback of an abandoned dial). */
+static void conn_close(conn *c)
+{
+    mp_transport *t = c->t;
+    if (c->state == C_CLOSING) return;
+    if (c->hs_timer) {
+        mp_env_timer_cancel(t->env, c->hs_timer);
+        c->hs_timer = 0;
+    }
+    if (!c->outgoing && !c->p && c->state != C_DIALING) {
+        assert(t->unattributed > 0);
+        t->unattributed--;
+    }
+    c->state = C_CLOSING;
+    if (c->p) {
+        if (c->p->out == c) c->p->out = NULL;
+        if (c->p->conn == c) c->p->conn = NULL;
+    }
+    if (c->s) mp_stream_close(c->s, on_conn_closed, c);
+}
+
+/* The connection to a peer is lost or could not be made: tell the layer
+ * above, after arming the backoff. */
+static void peer_lost(peer *p, int status)
+{
+    schedule_retry(p);
+    if (p->t->cbs.on_peer_down && !p->t->shutdown) p->t->cbs.on_peer_down(p->t->ud, p->addr, status);
+}
+
+static bool expected_close(int status)
+{
+    return status == MP_EOF || status == MP_ECONNRESET || status == MP_ECANCELED ||
+           status == MP_ECONNREFUSED || status == MP_ETIMEDOUT || status == MP_ECLOSED;
+}
+
+/* Close for a reason, with a log line and, when the connection was the
+ * peer's, on_peer_down. */
+static void conn_fail(conn *c, int status, const char *why)
+{
+    if (c->state == C_CLOSING) return;
+    mp_transport *t = c->t;
+    peer *p = c->p;
+    bool attached = p && (p->conn == c || p->out == c);
+    mp_env_log(t->env, expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN,
+               "transport: connection %s %s closed: %s (%s)", c->outgoing ? "to" : "from",
+               p ? p->addr : (c->s ? mp_stream_peer(c->s) : "(unknown)"), why,
+               mp_status_name(status));
+    conn_close(c);
+    if (attached) peer_lost(p, status);
+}
+
+static void on_hs_timeout(void *ud)
+{
+    conn *c = ud;
+    c->hs_timer = 0;
+    conn_fail(c, MP_ETIMEDOUT, "handshake timeout");
+}
+
+static void on_ctl_write(void *ud, int status)
+{
+    conn *c = ud;
+    if (status < 0 && c->state != C_CLOSING) conn_fail(c, status, "handshake write failed");
+}
+
+static void on_refusal_written(void *ud, int status)
+{
+    conn *c = ud;
+    conn_close(c); /* the reason went out (or could not): either way, done */
+}
+
+static int write_ctl(conn *c, uint8_t *buf, size_t cap, const char *method, mp_bytes payload,
+                     int32_t status, mp_write_cb cb)
+{
+    mp_frame f;
+    size_t n = 0;
+    mp_hello_frame(&f, method, payload, status);
+    int rc = mp_frame_encode(&f, buf, cap, &n, c->t->cfg.max_frame);
+    assert(rc == MP_OK); /* our own fields, sized by construction */
+    if (rc != MP_OK) return rc;
+    mp_iovec iov = {buf, n};
+    return mp_stream_write(c->s, &iov, 1, cb, c);
+}
+
+static int send_hello(conn *c)
+{
+    mp_transport *t = c->t;
+    uint8_t payload[MP_HELLO_MAX_PAYLOAD];
+    size_t n = 0;
+    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str(t->ns), mp_bytes_str(t->self),
+                  t->cfg.incarnation};
+    int rc = mp_hello_encode(&h, payload, sizeof payload, &n);
+    assert(rc == MP_OK);
+    if (rc != MP_OK) return rc;
+    /* The frame encoder copies the payload into c->hello, which stays valid
+     * until the conn is freed (after every write callback). */
+    return write_ctl(c, c->hello, sizeof c->hello, MP_HELLO_METHOD,
+                     mp_bytes_make(payload, (uint32_t)n), 0, on_ctl_write);
+}
+
+/* Refuse an incoming handshake: log, count, write the reason, close after. */
+static void refuse(conn *c, int reason, const char *fmt_reason)
+{
+    mp_transport *t = c->t;
+    if (reason != MP_EBUSY) stats_of(c)->refused_handshakes++;
+    mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_INFO : MP_LOG_WARN,
+               "transport: refusing connection from %s: %s (%s)",
+               c->p ? c->p->addr : mp_stream_peer(c->s), fmt_reason, mp_status_name(reason));
+    if (c->hs_timer) {
+        mp_env_timer_cancel(t->env, c->hs_timer);
+        c->hs_timer = 0;
+    }
+    size_t rlen = strlen(fmt_reason);
+    if (rlen > MP_HELLO_MAX_REASON) rlen = MP_HELLO_MAX_REASON;
+    int rc = write_ctl(c, c->reply, sizeof c->reply, MP_HELLO_REFUSED_METHOD,
+                       mp_bytes_make(fmt_reason, (uint32_t)rlen), reason, on_refusal_written);
+    if (rc != MP_OK) {
+        conn_close(c);
+        return;
+    }
+    /* Still counted as unattributed until the close; detach from the peer so
+     * nothing is flushed on it. */
+    if (c->p) {
+        if (c->p->out == c) c->p->out = NULL;
+        if (c->p->conn == c) c->p->conn = NULL;
+    }
+    c->state = C_REFUSING;
+}
+
+/* The handshake completed: c carries data for its peer from now on. */
+static void conn_open(conn *c, uint32_t inc)
+{
+    mp_transport *t = c->t;
+    peer *p = c->p;
+    assert(p && c->state == C_HANDSHAKE);
+    if (c->hs_timer) {
+        mp_env_timer_cancel(t->env, c->hs_timer);
+        c->hs_timer = 0;
+    }
+    if (p->out == c) p->out = NULL;
+    if (p->conn && p->conn != c) conn_close(p->conn); /* cannot happen by the rule; be safe */
+    if (p->out) conn_close(p->out);
+    c->state = C_OPEN;
+    p->conn = c;
+    p->attempts = 0;
+    if (p->retry_timer) {
+        mp_env_timer_cancel(t->env, p->retry_timer);
+        p->retry_timer = 0;
+    }
+    p->st.connects++;
+    bool reconnect = p->st.connects > 1;
+    if (reconnect) p->st.reconnects++;
+    MP_SOMETIMES(reconnect, "transport.reconnect");
+    mp_env_log(t->env, MP_LOG_DEBUG, "transport: connected %s %s (incarnation %u)",
+               c->outgoing ? "to" : "from", p->addr, (unsigned)inc);
+    if (inc != p->st.incarnation) {
+        uint32_t old = p->st.incarnation;
+        p->st.incarnation = inc;
+        MP_SOMETIMES(old != 0, "transport.incarnation_change");
+        if (t->cbs.on_peer_restart) t->cbs.on_peer_restart(t->ud, p->addr, old, inc);
+        if (c->state != C_OPEN) return; /* the callback closed the transport */
+    }
+    if (MP_BUGGIFY_P(0.05)) {
+        /* A connection that dies right after its handshake: queued frames
+         * must wait for the next one, none may be lost or doubled. */
+        conn_fail(c, MP_ECONNRESET, "buggify: drop after handshake");
+        return;
+    }
+    if (p->pending.len > 0) {
+        MP_SOMETIMES(reconnect, "transport.flush_after_reconnect");
+        peer_mark_dirty(p);
+    }
+}
+
+/* ---- handshake frames --------------------------------------------------- */
+
+/* Validate a HELLO's fields common to both sides. Returns 0 or a refusal
+ * status with *why set. */
+static int check_hello(conn *c, const mp_frame *f, mp_hello *h, char *addr, const char **why)
+{
+    mp_transport *t = c->t;
+    int rc = mp_hello_decode(f->payload.ptr, f->payload.len, h);
+    if (rc == MP_EVERSION) {
+        *why = "protocol version mismatch";
+        return MP_EVERSION;
+    }
+    if (rc != MP_OK) {
+        *why = "malformed hello";
+        return MP_EPROTO;
+    }
+    if (!mp_bytes_eq(h->ns, mp_bytes_str(t->ns))) {
+        *why = "namespace mismatch";
+        return MP_ENAMESPACE;
+    }
+    memcpy(addr, h->addr.ptr, h->addr.len);
+    addr[h->addr.len] = '\0';
+    if (!addr_ok(addr)) {
+        *why = "bad node address";
+        return MP_EPROTO;
+    }
+    if (strcmp(addr, t->self) == 0) {
+        *why = "peer claims our own address";
+        return MP_EPROTO;
+    }
+    return MP_OK;
+}
+
+static void incoming_hello(conn *c, const mp_frame *f)
+{
+    mp_transport *t = c->t;
+    mp_hello h;
+    char addr[ADDR_CAP];
+    const char *why = NULL;
+    int rc = check_hello(c, f, &h, addr, &why);
+    if (rc != MP_OK) {
+        /* The reason goes back to the dialer too: say what we saw. */
+        char ns[MP_HELLO_MAX_NS + 1] = "";
+        char reason[MP_HELLO_MAX_REASON];
+        if (h.ns.len) sanitize(ns, sizeof ns, h.ns.ptr, h.ns.len);
+        if (rc == MP_ENAMESPACE)
+            snprintf(reason, sizeof reason, "%s (ours '%.40s', theirs '%.40s')", why, t->ns, ns);
+        else if (rc == MP_EVERSION)
+            snprintf(reason, sizeof reason, "%s (ours %u, theirs %u)", why,
+                     (unsigned)MP_HELLO_VERSION, (unsigned)h.version);
+        else
+            snprintf(reason, sizeof reason, "%s", why);
+        refuse(c, rc, reason);
+        return;
+    }
+    peer *p = peer_get(t, addr, h.addr.len);
+    if (!p) {
+        conn_fail(c, MP_ENOMEM, "no memory for peer");
+        return;
+    }
+    /* Attributed from now on. */
+    assert(t->unattributed > 0);
+    t->unattributed--;
+    c->p = p;
+    if (h.incarnation < p->st.incarnation) {
+        refuse(c, MP_EPROTO, "stale incarnation");
+        return;
+    }
+    bool newer = p->st.incarnation != 0 && h.incarnation > p->st.incarnation;
+    bool have_out = p->out || (p->conn && p->conn->outgoing);
+    if (have_out && strcmp(t->self, p->addr) < 0 && !newer) {
+        MP_SOMETIMES(true, "transport.tie_break");
+        refuse(c, MP_EBUSY, "duplicate connection (tie-break)");
+        return;
+    }
+    if (p->out) {
+        MP_SOMETIMES(true, "transport.tie_break");
+        conn_close(p->out); /* abandoned: the peer's dial wins */
+    }
+    if (p->conn) {
+        mp_env_log(t->env, MP_LOG_INFO, "transport: new connection from %s replaces the old one",
+                   p->addr);
+        conn_close(p->conn);
+    }
+    rc = write_ctl(c, c->reply, sizeof c->reply, MP_HELLO_OK_METHOD, mp_bytes_make(NULL, 0), 0,
+                   on_ctl_write);
+    if (rc != MP_OK) {
+        conn_fail(c, rc, "hello_ok write failed");
+        return;
+    }
+    conn_open(c, h.incarnation);
+}
+
+static void outgoing_hello(conn *c, const mp_frame *f)
+{
+    peer *p = c->p;
+    mp_hello h;
+    char addr[ADDR_CAP];
+    const char *why = NULL;
+    int rc = check_hello(c, f, &h, addr, &why);
+    if (rc == MP_OK && strcmp(addr, p->addr) != 0) {
+        why = "answered by another node address";
+        rc = MP_EPROTO;
+    }
+    if (rc == MP_OK && h.incarnation < p->st.incarnation) {
+        why = "stale incarnation";
+        rc = MP_EPROTO;
+    }
+    if (rc != MP_OK) {
+        p->st.refused_handshakes++;
+        conn_fail(c, rc, why); /* logs the reason */
+        return;
+    }
+    c->got_hello = true;
+    c->peer_inc = h.incarnation;
+}
+
+static void outgoing_refused(conn *c, const mp_frame *f)
+{
+    mp_transport *t = c->t;
+    peer *p = c->p;
+    char reason[MP_HELLO_MAX_REASON + 1];
+    sanitize(reason, sizeof reason, f->payload.ptr, f->payload.len);
+    if (f->status == MP_EBUSY) {
+        /* Lost the tie-break: the winning connection is the peer's dial to
+         * us. Not a failure; if it does not come, the backoff redials. */
+        MP_SOMETIMES(true, "transport.tie_break");
+        mp_env_log(t->env, MP_LOG_INFO, "transport: %s kept its own connection: %s", p->addr,
+                   reason);
+        conn_close(c);
+        schedule_retry(p);
+        return;
+    }
+    p->st.refused_handshakes++;
+    mp_env_log(t->env, MP_LOG_WARN, "transport: %s refused us: %s (%s)", p->addr, reason,
+               mp_status_name(f->status));
+    conn_fail(c, f->status < 0 ? f->status : MP_EPROTO, "refused by peer");
+}
+
+/* Returns false when the connection got closed. */
+static bool handle_frame(conn *c, const mp_frame *f)
+{
+    if (c->state == C_REFUSING) return true; /* ignore until closed */
+    if (c->state == C_OPEN) {
+        if (f->kind == MP_FRAME_SYSTEM &&
+            (method_is(f, MP_HELLO_METHOD) || method_is(f, MP_HELLO_OK_METHOD) ||
+             method_is(f, MP_HELLO_REFUSED_METHOD))) {
+            stats_of(c)->decode_errors++;
+            conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
+            return false;
+        }
+        peer *p = c->p;
+        p->st.frames_in++;
+        p->st.bytes_in += mp_frame_encoded_size(f);
+        if (c->t->cbs.on_frame) c->t->cbs.on_frame(c->t->ud, p->addr, f);
+        return c->state == C_OPEN;
+    }
+    assert(c->state == C_HANDSHAKE);
+    bool ok = f->kind == MP_FRAME_SYSTEM;
+    if (ok && method_is(f, MP_HELLO_METHOD) && !c->got_hello) {
+        if (c->outgoing)
+            outgoing_hello(c, f);
+        else
+            incoming_hello(c, f);
+    } else if (ok && c->outgoing && c->got_hello && method_is(f, MP_HELLO_OK_METHOD)) {
+        conn_open(c, c->peer_inc);
+    } else if (ok && c->outgoing && method_is(f, MP_HELLO_REFUSED_METHOD)) {
+        outgoing_refused(c, f);
+    } else {
+        stats_of(c)->decode_errors++;
+        conn_fail(c, MP_EPROTO, "unexpected frame during handshake");
+    }
+    return c->state == C_HANDSHAKE || c->state == C_OPEN;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int status)
+{
+    conn *c = ud;
+    if (c->state == C_CLOSING) return;
+    if (status < 0) {
+        if (c->state == C_REFUSING) {
+            conn_close(c);
+            return;
+        }
+        conn_fail(c, status, status == MP_EOF ? "peer closed" : "read failed");
+        return;
+    }
+    int rc = mp_frame_decoder_feed(&c->dec, data, len);
+    mp_frame f;
+    while (rc == 0 && (rc = mp_frame_decoder_next(&c->dec, &f)) == 1) {
+        if (!handle_frame(c, &f)) return; /* closed: the decoder is done */
+        rc = 0;
+    }
+    if (rc < 0 && c->state != C_CLOSING) {
+        mp_peer_stats *st = stats_of(c);
+        st->decode_errors++;
+        if (rc == MP_ETOOBIG) st->oversize_frames++;
+        conn_fail(c, rc, mp_strerror(rc)); /* logs which decode error */
+    }
+}
+
+/* ---- dialing and accepting ---------------------------------------------- */
+
+static int conn_start(conn *c, mp_stream *s)
+{
+    mp_transport *t = c->t;
+    c->s = s;
+    c->state = C_HANDSHAKE;
+    c->hs_timer = mp_env_timer_start(t->env, t->cfg.handshake_timeout_ns, on_hs_timeout, c);
+    if (!c->hs_timer) return MP_ENOMEM;
+    int rc = mp_stream_read_start(s, on_read, c);
+    if (rc != MP_OK) return rc;
+    return send_hello(c);
+}
+
+static void on_connect(void *ud, mp_stream *s, int status)
+{
+    conn *c = ud;
+    if (c->state == C_CLOSING) { /* abandoned meanwhile */
+        if (s) {
+            c->s = s;
+            mp_stream_close(s, on_conn_closed, c);
+        } else {
+            conn_free(c);
+        }
+        return;
+    }
+    assert(c->state == C_DIALING);
+    peer *p = c->p;
+    if (status < 0) {
+        mp_env_log(c->t->env, MP_LOG_INFO, "transport: connect to %s failed: %s", p->addr,
+                   mp_status_name(status));
+        c->state = C_CLOSING;
+        if (p->out == c) p->out = NULL;
+        peer_lost(p, status);
+        conn_free(c); /* last: it may finish a graceful close */
+        return;
+    }
+    int rc = conn_start(c, s);
+    if (rc != MP_OK) conn_fail(c, rc, "handshake start failed");
+}
+
+static void peer_dial(peer *p)
+{
+    mp_transport *t = p->t;
+    assert(!p->out && !p->conn);
+    conn *c = conn_new(t, p, true);
+    if (!c) {
+        peer_lost(p, MP_ENOMEM);
+        return;
+    }
+    c->state = C_DIALING;
+    p->out = c;
+    int rc = mp_env_connect(t->env, p->addr, on_connect, c);
+    if (rc != MP_OK) {
+        c->state = C_CLOSING;
+        p->out = NULL;
+        peer_lost(p, rc);
+        conn_free(c); /* last: it may finish a graceful close */
+    }
+}
+
+static void on_accept(void *ud, mp_stream *s, int status)
+{
+    mp_transport *t = ud;
+    if (status < 0) {
+        mp_env_log(t->env, MP_LOG_WARN, "transport: accept failed: %s", mp_status_name(status));
+        return;
+    }
+    if (t->closing || t->unattributed >= MAX_UNATTRIBUTED) {
+        mp_env_log(t->env, MP_LOG_WARN, "transport: dropping connection from %s (%s)",
+                   mp_stream_peer(s), t->closing ? "closing" : "too many handshakes");
+        mp_stream_close(s, NULL, NULL);
+        return;
+    }
+    conn *c = conn_new(t, NULL, false);
+    if (!c) {
+        mp_stream_close(s, NULL, NULL);
+        return;
+    }
+    t->unattributed++;
+    int rc = conn_start(c, s);
+    if (rc != MP_OK) conn_fail(c, rc, "handshake start failed");
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void on_data_write(void *ud, int status)
+{
+    conn *c = ud;
+    peer *p = c->p;
+    assert(p && c->writing);
+    assert(p->q_frames >= c->wframes && p->q_bytes >= c->wbuf.len);
+    p->q_frames -= c->wframes;
+    p->q_bytes -= c->wbuf.len;
+    if (status == MP_OK) {
+        p->st.frames_out += c->wframes;
+        p->st.bytes_out += c->wbuf.len;
+    }
+    c->wframes = 0;
+    mp_buf_reset(&c->wbuf);
+    c->writing = false;
+    if (status < 0) {
+        if (c->state != C_CLOSING) conn_fail(c, status, "write failed");
+    } else if (c->state == C_OPEN && p->pending.len > 0) {
+        peer_mark_dirty(p);
+    }
+    close_progress(c->t);
+}
+
+static void peer_flush(peer *p)
+{
+    conn *c = p->conn;
+    if (!c || c->state != C_OPEN || c->writing || p->pending.len == 0) return;
+    assert(c->wbuf.len == 0 && c->wframes == 0);
+    mp_buf tmp = c->wbuf;
+    c->wbuf = p->pending;
+    p->pending = tmp;
+    c->wframes = p->pending_frames;
+    p->pending_frames = 0;
+    c->writing = true;
+    mp_iovec iov = {c->wbuf.data, c->wbuf.len};
+    int rc = mp_stream_write(c->s, &iov, 1, on_data_write, c);
+    if (rc != MP_OK) {
+        /* Nothing was written: the frames go back to the queue, in front of
+         * nothing (pending was empty since the swap). */
+        tmp = p->pending;
+        p->pending = c->wbuf;
+        c->wbuf = tmp;
+        p->pending_frames = c->wframes;
+        c->wframes = 0;
+        c->writing = false;
+        conn_fail(c, rc, "write refused");
+    }
+}
+
+static void flush_all(mp_transport *t)
+{
+    t->flush_scheduled = false;
+    mp_list_node *n;
+    while ((n = mp_list_pop_front(&t->dirty)) != NULL)
+        peer_flush(MP_CONTAINER_OF(n, peer, dirty_link));
+    close_progress(t);
+}
+
+static void on_flush_defer(void *ud)
+{
+    mp_transport *t = ud;
+    t->defer_pending = false;
+    flush_all(t);
+}
+
+static void on_flush_timer(void *ud)
+{
+    mp_transport *t = ud;
+    t->flush_timer = 0;
+    flush_all(t);
+}
+
+static void schedule_flush(mp_transport *t)
+{
+    if (t->flush_scheduled) return;
+    t->flush_scheduled = true;
+    if (!MP_BUGGIFY() && !t->defer_pending && mp_env_defer(t->env, on_flush_defer, t) == MP_OK) {
+        t->defer_pending = true;
+        return;
+    }
+    /* Buggify: a late flush lets more frames pile up and lets connection
+     * events overtake it. Also the fallback when defer has no memory. */
+    uint64_t d = mp_env_random_below(t->env, BUGGIFY_FLUSH_DELAY_NS);
+    t->flush_timer = mp_env_timer_start(t->env, d, on_flush_timer, t);
+    if (!t->flush_timer) {
+        t->flush_scheduled = false;
+        mp_env_log(t->env, MP_LOG_ERROR, "transport: cannot schedule a flush");
+    }
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+void mp_transport_config_init(mp_transport_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->cluster_namespace = "default";
+    cfg->self_addr = NULL;
+    cfg->incarnation = 1;
+    cfg->max_frame = MP_FRAME_DEFAULT_MAX;
+    cfg->backoff_initial_ns = 10000000ull;
+    cfg->backoff_max_ns = 2000000000ull;
+    cfg->handshake_timeout_ns = 5000000000ull;
+    cfg->max_queue_frames = 65536;
+    cfg->max_queue_bytes = 64ull * 1024 * 1024;
+}
+
+static int apply_config(mp_transport *t, const mp_transport_config *in)
+{
+    mp_transport_config d;
+    mp_transport_config_init(&d);
+    mp_transport_config *c = &t->cfg;
+    *c = *in;
+    if (!c->max_frame) c->max_frame = d.max_frame;
+    if (!c->backoff_initial_ns) c->backoff_initial_ns = d.backoff_initial_ns;
+    if (!c->backoff_max_ns) c->backoff_max_ns = d.backoff_max_ns;
+    if (!c->handshake_timeout_ns) c->handshake_timeout_ns = d.handshake_timeout_ns;
+    if (!c->max_queue_frames) c->max_queue_frames = d.max_queue_frames;
+    if (!c->max_queue_bytes) c->max_queue_bytes = d.max_queue_bytes;
+    if (c->max_frame < MIN_MAX_FRAME || c->max_frame > MP_FRAME_MAX_LIMIT) return MP_EINVAL;
+    if (c->backoff_max_ns < c->backoff_initial_ns) return MP_EINVAL;
+    if (c->incarnation == 0) return MP_EINVAL;
+    const char *ns = in->cluster_namespace;
+    if (!ns || !mp_hello_ns_valid((const uint8_t *)ns, strnlen(ns, MP_HELLO_MAX_NS + 1)))
+        return MP_EINVAL;
+    strcpy(t->ns, ns);
+    c->cluster_namespace = t->ns;
+    const char *self = in->self_addr;
+    char host[HOST_CAP];
+    uint16_t port;
+    if (!self || strnlen(self, ADDR_CAP) >= ADDR_CAP ||
+        mp_addr_parse(self, host, sizeof host, &port) != MP_OK)
+        return MP_EADDR;
+    strcpy(t->self, self);
+    c->self_addr = t->self;
+    return MP_OK;
+}
+
+int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
+                        const mp_transport_callbacks *cbs, void *ud, mp_transport **out)
+{
+    if (!env || !cfg || !out) return MP_EINVAL;
+    *out = NULL;
+    mp_transport *t = calloc(1, sizeof *t);
+    if (!t) return MP_ENOMEM;
+    t->env = env;
+    int rc = apply_config(t, cfg);
+    if (rc != MP_OK) {
+        free(t);
+        return rc;
+    }
+    if (cbs) t->cbs = *cbs;
+    t->ud = ud;
+    mp_list_init(&t->peers);
+    mp_list_init(&t->conns);
+    mp_list_init(&t->dirty);
+    rc = mp_map_str_init_seeded(&t->peer_map, 16, mp_env_random(env));
+    if (rc != MP_OK) {
+        free(t);
+        return rc;
+    }
+    rc = mp_env_listen(env, t->self, on_accept, t, &t->listener);
+    if (rc != MP_OK) {
+        mp_map_str_free(&t->peer_map);
+        free(t);
+        return rc;
+    }
+    t->listener_open = true;
+    char host[HOST_CAP];
+    uint16_t port = 0;
+    if (mp_addr_parse(t->self, host, sizeof host, &port) == MP_OK && port == 0 &&
+        mp_env_is_uv(env)) {
+        int bound = mp_listener_port(t->listener);
+        char tmp[HOST_CAP + 16];
+        int n = snprintf(tmp, sizeof tmp, "%s:%u", host, (unsigned)(bound & 0xffff));
+        if (bound > 0 && n > 0 && (size_t)n < sizeof t->self) memcpy(t->self, tmp, (size_t)n + 1);
+    }
+    *out = t;
+    return MP_OK;
+}
+
+const char *mp_transport_self_addr(const mp_transport *t) { return t->self; }
+
+int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
+{
+    if (!t || !frame) return MP_EINVAL;
+    if (t->closing) return MP_ECLOSED;
+    if (!addr_ok(addr) || strcmp(addr, t->self) == 0) return MP_EINVAL;
+    size_t size = mp_frame_encoded_size(frame);
+    if (size > t->cfg.max_frame) {
+        /* Let the encoder say whether the frame is malformed (EINVAL) or
+         * only too large (ETOOBIG); it checks both before touching buf. */
+        uint8_t dummy;
+        size_t w;
+        int rc = mp_frame_encode(frame, &dummy, 0, &w, t->cfg.max_frame);
+        assert(rc < 0);
+        return rc < 0 ? rc : MP_EINVAL;
+    }
+    peer *p = peer_get(t, addr, strlen(addr));
+    if (!p) return MP_ENOMEM;
+    if (p->q_frames >= t->cfg.max_queue_frames || p->q_bytes + size > t->cfg.max_queue_bytes)
+        return MP_EQUEUEFULL;
+    int rc = mp_buf_reserve(&p->pending, size);
+    if (rc != MP_OK) return rc == MP_ETOOBIG ? MP_ENOMEM : rc;
+    size_t w = 0;
+    rc = mp_frame_encode(frame, mp_buf_tail(&p->pending), size, &w, t->cfg.max_frame);
+    if (rc != MP_OK) return rc;
+    assert(w == size);
+    rc = mp_buf_commit(&p->pending, w);
+    assert(rc == MP_OK);
+    p->pending_frames++;
+    p->q_frames++;
+    p->q_bytes += w;
+    if (p->conn && p->conn->state == C_OPEN)
+        peer_mark_dirty(p);
+    else if (!p->out && !p->conn && !p->retry_timer)
+        peer_dial(p);
+    return MP_OK;
+}
+
+static void fill_stats(const peer *p, mp_peer_stats *out)
+{
+    *out = p->st;
+    out->queue_frames = p->q_frames;
+    out->queue_bytes = p->q_bytes;
+    out->connected = p->conn && p->conn->state == C_OPEN;
+}
+
+int mp_transport_peer_stats(mp_transport *t, const char *addr, mp_peer_stats *out)
+{
+    if (!t || !addr || !out) return MP_EINVAL;
+    size_t n = strnlen(addr, ADDR_CAP);
+    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
+    if (!p) return MP_ENOTFOUND;
+    fill_stats(p, out);
+    return MP_OK;
+}
+
+void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    mp_peer_stats all = t->orphan;
+    mp_list_node *n, *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
+    {
+        const mp_peer_stats *s = &MP_CONTAINER_OF(n, peer, link)->st;
+        all.frames_out += s->frames_out;
+        all.frames_in += s->frames_in;
+        all.bytes_out += s->bytes_out;
+        all.bytes_in += s->bytes_in;
+        all.connects += s->connects;
+        all.reconnects += s->reconnects;
+        all.decode_errors += s->decode_errors;
+        all.oversize_frames += s->oversize_frames;
+        all.refused_handshakes += s->refused_handshakes;
+    }
+    all.queue_frames = 0;
+    all.queue_bytes = 0;
+    all.incarnation = 0;
+    all.connected = false;
+    *out = all;
+}
+
+/* ---- teardown ----------------------------------------------------------- */
+
+static void free_memory(mp_transport *t)
+{
+    mp_list_node *n;
+    while ((n = mp_list_pop_front(&t->peers)) != NULL) {
+        peer *p = MP_CONTAINER_OF(n, peer, link);
+        mp_buf_free(&p->pending);
+        free(p);
+    }
+    mp_map_str_free(&t->peer_map);
+    free(t);
+}
+
+static bool drained(mp_transport *t)
+{
+    mp_list_node *n, *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
+    {
+        peer *p = MP_CONTAINER_OF(n, peer, link);
+        if (p->q_frames > 0) return false;
+    }
+    return true;
+}
+
+static void on_listener_closed(void *ud)
+{
+    mp_transport *t = ud;
+    t->listener_open = false;
+    close_progress(t);
+}
+
+/* Stop everything: timers, connections. Frees happen in close callbacks. */
+static void shut_down(mp_transport *t)
+{
+    assert(t->closing && !t->shutdown);
+    t->shutdown = true;
+    if (t->close_timer) {
+        mp_env_timer_cancel(t->env, t->close_timer);
+        t->close_timer = 0;
+    }
+    if (t->flush_timer) {
+        mp_env_timer_cancel(t->env, t->flush_timer);
+        t->flush_timer = 0;
+        t->flush_scheduled = false;
+    }
+    mp_list_node *n, *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
+    {
+        peer *p = MP_CONTAINER_OF(n, peer, link);
+        if (p->retry_timer) {
+            mp_env_timer_cancel(t->env, p->retry_timer);
+            p->retry_timer = 0;
+        }
+    }
+    /* conn_close never frees synchronously in a live env, so the walk is
+     * safe; the conns leave the list from their close callbacks. */
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
+    {
+        conn_close(MP_CONTAINER_OF(n, conn, link));
+    }
+}
+
+/* Called after anything that may let a graceful close move on. */
+static void close_progress(mp_transport *t)
+{
+    if (!t->closing) return;
+    if (!t->shutdown) {
+        if (!drained(t)) return;
+        shut_down(t);
+    }
+    if (!mp_list_empty(&t->conns) || t->listener_open || t->defer_pending) return;
+    void (*cb)(void *) = t->close_cb;
+    void *ud = t->close_ud;
+    t->close_cb = NULL;
+    free_memory(t);
+    if (cb) cb(ud);
+}
+
+static void on_close_timeout(void *ud)
+{
+    mp_transport *t = ud;
+    t->close_timer = 0;
+    if (!t->shutdown) {
+        mp_env_log(t->env, MP_LOG_WARN, "transport: close timed out, dropping queued frames");
+        shut_down(t);
+    }
+    close_progress(t);
+}
+
+void mp_transport_close(mp_transport *t, uint64_t flush_timeout_ns, void (*cb)(void *ud),
+                        void *ud)
+{
+    assert(t && !t->closing);
+    if (!t || t->closing) return;
+    t->closing = true;
+    t->close_cb = cb;
+    t->close_ud = ud;
+    mp_listener_close(t->listener, on_listener_closed, t);
+    t->listener = NULL;
+    if (!drained(t)) {
+        t->close_timer = mp_env_timer_start(t->env, flush_timeout_ns, on_close_timeout, t);
+        if (!t->close_timer) shut_down(t);
+    } else {
+        shut_down(t);
+    }
+    /* Never finishes here: the listener's close callback is still due. */
+    assert(t->listener_open);
+}
+
+void mp_transport_free_now(mp_transport *t)
+{
+    if (!t) return;
+    mp_env *env = t->env;
+    if (t->listener) mp_listener_close(t->listener, NULL, NULL);
+    if (t->flush_timer) mp_env_timer_cancel(env, t->flush_timer);
+    if (t->close_timer) mp_env_timer_cancel(env, t->close_timer);
+    mp_list_node *n;
+    while ((n = mp_list_pop_front(&t->conns)) != NULL) {
+        conn *c = MP_CONTAINER_OF(n, conn, link);
+        if (c->hs_timer) mp_env_timer_cancel(env, c->hs_timer);
+        /* A dead env frees the stream at once and runs no callback; a conn
+         * already closing has no stream left to close. */
+        if (c->s && c->state != C_CLOSING) mp_stream_close(c->s, NULL, NULL);
+        mp_frame_decoder_free(&c->dec);
+        mp_buf_free(&c->wbuf);
+        free(c);
+    }
+    mp_list_node *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
+    {
+        peer *p = MP_CONTAINER_OF(n, peer, link);
+        if (p->retry_timer) mp_env_timer_cancel(env, p->retry_timer);
+    }
+    free_memory(t);
+}

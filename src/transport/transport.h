@@ -1,0 +1,130 @@
+/*
+ * Peer transport: one connection per pair of nodes, carrying wire frames.
+ *
+ * A node owns one mp_transport. It listens on the node's address and dials
+ * peers on demand when a frame is sent to them. Each connection starts with a
+ * handshake (HELLO both ways: cluster namespace, protocol version, node
+ * address, incarnation). A peer from another namespace or an incompatible
+ * version is refused with a logged reason.
+ *
+ * One connection per pair: when both nodes dial each other at once, the
+ * connection dialed by the node with the smaller address (byte-wise compare)
+ * wins; the acceptor of the losing dial refuses it (HELLO_DUP: hello_refused
+ * with status MP_EBUSY, see handshake.h) before any frame flows on it, so no
+ * frame is ever lost to the tie-break. Rule at the acceptor X of a dial from
+ * Y: refuse iff X has its own outgoing connection to Y and X < Y, unless the
+ * HELLO shows a newer incarnation of Y; otherwise the new connection replaces
+ * whatever X had for Y. Frames are queued per peer and written only on a
+ * connection whose handshake completed.
+ *
+ * Delivery contract: frames to one peer are written in send order. A frame
+ * handed to a connection that then breaks may or may not arrive (TCP gives no
+ * more); frames not yet written when a connection breaks stay queued for the
+ * next connection. The layer above (calls, with correlation and timeouts) owns
+ * end-to-end outcomes.
+ *
+ * Reconnect: exponential backoff with jitter between backoff_initial and
+ * backoff_max while frames wait. The queue per peer is bounded (frames and
+ * bytes); past it mp_transport_send returns MP_EQUEUEFULL at once.
+ *
+ * Batching: frames sent during one loop turn are encoded into the peer's
+ * pending buffer and flushed by one deferred callback as one write.
+ *
+ * Incarnations: a peer's incarnation is learnt at each handshake; a change is
+ * reported through on_peer_restart (the directory needs it).
+ *
+ * Addresses are compared as exact strings (the simulator's rule): use one
+ * canonical form per node ("127.0.0.1:7000", not "localhost:7000"). A peer
+ * is known by the address it announces in its HELLO, which must be the one
+ * others dial.
+ *
+ * Thread: the env's loop thread only.
+ */
+#ifndef MP_TRANSPORT_H
+#define MP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "moonpool/env.h"
+#include "wire/frame.h"
+
+typedef struct mp_transport mp_transport;
+
+typedef struct mp_transport_config {
+    const char *cluster_namespace; /* copied */
+    const char *self_addr;         /* "host:port", listened on; copied. Port 0
+                                      (real backend only): the OS picks one
+                                      and mp_transport_self_addr tells it */
+    uint32_t incarnation;          /* >= 1, grows on every restart; default 1 */
+    uint32_t max_frame;            /* bytes; default 1 MiB */
+    uint64_t backoff_initial_ns;   /* default 10 ms */
+    uint64_t backoff_max_ns;       /* default 2 s */
+    uint64_t handshake_timeout_ns; /* default 5 s */
+    uint32_t max_queue_frames;     /* per peer; default 65536 */
+    uint64_t max_queue_bytes;      /* per peer; default 64 MiB */
+} mp_transport_config;
+
+typedef struct mp_transport_callbacks {
+    /* A frame arrived from `peer` (its node address). The frame and its views
+     * are valid only during the call. */
+    void (*on_frame)(void *ud, const char *peer, const mp_frame *frame);
+    /* A peer was seen with a new incarnation (old is 0 the first time). */
+    void (*on_peer_restart)(void *ud, const char *peer, uint32_t old_inc,
+                            uint32_t new_inc);
+    /* The connection to peer broke or could not be made (status says why).
+     * Frames still queued stay queued and reconnecting goes on. May be NULL. */
+    void (*on_peer_down)(void *ud, const char *peer, int status);
+} mp_transport_callbacks;
+
+typedef struct mp_peer_stats {
+    uint64_t frames_out, frames_in, bytes_out, bytes_in;
+    uint64_t connects, reconnects, decode_errors, oversize_frames;
+    uint64_t refused_handshakes;
+    uint32_t queue_frames;
+    uint64_t queue_bytes;
+    uint32_t incarnation; /* last seen; 0 if never connected */
+    bool connected;
+} mp_peer_stats;
+
+/* Defaults as above. Numeric fields left 0 also mean "default". */
+void mp_transport_config_init(mp_transport_config *cfg);
+
+/* Create a transport on env and start listening on cfg->self_addr. Returns 0
+ * and *out, or MP_EINVAL / MP_EADDR / MP_EADDRINUSE / MP_ENOMEM. */
+int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
+                        const mp_transport_callbacks *cbs, void *ud,
+                        mp_transport **out);
+
+/* Queue a frame to a peer (encoded at once into the peer's buffer: the frame
+ * and its views may be reused as soon as this returns). Dials if needed.
+ * Errors at once: MP_ETOOBIG (over max_frame, nothing queued), MP_EQUEUEFULL,
+ * MP_EINVAL (bad frame or addr), MP_ECLOSED (transport closing). Sending to
+ * self_addr is MP_EINVAL: the layer above delivers local frames itself. */
+int mp_transport_send(mp_transport *t, const char *peer, const mp_frame *frame);
+
+/* Counters for one peer; MP_ENOTFOUND if the peer was never seen. */
+int mp_transport_peer_stats(mp_transport *t, const char *peer,
+                            mp_peer_stats *out);
+
+/* Sums of every peer's counters plus those of connections that never got
+ * attributed to a peer (a refused or broken handshake from an unknown
+ * address). queue_*, incarnation and connected are left 0. Never fails. */
+void mp_transport_totals(mp_transport *t, mp_peer_stats *out);
+
+/* The address this transport announces (cfg->self_addr, with the bound port
+ * when port 0 was asked). Valid until the transport is released. */
+const char *mp_transport_self_addr(const mp_transport *t);
+
+/* Graceful close: stop accepting, flush what is queued for up to
+ * flush_timeout_ns, close every connection and the listener, then run cb(ud)
+ * once everything is released (the transport's memory too). cb may be NULL. */
+void mp_transport_close(mp_transport *t, uint64_t flush_timeout_ns,
+                        void (*cb)(void *ud), void *ud);
+
+/* Abrupt release for a process teardown in which the env will run no callback
+ * again (simulated kill): close every handle without waiting and free all
+ * memory now. Never use it on a live real-mode loop. */
+void mp_transport_free_now(mp_transport *t);
+
+#endif

@@ -1,0 +1,521 @@
+/*
+ * The peer transport in the deterministic simulator: two and five nodes
+ * exchanging frames while connections reset, partitions come and go, nodes
+ * are killed and restarted, and buggify fires.
+ *
+ * The ledger (why it proves what transport.h promises). Every frame carries
+ * (sender index, seq) with seq counted per ordered pair (sender, receiver)
+ * in world state that survives kills, so a restarted sender continues the
+ * sequence. The transport may lose the frames of a write whose connection
+ * then broke, and nothing else; frames written on one connection are a
+ * contiguous run of the sender's queue, and the next connection carries only
+ * later frames. So the receiver checks, per pair:
+ *   - seq strictly increases, across everything (no duplicate, no reorder,
+ *     not even across restarts of either side);
+ *   - seq == last + 1 unless the receiver's "connection epoch" for that
+ *     sender changed in between: epoch = (receiver incarnation, number of
+ *     handshakes the receiver completed with that sender). A gap on one
+ *     connection would be a lost frame in the middle of a live connection.
+ * After the fault phase the world heals, every node sends a last batch to
+ * every other node, and every pair must then have received exactly up to the
+ * last seq sent (100% delivery on a healed network: reconnect works). Each
+ * on_peer_restart must announce a growing incarnation that the sender
+ * really had, and at the end every node must know every other node's current
+ * incarnation.
+ *
+ * Coverage: across the seeds, the transport's sometimes-assertions
+ * (reconnect, flush after reconnect, tie-break, incarnation change) must all
+ * have held at least once. One seed is run twice to check the trace hash is
+ * identical (the transport adds no nondeterminism).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonpool/buggify.h"
+#include "moonpool/env.h"
+#include "moonpool/sim.h"
+#include "transport/handshake.h"
+#include "transport/transport.h"
+
+#define MS MP_SIM_NS_PER_MS
+#define SEC MP_SIM_NS_PER_S
+#define MAXN 6
+#define FINAL_BATCH 20
+
+/* ---- world state (survives kills) --------------------------------------- */
+
+typedef struct pair {
+    uint64_t next_send; /* sender side: next seq to hand to the transport */
+    uint64_t last_recv; /* receiver side: last seq received, 0 = none */
+    uint64_t epoch;     /* receiver's connection epoch at last_recv */
+    uint64_t gaps;
+    uint32_t inc_seen; /* receiver: last incarnation announced */
+} pair;
+
+typedef struct world {
+    mp_sim *sim;
+    int n;
+    int pids[MAXN];
+    char addr[MAXN][32];
+    pair pr[MAXN][MAXN]; /* [sender][receiver] */
+    uint64_t sent, received, full;
+    bool final_phase;
+    bool faults;
+    const char *ns[MAXN]; /* NULL: "sim" */
+    uint64_t ns_logged;   /* log lines naming a namespace mismatch */
+} world;
+
+typedef struct proc {
+    world *w;
+    int idx;
+    mp_env *env;
+    uint32_t inc;
+    mp_transport *t;
+    mp_timer_id tick;
+} proc;
+
+typedef struct slot {
+    world *w;
+    int idx;
+} slot;
+
+static slot slots[MAXN];
+
+static int idx_of(world *w, const char *addr)
+{
+    for (int i = 0; i < w->n; i++)
+        if (strcmp(w->addr[i], addr) == 0) return i;
+    return -1;
+}
+
+static void on_frame(void *ud, const char *peer, const mp_frame *f)
+{
+    proc *p = ud;
+    world *w = p->w;
+    int from = idx_of(w, peer);
+    if (from < 0 || f->payload.len != 16) {
+        mp_sim_fail(w->sim, "frame from unknown %s or bad payload", peer);
+        return;
+    }
+    uint32_t sender;
+    uint64_t seq;
+    memcpy(&sender, f->payload.ptr, 4);
+    memcpy(&seq, f->payload.ptr + 4, 8);
+    if ((int)sender != from) {
+        mp_sim_fail(w->sim, "frame says sender %u but came from %s", sender, peer);
+        return;
+    }
+    mp_peer_stats st;
+    if (mp_transport_peer_stats(p->t, peer, &st) != MP_OK) {
+        mp_sim_fail(w->sim, "no stats for %s", peer);
+        return;
+    }
+    uint64_t epoch = ((uint64_t)p->inc << 32) | st.connects;
+    pair *pr = &w->pr[from][p->idx];
+    if (seq <= pr->last_recv && pr->last_recv != 0) {
+        mp_sim_fail(w->sim, "%d->%d: seq %llu after %llu (duplicate or reorder)", from, p->idx,
+                    (unsigned long long)seq, (unsigned long long)pr->last_recv);
+        return;
+    }
+    if (seq != pr->last_recv + 1) {
+        if (epoch == pr->epoch) {
+            mp_sim_fail(w->sim, "%d->%d: gap %llu..%llu inside one connection", from, p->idx,
+                        (unsigned long long)pr->last_recv, (unsigned long long)seq);
+            return;
+        }
+        pr->gaps++;
+    }
+    pr->last_recv = seq;
+    pr->epoch = epoch;
+    w->received++;
+}
+
+static void on_restart(void *ud, const char *peer, uint32_t old_inc, uint32_t new_inc)
+{
+    proc *p = ud;
+    world *w = p->w;
+    int from = idx_of(w, peer);
+    if (from < 0) {
+        mp_sim_fail(w->sim, "restart of unknown %s", peer);
+        return;
+    }
+    pair *pr = &w->pr[from][p->idx];
+    uint32_t real = mp_sim_process_incarnation(w->sim, w->pids[from]);
+    /* old is what this transport instance knew (0 after our own restart). */
+    if (new_inc <= old_inc || new_inc > real || new_inc < pr->inc_seen) {
+        mp_sim_fail(w->sim, "%d sees %d restart %u -> %u (real %u, seen %u)", p->idx, from,
+                    old_inc, new_inc, real, pr->inc_seen);
+        return;
+    }
+    pr->inc_seen = new_inc;
+}
+
+static const mp_transport_callbacks CBS = {on_frame, on_restart, NULL};
+
+static void send_one(proc *p, int to)
+{
+    world *w = p->w;
+    pair *pr = &w->pr[p->idx][to];
+    uint8_t pl[16];
+    uint32_t s = (uint32_t)p->idx;
+    uint64_t seq = pr->next_send + 1;
+    memcpy(pl, &s, 4);
+    memcpy(pl + 4, &seq, 8);
+    memset(pl + 12, 0x5a, 4);
+    mp_frame f;
+    memset(&f, 0, sizeof f);
+    f.kind = MP_FRAME_ONEWAY;
+    f.method = mp_bytes_str("t");
+    f.payload = mp_bytes_make(pl, 16);
+    int rc = mp_transport_send(p->t, w->addr[to], &f);
+    if (rc == MP_OK) {
+        pr->next_send = seq;
+        w->sent++;
+    } else if (rc == MP_EQUEUEFULL) {
+        w->full++;
+    } else {
+        mp_sim_fail(w->sim, "send %d->%d: %s", p->idx, to, mp_status_name(rc));
+    }
+}
+
+static void on_tick(void *ud)
+{
+    proc *p = ud;
+    world *w = p->w;
+    p->tick = 0;
+    if (w->final_phase) return;
+    int burst = 1 + (int)mp_env_random_below(p->env, 6);
+    for (int i = 0; i < burst; i++) {
+        int to = (int)mp_env_random_below(p->env, (uint64_t)w->n - 1);
+        if (to >= p->idx) to++;
+        send_one(p, to);
+    }
+    p->tick = mp_env_timer_start(p->env, (1 + mp_env_random_below(p->env, 30)) * MS, on_tick, p);
+}
+
+static void count_ns_lines(void *ud, mp_log_level level, const char *msg)
+{
+    world *w = ud;
+    if (strstr(msg, "namespace mismatch")) w->ns_logged++;
+}
+
+static int boot(mp_env *env, void *arg, uint32_t inc, void **state)
+{
+    slot *s = arg;
+    if (s->w->ns[0] || s->w->ns[1]) { /* the namespace test: capture the log */
+        env->log_sink = count_ns_lines;
+        env->log_ud = s->w;
+    }
+    proc *p = calloc(1, sizeof *p);
+    if (!p) return MP_ENOMEM;
+    p->w = s->w;
+    p->idx = s->idx;
+    p->env = env;
+    p->inc = inc;
+    mp_transport_config cfg;
+    mp_transport_config_init(&cfg);
+    cfg.cluster_namespace = s->w->ns[s->idx] ? s->w->ns[s->idx] : "sim";
+    cfg.self_addr = s->w->addr[s->idx];
+    cfg.incarnation = inc;
+    cfg.backoff_initial_ns = 5 * MS;
+    cfg.backoff_max_ns = 400 * MS;
+    cfg.handshake_timeout_ns = 1 * SEC;
+    cfg.max_queue_frames = 2000;
+    int rc = mp_transport_create(env, &cfg, &CBS, p, &p->t);
+    if (rc != MP_OK) {
+        free(p);
+        return rc;
+    }
+    p->tick = mp_env_timer_start(env, mp_env_random_below(env, 10 * MS), on_tick, p);
+    *state = p;
+    return MP_OK;
+}
+
+static void teardown(void *state)
+{
+    proc *p = state;
+    if (p->tick) mp_env_timer_cancel(p->env, p->tick);
+    mp_transport_free_now(p->t);
+    free(p);
+}
+
+static const mp_sim_process_ops OPS = {boot, teardown};
+
+/* ---- fault driver (world-level events) ---------------------------------- */
+
+static void fault_tick(void *ud)
+{
+    world *w = ud;
+    if (!w->faults) return;
+    mp_sim *sim = w->sim;
+    int a = (int)mp_sim_random_below(sim, (uint64_t)w->n);
+    int b = (int)mp_sim_random_below(sim, (uint64_t)w->n - 1);
+    if (b >= a) b++;
+    switch (mp_sim_random_below(sim, 10)) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+        mp_sim_reset_connections(sim, w->pids[a], w->pids[b]);
+        break;
+    case 4:
+    case 5:
+        mp_sim_partition(sim, w->pids[a], w->pids[b], (50 + mp_sim_random_below(sim, 1500)) * MS);
+        break;
+    case 6:
+        if (mp_sim_process_running(sim, w->pids[a])) {
+            mp_sim_kill(sim, w->pids[a]);
+            mp_sim_restart(sim, w->pids[a], (10 + mp_sim_random_below(sim, 800)) * MS);
+        }
+        break;
+    default:
+        break; /* quiet */
+    }
+    mp_sim_schedule(sim, (20 + mp_sim_random_below(sim, 400)) * MS, fault_tick, w);
+}
+
+static void final_sends(void *ud)
+{
+    world *w = ud;
+    for (int i = 0; i < w->n; i++) {
+        proc *p = mp_sim_process_state(w->sim, w->pids[i]);
+        if (!p) {
+            mp_sim_fail(w->sim, "node %d not running in the final phase", i);
+            return;
+        }
+        for (int j = 0; j < w->n; j++)
+            if (j != i)
+                for (int k = 0; k < FINAL_BATCH; k++) send_one(p, j);
+    }
+}
+
+/* ---- coverage of sometimes-assertions across seeds ---------------------- */
+
+static const char *want_sites[] = {"transport.reconnect", "transport.flush_after_reconnect",
+                                   "transport.tie_break", "transport.incarnation_change"};
+#define NWANT (sizeof want_sites / sizeof want_sites[0])
+static uint64_t site_hits[NWANT];
+
+static void visit_site(mp_site *s, void *ud)
+{
+    if (!s->name) return;
+    for (size_t i = 0; i < NWANT; i++)
+        if (strcmp(s->name, want_sites[i]) == 0) site_hits[i] += s->hits;
+}
+
+/* ---- one seed ----------------------------------------------------------- */
+
+typedef struct outcome {
+    uint64_t trace, sent, received, gaps, full;
+    mp_sim_stats st;
+} outcome;
+
+static void run_seed_ex(uint64_t seed, int n, bool buggify, bool swarm, outcome *out)
+{
+    static world w;
+    memset(&w, 0, sizeof w);
+    mp_sim_config cfg;
+    mp_sim_config_init(&cfg);
+    cfg.seed = seed;
+    cfg.swarm = swarm; /* the simulator's own fault generator on top */
+    cfg.faults.buggify = buggify;
+    cfg.faults.latency_min_ns = 100 * 1000;
+    cfg.faults.latency_max_ns = 3 * MS;
+    cfg.faults.latency_tail_p = 0.01;
+    cfg.faults.latency_tail_ns = 200 * MS;
+    cfg.faults.connect_fail_p = 0.05;
+    w.sim = mp_sim_create(&cfg);
+    assert_non_null(w.sim);
+    w.n = n;
+    w.faults = true;
+    for (int i = 0; i < n; i++) {
+        snprintf(w.addr[i], sizeof w.addr[i], "10.0.0.%d:4500", i + 1);
+        slots[i] = (slot){&w, i};
+        w.pids[i] = mp_sim_spawn(w.sim, w.addr[i], &OPS, &slots[i]);
+        assert_true(w.pids[i] >= 0);
+        if (swarm) mp_sim_set_killable(w.sim, w.pids[i], true);
+    }
+    mp_sim_schedule(w.sim, 50 * MS, fault_tick, &w);
+    const uint64_t fault_end = 15 * SEC;
+    mp_sim_run_until(w.sim, fault_end);
+    /* Heal: no more faults, every node up again before the final batch. */
+    w.faults = false;
+    mp_sim_heal(w.sim);
+    mp_sim_run_until(w.sim, fault_end + 1 * SEC);
+    for (int i = 0; i < n; i++)
+        if (!mp_sim_process_running(w.sim, w.pids[i])) mp_sim_restart(w.sim, w.pids[i], 0);
+    mp_sim_run_until(w.sim, fault_end + 2 * SEC);
+    w.final_phase = true;
+    mp_sim_schedule(w.sim, 0, final_sends, &w);
+    mp_sim_run_until(w.sim, fault_end + 12 * SEC);
+
+    /* Collect the verdict first, destroy the world, then fail: a world left
+     * alive would block every later test (one world per thread). */
+    char err[512] = "";
+    memset(out, 0, sizeof *out);
+    if (mp_sim_failed(w.sim)) snprintf(err, sizeof err, "%s", mp_sim_failure(w.sim));
+    for (int i = 0; i < n && !err[0]; i++) {
+        proc *p = mp_sim_process_state(w.sim, w.pids[i]);
+        if (!p) {
+            snprintf(err, sizeof err, "node %d not running at the end", i);
+            break;
+        }
+        for (int j = 0; j < n && !err[0]; j++) {
+            if (i == j) continue;
+            pair *pr = &w.pr[j][i];
+            uint32_t real = mp_sim_process_incarnation(w.sim, w.pids[j]);
+            mp_peer_stats st;
+            int rc = mp_transport_peer_stats(p->t, w.addr[j], &st);
+            if (pr->last_recv != pr->next_send)
+                snprintf(err, sizeof err, "%d->%d received up to %llu of %llu", j, i,
+                         (unsigned long long)pr->last_recv, (unsigned long long)pr->next_send);
+            else if (pr->inc_seen != real)
+                snprintf(err, sizeof err, "%d knows %d at incarnation %u, real %u", i, j,
+                         pr->inc_seen, real);
+            else if (rc != MP_OK || !st.connected || st.queue_frames || st.incarnation != real ||
+                     st.decode_errors || st.oversize_frames || st.refused_handshakes)
+                snprintf(err, sizeof err, "%d's stats of %d: rc %d connected %d queue %u inc %u "
+                         "decode errors %llu refused %llu", i, j, rc, (int)st.connected,
+                         st.queue_frames, st.incarnation,
+                         (unsigned long long)st.decode_errors,
+                         (unsigned long long)st.refused_handshakes);
+            out->gaps += pr->gaps;
+        }
+    }
+    mp_sites_foreach(visit_site, NULL);
+    out->trace = mp_sim_trace_hash(w.sim);
+    out->sent = w.sent;
+    out->received = w.received;
+    out->full = w.full;
+    mp_sim_get_stats(w.sim, &out->st);
+    mp_sim_destroy(w.sim);
+    if (err[0]) fail_msg("seed %llu (%d nodes, buggify %d): %s", (unsigned long long)seed, n,
+                         (int)buggify, err);
+}
+
+static void run_seed(uint64_t seed, int n, bool buggify, outcome *out)
+{
+    run_seed_ex(seed, n, buggify, false, out);
+}
+
+static void run_seeds(int n, uint64_t first, int count)
+{
+    const char *env_seeds = getenv("MP_TRANSPORT_SEEDS");
+    if (env_seeds) count = atoi(env_seeds);
+    uint64_t sent = 0, recv = 0, gaps = 0, resets = 0, kills = 0;
+    for (int i = 0; i < count; i++) {
+        outcome o;
+        run_seed(first + (uint64_t)i, n, i % 2 == 1, &o);
+        sent += o.sent;
+        recv += o.received;
+        gaps += o.gaps;
+        resets += o.st.resets;
+        kills += o.st.kills;
+    }
+    printf("  %d nodes, %d seeds: %llu frames sent, %llu received, %llu gaps across breaks, "
+           "%llu resets, %llu kills\n",
+           n, count, (unsigned long long)sent, (unsigned long long)recv,
+           (unsigned long long)gaps, (unsigned long long)resets, (unsigned long long)kills);
+    assert_true(recv > 0 && recv <= sent);
+}
+
+static void test_two_nodes(void **state) { run_seeds(2, 1000, 30); }
+
+static void test_five_nodes(void **state) { run_seeds(5, 2000, 20); }
+
+/* The simulator's swarm fault generator (clogs, its own resets, partitions
+ * and kills) on top of the driver's faults. */
+static void test_swarm(void **state)
+{
+    const char *env_seeds = getenv("MP_TRANSPORT_SEEDS");
+    int count = env_seeds ? atoi(env_seeds) : 10;
+    uint64_t clogs = 0, parts = 0, kills = 0, recv = 0;
+    for (int i = 0; i < count; i++) {
+        outcome o;
+        run_seed_ex(3000 + (uint64_t)i, 4, true, true, &o);
+        clogs += o.st.clogs;
+        parts += o.st.partitions;
+        kills += o.st.kills;
+        recv += o.received;
+    }
+    printf("  swarm, 4 nodes, %d seeds: %llu received, %llu clogs, %llu partitions, %llu kills\n",
+           count, (unsigned long long)recv, (unsigned long long)clogs, (unsigned long long)parts,
+           (unsigned long long)kills);
+}
+
+static void test_deterministic(void **state)
+{
+    outcome a, b;
+    run_seed(77, 5, true, &a);
+    run_seed(77, 5, true, &b);
+    assert_int_equal(a.trace, b.trace);
+    assert_int_equal(a.sent, b.sent);
+    assert_int_equal(a.received, b.received);
+}
+
+static void test_coverage(void **state)
+{
+    for (size_t i = 0; i < NWANT; i++) {
+        printf("  %s: %llu\n", want_sites[i], (unsigned long long)site_hits[i]);
+        if (site_hits[i] == 0) fail_msg("sometimes-assertion %s never held", want_sites[i]);
+    }
+}
+
+/* ---- a node of another namespace ---------------------------------------- */
+
+static void test_foreign_namespace(void **state)
+{
+    static world w;
+    memset(&w, 0, sizeof w);
+    mp_sim_config cfg;
+    mp_sim_config_init(&cfg);
+    cfg.seed = 5;
+    w.sim = mp_sim_create(&cfg);
+    assert_non_null(w.sim);
+    w.n = 2;
+    w.ns[1] = "other";
+    for (int i = 0; i < 2; i++) {
+        snprintf(w.addr[i], sizeof w.addr[i], "10.0.1.%d:4500", i + 1);
+        slots[i] = (slot){&w, i};
+        w.pids[i] = mp_sim_spawn(w.sim, w.addr[i], &OPS, &slots[i]);
+    }
+    w.final_phase = false;
+    mp_sim_run_until(w.sim, 2 * SEC);
+    w.final_phase = true;
+    assert_false(mp_sim_failed(w.sim));
+    assert_int_equal(w.received, 0);
+    assert_true(w.ns_logged >= 4); /* each side says why, as dialer and acceptor */
+    for (int i = 0; i < 2; i++) {
+        proc *p = mp_sim_process_state(w.sim, w.pids[i]);
+        mp_peer_stats tot;
+        mp_transport_totals(p->t, &tot);
+        assert_true(tot.refused_handshakes >= 2); /* as dialer and as acceptor */
+        assert_int_equal(tot.connects, 0);
+        mp_peer_stats st;
+        assert_int_equal(mp_transport_peer_stats(p->t, w.addr[1 - i], &st), MP_OK);
+        assert_true(st.refused_handshakes >= 1);
+        assert_true(st.queue_frames > 0); /* nothing delivered, nothing lost */
+    }
+    mp_sim_destroy(w.sim);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_five_nodes),
+        cmocka_unit_test(test_swarm),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_foreign_namespace),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

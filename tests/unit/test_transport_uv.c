@@ -1,0 +1,783 @@
+/*
+ * Tests of the peer transport (src/transport/) on the real libuv backend, on
+ * 127.0.0.1, plus the HELLO codec on its own.
+ *
+ * Both transports of a test share one env (one loop): the transport never
+ * assumes an env per node, and one loop keeps every test single-threaded and
+ * free of cross-thread timing. Ports come from listening on port 0, so tests
+ * never race for a fixed port. Every wait is bounded by a guard timer whose
+ * length is never asserted on. Hostile peers are played by raw env streams
+ * that write hand-crafted bytes.
+ *
+ * Benchmark: MP_TRANSPORT_BENCH=1 runs a pipelined echo of 1,000,000 small
+ * frames between two transports and prints frames/s and MB/s (no assertion
+ * on speed).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "env/env_uv.h"
+#include "moonpool/env.h"
+#include "moonpool/status.h"
+#include "transport/handshake.h"
+#include "transport/transport.h"
+
+#define MS 1000000ull
+#define GUARD_NS (20000ull * MS)
+
+/* ---- harness ------------------------------------------------------------ */
+
+typedef struct rx_log {
+    uint64_t frames;
+    uint64_t next_seq[4]; /* per sender id: the seq expected next */
+    uint64_t bad;         /* out of order / malformed payloads */
+    int restarts;
+    uint32_t last_old_inc, last_new_inc;
+    int downs;
+    int last_down;
+    char last_peer[80];
+} rx_log;
+
+typedef struct node {
+    mp_transport *t;
+    rx_log rx;
+    int id;
+    /* echo mode (benchmark): every frame is sent back */
+    int echo;
+} node;
+
+static void on_frame(void *ud, const char *peer, const mp_frame *f)
+{
+    node *n = ud;
+    rx_log *r = &n->rx;
+    snprintf(r->last_peer, sizeof r->last_peer, "%s", peer);
+    r->frames++;
+    if (n->echo) {
+        int rc = mp_transport_send(n->t, peer, f);
+        if (rc != MP_OK) r->bad++;
+        return;
+    }
+    if (f->payload.len != 16) {
+        r->bad++;
+        return;
+    }
+    uint32_t sender;
+    uint64_t seq;
+    memcpy(&sender, f->payload.ptr, 4);
+    memcpy(&seq, f->payload.ptr + 4, 8);
+    if (sender >= 4 || seq != r->next_seq[sender]) {
+        r->bad++;
+        return;
+    }
+    r->next_seq[sender]++;
+}
+
+static void on_restart(void *ud, const char *peer, uint32_t old_inc, uint32_t new_inc)
+{
+    node *n = ud;
+    n->rx.restarts++;
+    n->rx.last_old_inc = old_inc;
+    n->rx.last_new_inc = new_inc;
+}
+
+static void on_down(void *ud, const char *peer, int status)
+{
+    node *n = ud;
+    n->rx.downs++;
+    n->rx.last_down = status;
+}
+
+static const mp_transport_callbacks CBS = {on_frame, on_restart, on_down};
+
+static void set_flag(void *ud) { *(int *)ud = 1; }
+
+typedef bool (*pred_fn)(void *ud);
+typedef struct count_wait {
+    node *n;
+    int sender;
+    uint64_t want;
+} count_wait;
+
+
+/* Run until pred holds; fail (not hang) after the guard. */
+static void run_until(mp_env *env, pred_fn pred, void *ud)
+{
+    int guard = 0;
+    mp_timer_id g = mp_env_timer_start(env, GUARD_NS, set_flag, &guard);
+    assert_true(g != 0);
+    while (!pred(ud) && !guard) mp_env_uv_run_once(env, 1);
+    if (guard) {
+        count_wait *w = ud;
+        fprintf(stderr, "guard: frames %llu next %llu bad %llu\n", (unsigned long long)w->n->rx.frames, (unsigned long long)w->n->rx.next_seq[w->sender], (unsigned long long)w->n->rx.bad);
+    }
+    assert_false(guard);
+    mp_env_timer_cancel(env, g);
+}
+
+/* Run the loop for a while (sim-free settling: bounded by a timer). */
+static void run_for(mp_env *env, uint64_t ns)
+{
+    int done = 0;
+    mp_env_timer_start(env, ns, set_flag, &done);
+    while (!done) mp_env_uv_run_once(env, 1);
+}
+
+static bool flag_set(void *ud) { return *(int *)ud != 0; }
+
+static void destroy_env(mp_env *env)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (mp_env_uv_destroy(env) == MP_OK) return;
+        mp_env_uv_run_once(env, 0);
+    }
+    fail_msg("env never became destroyable");
+}
+
+static void node_start(mp_env *env, node *n, int id, const char *ns, const char *addr,
+                       uint32_t inc, void (*tweak)(mp_transport_config *))
+{
+    memset(n, 0, sizeof *n);
+    n->id = id;
+    if (getenv("MP_TEST_DEBUG")) env->log_level = MP_LOG_DEBUG;
+    mp_transport_config cfg;
+    mp_transport_config_init(&cfg);
+    cfg.cluster_namespace = ns;
+    cfg.self_addr = addr;
+    cfg.incarnation = inc;
+    cfg.backoff_initial_ns = 5 * MS;
+    cfg.backoff_max_ns = 50 * MS;
+    if (tweak) tweak(&cfg);
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, n, &n->t), MP_OK);
+}
+
+static void node_close(mp_env *env, node *n)
+{
+    int done = 0;
+    mp_transport_close(n->t, 1000 * MS, set_flag, &done);
+    run_until(env, flag_set, &done);
+    n->t = NULL;
+}
+
+static void make_frame(mp_frame *f, uint8_t *payload, uint32_t sender, uint64_t seq)
+{
+    memset(f, 0, sizeof *f);
+    f->kind = MP_FRAME_ONEWAY;
+    f->method = mp_bytes_str("m");
+    memcpy(payload, &sender, 4);
+    memcpy(payload + 4, &seq, 8);
+    memset(payload + 12, 0xab, 4);
+    f->payload = mp_bytes_make(payload, 16);
+}
+
+static int send_seq(node *from, node *to, uint64_t seq)
+{
+    mp_frame f;
+    uint8_t pl[16];
+    make_frame(&f, pl, (uint32_t)from->id, seq);
+    return mp_transport_send(from->t, mp_transport_self_addr(to->t), &f);
+}
+
+static bool got_all(void *ud)
+{
+    count_wait *w = ud;
+    return w->n->rx.next_seq[w->sender] >= w->want || w->n->rx.bad;
+}
+
+/* Log capture: remember whether a line containing `needle` was logged. */
+typedef struct log_cap {
+    const char *needle;
+    int hits;
+} log_cap;
+
+static void log_sink(void *ud, mp_log_level level, const char *msg)
+{
+    log_cap *c = ud;
+    if (c->needle && strstr(msg, c->needle)) c->hits++;
+}
+
+/* ---- HELLO codec -------------------------------------------------------- */
+
+static void test_hello_codec(void **state)
+{
+    uint8_t buf[MP_HELLO_MAX_PAYLOAD];
+    size_t n = 0;
+    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str("prod.eu-1"), mp_bytes_str("10.0.0.1:4500"), 7};
+    assert_int_equal(mp_hello_encode(&h, buf, sizeof buf, &n), MP_OK);
+    mp_hello d;
+    assert_int_equal(mp_hello_decode(buf, n, &d), MP_OK);
+    assert_true(mp_bytes_eq(d.ns, h.ns));
+    assert_true(mp_bytes_eq(d.addr, h.addr));
+    assert_int_equal(d.incarnation, 7);
+    /* Every truncation fails cleanly. */
+    for (size_t i = 0; i < n; i++) assert_true(mp_hello_decode(buf, i, &d) < 0);
+    /* Trailing byte. */
+    uint8_t big[MP_HELLO_MAX_PAYLOAD + 1];
+    memcpy(big, buf, n);
+    big[n] = 0;
+    assert_int_equal(mp_hello_decode(big, n + 1, &d), MP_EPROTO);
+    /* Another version: only the version is read. */
+    memcpy(big, buf, n);
+    big[0] = 2;
+    assert_int_equal(mp_hello_decode(big, n, &d), MP_EVERSION);
+    assert_int_equal(d.version, 2);
+    /* Bad namespace character, zero incarnation, bad lengths. */
+    memcpy(big, buf, n);
+    big[4] = '/';
+    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
+    memcpy(big, buf, n);
+    memset(big + n - 4, 0, 4);
+    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
+    memcpy(big, buf, n);
+    big[2] = 0xff;
+    big[3] = 0xff;
+    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
+    /* Encoder refuses what the decoder would refuse. */
+    mp_hello bad = h;
+    bad.ns = mp_bytes_str("");
+    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
+    bad = h;
+    bad.incarnation = 0;
+    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
+    bad = h;
+    assert_int_equal(mp_hello_encode(&bad, buf, 5, &n), MP_EINVAL);
+    /* Random garbage never crashes. */
+    uint64_t x = 12345;
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(x % sizeof buf);
+        for (size_t i = 0; i < len; i++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            buf[i] = (uint8_t)(x >> 56);
+        }
+        if (len >= 2) buf[0] = 1, buf[1] = 0;
+        (void)mp_hello_decode(buf, len, &d);
+    }
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+static void test_create_errors(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 1);
+    mp_transport_config cfg;
+    mp_transport *t = NULL;
+    mp_transport_config_init(&cfg);
+    cfg.self_addr = "127.0.0.1:0";
+    cfg.cluster_namespace = "bad/ns";
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.cluster_namespace = "";
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.cluster_namespace = "ok";
+    cfg.incarnation = 0;
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.incarnation = 1;
+    cfg.self_addr = "nope";
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EADDR);
+    cfg.self_addr = "127.0.0.1:0";
+    cfg.max_frame = 10;
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.max_frame = 0;
+    cfg.backoff_initial_ns = 100;
+    cfg.backoff_max_ns = 10;
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    assert_null(t);
+    destroy_env(env);
+}
+
+/* ---- exchange ----------------------------------------------------------- */
+
+static void test_exchange_both_ways(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 2);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    assert_string_not_equal(mp_transport_self_addr(a.t), "127.0.0.1:0");
+    const uint64_t N = 5000;
+    /* Both directions in the same turns: both dial at once, the tie-break
+     * keeps one connection and no frame is lost to it. */
+    for (uint64_t i = 0; i < N; i++) {
+        assert_int_equal(send_seq(&a, &b, i), MP_OK);
+        assert_int_equal(send_seq(&b, &a, i), MP_OK);
+        if (i % 700 == 0) mp_env_uv_run_once(env, 0);
+    }
+    count_wait wa = {&b, 0, N}, wb = {&a, 1, N};
+    run_until(env, got_all, &wa);
+    run_until(env, got_all, &wb);
+    assert_int_equal(a.rx.bad, 0);
+    assert_int_equal(b.rx.bad, 0);
+    assert_int_equal(b.rx.frames, N);
+    assert_int_equal(a.rx.frames, N);
+    assert_string_equal(b.rx.last_peer, mp_transport_self_addr(a.t));
+
+    mp_peer_stats sa, sb;
+    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &sa), MP_OK);
+    assert_int_equal(mp_transport_peer_stats(b.t, mp_transport_self_addr(a.t), &sb), MP_OK);
+    run_for(env, 20 * MS); /* let the losing dial finish closing */
+    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &sa), MP_OK);
+    assert_true(sa.connected && sb.connected);
+    assert_int_equal(sa.frames_out, N);
+    assert_int_equal(sa.frames_in, N);
+    assert_int_equal(sa.queue_frames, 0);
+    assert_int_equal(sa.queue_bytes, 0);
+    assert_int_equal(sa.incarnation, 1);
+    assert_int_equal(sa.decode_errors, 0);
+    assert_int_equal(sa.refused_handshakes, 0);
+    assert_true(sa.bytes_out > N * 16);
+    assert_int_equal(sa.bytes_out, sb.bytes_in);
+    /* Exactly one connection per pair survived. */
+    assert_int_equal(sa.connects, 1);
+    assert_int_equal(sb.connects, 1);
+    assert_int_equal(a.rx.restarts, 1); /* first sight: old 0 -> 1 */
+    assert_int_equal(a.rx.last_old_inc, 0);
+    assert_int_equal(a.rx.last_new_inc, 1);
+    assert_int_equal(mp_transport_peer_stats(a.t, "127.0.0.1:1", &sa), MP_ENOTFOUND);
+
+    node_close(env, &a);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+static void small_queue(mp_transport_config *c)
+{
+    c->max_queue_frames = 40;
+    c->max_queue_bytes = 100000;
+    c->max_frame = 4096;
+}
+
+static void test_limits(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 3);
+    node a;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, small_queue);
+    mp_frame f;
+    static uint8_t big[8192];
+    memset(&f, 0, sizeof f);
+    f.kind = MP_FRAME_ONEWAY;
+    f.payload = mp_bytes_make(big, sizeof big);
+    /* Too big: refused before anything is queued (the peer is not even
+     * created). */
+    assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_ETOOBIG);
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(a.t, "127.0.0.1:9", &s), MP_ENOTFOUND);
+    /* Malformed (over a field cap) is EINVAL, whatever its size. */
+    f.method = mp_bytes_make(big, 200);
+    assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_EINVAL);
+    f.method = mp_bytes_make(NULL, 0);
+    /* Bad destination addresses. */
+    f.payload = mp_bytes_make(big, 16);
+    assert_int_equal(mp_transport_send(a.t, "bogus", &f), MP_EINVAL);
+    assert_int_equal(mp_transport_send(a.t, mp_transport_self_addr(a.t), &f), MP_EINVAL);
+    /* Queue bound in frames, toward a peer that does not answer. */
+    for (int i = 0; i < 40; i++) assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_OK);
+    assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_EQUEUEFULL);
+    assert_int_equal(mp_transport_peer_stats(a.t, "127.0.0.1:9", &s), MP_OK);
+    assert_int_equal(s.queue_frames, 40);
+    assert_int_equal(s.queue_bytes, 40 * (16 + 46));
+    assert_false(s.connected);
+    /* Queue bound in bytes. */
+    f.payload = mp_bytes_make(big, 3000);
+    int ok = 0, rc;
+    while ((rc = mp_transport_send(a.t, "127.0.0.1:10", &f)) == MP_OK) ok++;
+    assert_int_equal(rc, MP_EQUEUEFULL);
+    assert_int_equal(ok, 100000 / (3000 + 46));
+    /* Reconnecting goes on while frames wait: several refusals reported. */
+    run_for(env, 100 * MS);
+    assert_true(a.rx.downs >= 2);
+    assert_int_equal(a.rx.last_down, MP_ECONNREFUSED);
+    /* Graceful close with frames that cannot go: the flush timeout ends it. */
+    int done = 0;
+    mp_transport_close(a.t, 30 * MS, set_flag, &done);
+    assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_ECLOSED);
+    run_until(env, flag_set, &done);
+    destroy_env(env);
+}
+
+/* ---- namespace refusal -------------------------------------------------- */
+
+static void test_namespace_refused(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 4);
+    log_cap cap = {"namespace mismatch", 0};
+    env->log_sink = log_sink;
+    env->log_ud = &cap;
+    node a, b;
+    node_start(env, &a, 0, "alpha", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "beta", "127.0.0.1:0", 1, NULL);
+    assert_int_equal(send_seq(&a, &b, 0), MP_OK);
+    run_for(env, 60 * MS);
+    mp_peer_stats s, tot;
+    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &s), MP_OK);
+    assert_true(s.refused_handshakes >= 1);
+    assert_int_equal(s.connects, 0);
+    assert_false(s.connected);
+    assert_int_equal(s.queue_frames, 1); /* still queued, still retrying */
+    mp_transport_totals(b.t, &tot);
+    assert_true(tot.refused_handshakes >= 1);
+    assert_int_equal(tot.connects, 0);
+    assert_int_equal(b.rx.frames, 0);
+    assert_true(a.rx.downs >= 1);
+    assert_true(cap.hits >= 2); /* both sides logged why */
+    node_close(env, &a);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- hostile raw peers -------------------------------------------------- */
+
+typedef struct raw {
+    mp_stream *s;
+    int connected, ended, end_status, closed;
+    uint8_t in[4096];
+    size_t in_len;
+} raw;
+
+static void raw_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int status)
+{
+    raw *r = ud;
+    if (status < 0) {
+        r->ended = 1;
+        r->end_status = status;
+        return;
+    }
+    size_t n = len < sizeof r->in - r->in_len ? len : sizeof r->in - r->in_len;
+    memcpy(r->in + r->in_len, data, n);
+    r->in_len += n;
+}
+
+static void raw_connected(void *ud, mp_stream *s, int status)
+{
+    raw *r = ud;
+    assert_int_equal(status, MP_OK);
+    r->s = s;
+    r->connected = 1;
+    assert_int_equal(mp_stream_read_start(s, raw_read, r), MP_OK);
+}
+
+static bool raw_up(void *ud) { return ((raw *)ud)->connected; }
+static bool raw_ended(void *ud) { return ((raw *)ud)->ended; }
+
+static void raw_open(mp_env *env, raw *r, const char *addr)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(mp_env_connect(env, addr, raw_connected, r), MP_OK);
+    run_until(env, raw_up, r);
+}
+
+static void raw_close(mp_env *env, raw *r)
+{
+    mp_stream_close(r->s, set_flag, &r->closed);
+    run_until(env, flag_set, &r->closed);
+}
+
+/* Bytes must stay valid until the write callback: keep them static. */
+static uint8_t raw_out[4][512];
+
+static void raw_write(raw *r, int slot, const void *p, size_t n)
+{
+    assert_true(n <= sizeof raw_out[slot]);
+    memcpy(raw_out[slot], p, n);
+    mp_iovec iov = {raw_out[slot], n};
+    assert_int_equal(mp_stream_write(r->s, &iov, 1, NULL, NULL), MP_OK);
+}
+
+static size_t hello_frame(uint8_t *out, size_t cap, const char *ns, const char *addr, uint32_t inc)
+{
+    uint8_t pl[MP_HELLO_MAX_PAYLOAD];
+    size_t n = 0, w = 0;
+    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str(ns), mp_bytes_str(addr), inc};
+    assert_int_equal(mp_hello_encode(&h, pl, sizeof pl, &n), MP_OK);
+    mp_frame f;
+    mp_hello_frame(&f, MP_HELLO_METHOD, mp_bytes_make(pl, (uint32_t)n), 0);
+    assert_int_equal(mp_frame_encode(&f, out, cap, &w, 0), MP_OK);
+    return w;
+}
+
+static const char *method_is_static(const mp_frame *f)
+{
+    static const char *known[] = {"hello", "hello_ok", "hello_refused"};
+    for (int i = 0; i < 3; i++)
+        if (mp_bytes_eq(f->method, mp_bytes_str(known[i]))) return known[i];
+    return "other";
+}
+
+/* Decode the frames the transport sent to a raw client. */
+static int raw_frames(raw *r, const char **methods, int max)
+{
+    size_t pos = 0;
+    int n = 0;
+    while (n < max) {
+        mp_frame f;
+        size_t fl;
+        if (mp_frame_decode(r->in + pos, r->in_len - pos, 0, &f, &fl) != MP_OK) break;
+        methods[n++] = method_is_static(&f);
+        pos += fl;
+    }
+    return n;
+}
+
+static void test_oversize_from_peer(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 5);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    uint8_t buf[512];
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7777", 3);
+    raw_write(&r, 0, buf, n);
+    /* The transport answers with its HELLO and hello_ok. */
+    run_for(env, 30 * MS);
+    const char *m[4];
+    assert_int_equal(raw_frames(&r, m, 4), 2);
+    assert_string_equal(m[0], "hello");
+    assert_string_equal(m[1], "hello_ok");
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7777", &s), MP_OK);
+    assert_true(s.connected);
+    assert_int_equal(s.incarnation, 3);
+    assert_int_equal(b.rx.restarts, 1);
+    /* Now a header announcing a 512 MiB frame: closed at once, counted. */
+    uint8_t hdr[8] = {0, 0, 0, 0x20, 'M', 'P', 'O', 'L'};
+    raw_write(&r, 1, hdr, sizeof hdr);
+    run_until(env, raw_ended, &r);
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7777", &s), MP_OK);
+    assert_int_equal(s.oversize_frames, 1);
+    assert_int_equal(s.decode_errors, 1);
+    assert_false(s.connected);
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+static void test_frame_before_handshake(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 6);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    mp_frame f;
+    uint8_t pl[16], buf[256];
+    size_t w;
+    make_frame(&f, pl, 0, 0);
+    assert_int_equal(mp_frame_encode(&f, buf, sizeof buf, &w, 0), MP_OK);
+    raw_write(&r, 0, buf, w);
+    run_until(env, raw_ended, &r);
+    mp_peer_stats tot;
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.decode_errors, 1);
+    assert_int_equal(b.rx.frames, 0);
+    raw_close(env, &r);
+
+    /* Garbage bytes (an HTTP client): bad magic, closed, counted. */
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    raw_write(&r, 0, "GET / HTTP/1.1\r\n\r\n", 18);
+    run_until(env, raw_ended, &r);
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.decode_errors, 2);
+    raw_close(env, &r);
+
+    /* A HELLO from another protocol version is refused with a reason. */
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7778", 1);
+    /* payload starts after the fixed header, 4 u16 lengths and method */
+    size_t pl_off = MP_FRAME_FIXED_HEADER + 2 + 2 + 2 + 5 + 2 + 4;
+    buf[pl_off] = 9;
+    /* re-seal: decode would fail the crc, so rebuild via the encoder */
+    mp_frame hf;
+    assert_int_equal(mp_frame_decode(buf, n, 0, &hf, NULL), MP_ECHECKSUM);
+    uint8_t pl2[MP_HELLO_MAX_PAYLOAD];
+    memcpy(pl2, buf + pl_off, n - pl_off - 4);
+    mp_hello_frame(&hf, MP_HELLO_METHOD, mp_bytes_make(pl2, (uint32_t)(n - pl_off - 4)), 0);
+    assert_int_equal(mp_frame_encode(&hf, buf, sizeof buf, &w, 0), MP_OK);
+    raw_write(&r, 0, buf, w);
+    run_until(env, raw_ended, &r);
+    const char *m[4];
+    assert_int_equal(raw_frames(&r, m, 4), 2);
+    assert_string_equal(m[1], "hello_refused");
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.refused_handshakes, 1);
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+static void short_handshake(mp_transport_config *c) { c->handshake_timeout_ns = 50 * MS; }
+
+static void test_handshake_timeout(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 7);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, short_handshake);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    run_until(env, raw_ended, &r); /* silent client: closed by the timer */
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- restart: new incarnation ------------------------------------------- */
+
+static void test_restart_incarnation(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 8);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    char baddr[80];
+    snprintf(baddr, sizeof baddr, "%s", mp_transport_self_addr(b.t));
+    for (uint64_t i = 0; i < 10; i++) assert_int_equal(send_seq(&a, &b, i), MP_OK);
+    count_wait w = {&b, 0, 10};
+    run_until(env, got_all, &w);
+    assert_int_equal(a.rx.restarts, 1);
+
+    /* b goes away and comes back at the same address, incarnation 2. */
+    node_close(env, &b);
+    run_for(env, 10 * MS);
+    node_start(env, &b, 1, "test", baddr, 2, NULL);
+    b.rx.next_seq[0] = 10; /* the new b continues a's sequence */
+    for (uint64_t i = 10; i < 20; i++) assert_int_equal(send_seq(&a, &b, i), MP_OK);
+    count_wait w2 = {&b, 0, 20};
+    run_until(env, got_all, &w2);
+    assert_int_equal(b.rx.bad, 0);
+    assert_int_equal(a.rx.restarts, 2);
+    assert_int_equal(a.rx.last_old_inc, 1);
+    assert_int_equal(a.rx.last_new_inc, 2);
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(a.t, baddr, &s), MP_OK);
+    assert_int_equal(s.incarnation, 2);
+    assert_int_equal(s.connects, 2);
+    assert_int_equal(s.reconnects, 1);
+    node_close(env, &a);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- graceful close flushes --------------------------------------------- */
+
+static void test_close_flushes_queue(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 10);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    /* Queued before any connection exists; close at once: the close must
+     * dial, hand-shake and write them all before releasing. */
+    for (uint64_t i = 0; i < 300; i++) assert_int_equal(send_seq(&a, &b, i), MP_OK);
+    int done = 0;
+    mp_transport_close(a.t, 5000 * MS, set_flag, &done);
+    run_until(env, flag_set, &done);
+    count_wait w = {&b, 0, 300};
+    run_until(env, got_all, &w);
+    assert_int_equal(b.rx.bad, 0);
+    assert_int_equal(b.rx.frames, 300);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- benchmark ---------------------------------------------------------- */
+
+typedef struct bench {
+    node *a, *b;
+    uint64_t sent, total, window;
+    uint64_t back; /* echoes received by a */
+} bench;
+
+static bench *g_bench;
+
+static void bench_on_frame(void *ud, const char *peer, const mp_frame *f)
+{
+    node *n = ud;
+    if (n->echo) {
+        on_frame(ud, peer, f);
+        return;
+    }
+    bench *B = g_bench;
+    B->back++;
+    /* Keep the window full. */
+    while (B->sent < B->total && B->sent - B->back < B->window) {
+        if (send_seq(B->a, B->b, B->sent) != MP_OK) break;
+        B->sent++;
+    }
+}
+
+static bool bench_done(void *ud)
+{
+    bench *B = ud;
+    return B->back >= B->total;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void test_bench(void **state)
+{
+    const char *on = getenv("MP_TRANSPORT_BENCH");
+    if (!on || strcmp(on, "1") != 0) {
+        skip();
+        return;
+    }
+    mp_env *env = mp_env_uv_create(NULL, 9);
+    static const mp_transport_callbacks bcbs = {bench_on_frame, NULL, NULL};
+    node a, b;
+    mp_transport_config cfg;
+    mp_transport_config_init(&cfg);
+    cfg.cluster_namespace = "bench";
+    cfg.self_addr = "127.0.0.1:0";
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.id = 0;
+    b.id = 1;
+    b.echo = 1;
+    assert_int_equal(mp_transport_create(env, &cfg, &bcbs, &a, &a.t), MP_OK);
+    assert_int_equal(mp_transport_create(env, &cfg, &bcbs, &b, &b.t), MP_OK);
+    bench B = {&a, &b, 0, 1000000, 4096, 0};
+    g_bench = &B;
+    double t0 = wall_s();
+    while (B.sent < B.window) assert_int_equal(send_seq(&a, &b, B.sent++), MP_OK);
+    run_until(env, bench_done, &B);
+    double dt = wall_s() - t0;
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &s), MP_OK);
+    double mb = (double)(s.bytes_out + s.bytes_in) / 1e6;
+    printf("transport bench: %llu frames each way (16-byte payload, %llu B on the wire), "
+           "window %llu: %.0f frames/s round trip, %.1f MB/s both directions, %.2f s\n",
+           (unsigned long long)B.total, (unsigned long long)(s.bytes_out / B.total),
+           (unsigned long long)B.window, (double)B.total / dt, mb / dt, dt);
+    node_close(env, &a);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello_codec),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_exchange_both_ways),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_namespace_refused),
+        cmocka_unit_test(test_oversize_from_peer),
+        cmocka_unit_test(test_frame_before_handshake),
+        cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_restart_incarnation),
+        cmocka_unit_test(test_close_flushes_queue),
+        cmocka_unit_test(test_bench),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -6,13 +6,34 @@
 # the same sets. Heavier workloads added later can shrink their ASan sets
 # here with if(MP_SANITIZE).
 
+if(MP_SANITIZE)
+  set(MP_SIM_PINGPONG_SEEDS 1..200)
+  set(MP_SIM_BANK_SEEDS 1..300)
+else()
+  set(MP_SIM_PINGPONG_SEEDS 1..1000)
+  set(MP_SIM_BANK_SEEDS 1..1000)
+endif()
+
 add_test(NAME sim.pingpong.seeds
-         COMMAND $<TARGET_FILE:moonpool> sim --workload pingpong --seeds 1..200)
+         COMMAND $<TARGET_FILE:moonpool> sim --workload pingpong --seeds ${MP_SIM_PINGPONG_SEEDS})
 add_test(NAME sim.pingpong.determinism
          COMMAND $<TARGET_FILE:moonpool> sim --workload pingpong
                  --seeds 1000..1030 --check-determinism)
 set_tests_properties(sim.pingpong.seeds sim.pingpong.determinism PROPERTIES
                      TIMEOUT 600 LABELS sim)
+
+# The bank: topology drawn per seed among 1x1, 2x2 and 10x10, plus a fixed
+# 10x10 set and a determinism set.
+add_test(NAME sim.bank.seeds
+         COMMAND $<TARGET_FILE:moonpool> sim --workload bank --seeds ${MP_SIM_BANK_SEEDS})
+add_test(NAME sim.bank.10x10
+         COMMAND $<TARGET_FILE:moonpool> sim --workload bank --nodes 10 --workers 10
+                 --seeds 5000..5100)
+add_test(NAME sim.bank.determinism
+         COMMAND $<TARGET_FILE:moonpool> sim --workload bank --seeds 1000..1030
+                 --check-determinism)
+set_tests_properties(sim.bank.seeds sim.bank.10x10 sim.bank.determinism PROPERTIES
+                     TIMEOUT 900 LABELS sim)
 
 # Usage errors must exit with status 2 (not 1, which means "seeds failed").
 add_test(NAME cli.sim.badflag

@@ -13,6 +13,7 @@
 
 static const mp_sim_workload *const builtin[] = {
     &mp_workload_pingpong,
+    &mp_workload_bank,
 };
 
 void mp_sim_workloads_register_builtin(void)

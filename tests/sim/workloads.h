@@ -14,4 +14,8 @@ void mp_sim_workloads_register_builtin(void);
 /* Echo traffic between nodes under faults (tests/sim/pingpong.c). */
 extern const mp_sim_workload mp_workload_pingpong;
 
+/* Bank accounts, deposits, withdrawals and transfers through actors, with
+ * a ledger checked after heal (tests/sim/bank.c). */
+extern const mp_sim_workload mp_workload_bank;
+
 #endif

@@ -1,0 +1,336 @@
+/*
+ * Activations, mailboxes, turns and the reply handle (see activation.h).
+ *
+ * Why turns never run inside the call that causes them: mp_call, mp_reply and
+ * frame arrival only queue work (a message in a mailbox, an activation in the
+ * node's run queue); one deferred drain runs it. A handler that replies at
+ * once therefore never recurses into the next message, and a caller's
+ * callback never runs inside its own mp_call. The drain is a loop, so a long
+ * mailbox is processed iteratively with constant stack.
+ *
+ * Messages come from a per-node free list; payloads up to MP_MSG_INLINE bytes
+ * live in the message itself, so the local call path allocates nothing in
+ * steady state.
+ */
+#include "actor/activation.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonpool/buggify.h"
+#include "node/node.h"
+
+#define MSG_FREE_MAX 4096
+
+const char *mp_act_state_name(mp_act_state s)
+{
+    switch (s) {
+    case MP_ACT_CREATING: return "creating";
+    case MP_ACT_ACTIVATING: return "activating";
+    case MP_ACT_VALID: return "valid";
+    case MP_ACT_DEACTIVATING: return "deactivating";
+    case MP_ACT_INVALID: return "invalid";
+    }
+    return "?";
+}
+
+/* ---- messages ---- */
+
+mp_msg *mp_msg_alloc(mp_node *n)
+{
+    mp_msg *m = n->msg_free;
+    if (m) {
+        n->msg_free = m->next_free;
+        n->msg_free_count--;
+    } else {
+        m = malloc(sizeof *m);
+        if (!m) return NULL;
+    }
+    /* Only the header is reset: the big buffers (ids, inline payloads) are
+     * written before they are read. */
+    memset(m, 0, offsetof(mp_msg, peer));
+    mp_list_node_init(&m->work.link);
+    mp_list_node_init(&m->link);
+    m->work.kind = MP_WORK_REPLY;
+    m->node = n;
+    m->peer[0] = '\0';
+    m->mdef = NULL;
+    m->sender_len = 0;
+    m->method_len = 0;
+    m->method[0] = '\0';
+    m->data = m->ibuf;
+    m->len = 0;
+    m->cap = MP_MSG_INLINE;
+    m->status = 0;
+    m->rdata = m->rbuf;
+    m->rlen = 0;
+    m->rcap = MP_MSG_INLINE;
+    m->delay_timer = 0;
+    m->delay_kind = 0;
+    return m;
+}
+
+static void msg_free_buffers(mp_msg *m)
+{
+    if (m->data != m->ibuf) free(m->data);
+    if (m->rdata != m->rbuf) free(m->rdata);
+    m->data = m->ibuf;
+    m->rdata = m->rbuf;
+}
+
+void mp_msg_release(mp_node *n, mp_msg *m)
+{
+    assert(!mp_list_node_linked(&m->link));
+    assert(!mp_list_node_linked(&m->work.link));
+    msg_free_buffers(m);
+    if (n->msg_free_count < MSG_FREE_MAX && !n->freed) {
+        m->next_free = n->msg_free;
+        n->msg_free = m;
+        n->msg_free_count++;
+    } else {
+        free(m);
+    }
+}
+
+/* Copy into a message buffer (inline or heap); the source may overlap the
+ * destination (a handler echoing its own payload). */
+static int copy_in(uint8_t **buf, uint32_t *blen, uint32_t *cap,
+                   uint8_t *inline_buf, const void *data, size_t len)
+{
+    if (len > UINT32_MAX) return MP_ETOOBIG;
+    if (len <= *cap) {
+        if (len) memmove(*buf, data, len);
+        *blen = (uint32_t)len;
+        return MP_OK;
+    }
+    uint8_t *p = malloc(len);
+    if (!p) return MP_ENOMEM;
+    memcpy(p, data, len);
+    if (*buf != inline_buf) free(*buf);
+    *buf = p;
+    *blen = (uint32_t)len;
+    *cap = (uint32_t)len;
+    return MP_OK;
+}
+
+int mp_msg_set_payload(mp_msg *m, const void *data, size_t len)
+{
+    return copy_in(&m->data, &m->len, &m->cap, m->ibuf, data, len);
+}
+
+int mp_msg_set_reply(mp_msg *m, int status, const void *data, size_t len)
+{
+    m->status = status;
+    return copy_in(&m->rdata, &m->rlen, &m->rcap, m->rbuf, data, len);
+}
+
+/* ---- activations ---- */
+
+mp_actor *mp_actor_new(mp_node *n, const mp_actor_type *type,
+                       const mp_ref *ref, uint64_t act_id)
+{
+    mp_actor *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    if (type->instance_size) {
+        a->instance = calloc(1, type->instance_size);
+        if (!a->instance) {
+            free(a);
+            return NULL;
+        }
+    }
+    mp_list_node_init(&a->work.link);
+    a->work.kind = MP_WORK_ACTOR;
+    mp_list_node_init(&a->cat_link);
+    mp_list_init(&a->mailbox);
+    a->node = n;
+    a->type = type;
+    a->ref = *ref;
+    a->act_id = act_id;
+    a->state = MP_ACT_CREATING;
+    return a;
+}
+
+void mp_actor_delete(mp_actor *a)
+{
+    assert(mp_list_empty(&a->mailbox));
+    assert(!mp_list_node_linked(&a->work.link));
+    assert(!mp_list_node_linked(&a->cat_link));
+    free(a->instance);
+    free(a);
+}
+
+static bool legal(mp_act_state from, mp_act_state to)
+{
+    switch (from) {
+    case MP_ACT_CREATING:
+        return to == MP_ACT_ACTIVATING || to == MP_ACT_INVALID;
+    case MP_ACT_ACTIVATING:
+        return to == MP_ACT_VALID || to == MP_ACT_INVALID;
+    case MP_ACT_VALID: return to == MP_ACT_DEACTIVATING;
+    case MP_ACT_DEACTIVATING: return to == MP_ACT_INVALID;
+    case MP_ACT_INVALID: return false;
+    }
+    return false;
+}
+
+bool mp_actor_set_state(mp_actor *a, mp_act_state to)
+{
+    bool ok = legal(a->state, to);
+    MP_ALWAYS(ok, "actor.state_transition_legal");
+    if (!ok) {
+        mp_env_log(a->node->env, MP_LOG_ERROR,
+                   "illegal activation transition %s -> %s for %s",
+                   mp_act_state_name(a->state), mp_act_state_name(to),
+                   a->ref.id);
+        return false;
+    }
+    a->state = to;
+    return true;
+}
+
+void mp_actor_schedule(mp_actor *a)
+{
+    if (mp_list_node_linked(&a->work.link)) return;
+    bool runnable = false;
+    if (a->state == MP_ACT_ACTIVATING) {
+        runnable = true;
+    } else if (a->state == MP_ACT_VALID && !a->current) {
+        runnable = a->deactivate_requested || !mp_list_empty(&a->mailbox);
+    }
+    if (runnable) mp_node_runq_push(a->node, &a->work);
+}
+
+void mp_actor_enqueue(mp_actor *a, mp_msg *m)
+{
+    mp_node *n = a->node;
+    assert(a->state != MP_ACT_INVALID);
+    mp_list_push_back(&a->mailbox, &m->link);
+    a->depth++;
+    n->stats.mailbox_depth_total++;
+    if (a->depth > n->stats.mailbox_depth_max)
+        n->stats.mailbox_depth_max = a->depth;
+    if (n->mailbox_warn_depth && a->depth >= n->mailbox_warn_depth &&
+        !a->depth_warned) {
+        a->depth_warned = true;
+        if (n->on_mailbox_depth)
+            n->on_mailbox_depth(n->hook_ud, &a->ref, a->depth);
+    }
+    mp_actor_schedule(a);
+}
+
+mp_msg *mp_actor_pop(mp_actor *a)
+{
+    mp_list_node *ln = mp_list_pop_front(&a->mailbox);
+    if (!ln) return NULL;
+    mp_node *n = a->node;
+    assert(a->depth > 0 && n->stats.mailbox_depth_total > 0);
+    a->depth--;
+    n->stats.mailbox_depth_total--;
+    if (a->depth_warned && a->depth < n->mailbox_warn_depth)
+        a->depth_warned = false; /* re-arm: the hook fires once per crossing */
+    return MP_CONTAINER_OF(ln, mp_msg, link);
+}
+
+const mp_method_def *mp_actor_type_method(const mp_actor_type *t,
+                                          const char *name, size_t len)
+{
+    for (size_t i = 0; i < t->method_count; i++) {
+        const char *mn = t->methods[i].name;
+        if (mn && strncmp(mn, name, len) == 0 && mn[len] == '\0')
+            return &t->methods[i];
+    }
+    return NULL;
+}
+
+void mp_actor_step(mp_actor *a)
+{
+    mp_node *n = a->node;
+    switch (a->state) {
+    case MP_ACT_ACTIVATING:
+        mp_node_activate(n, a);
+        return;
+    case MP_ACT_VALID:
+        break;
+    default:
+        return;
+    }
+    MP_ALWAYS(a->current == NULL, "actor.one_turn_at_a_time");
+    if (a->current) return;
+    if (a->deactivate_requested) {
+        mp_node_deactivate(n, a, a->deact_reason);
+        return;
+    }
+    mp_msg *m = mp_actor_pop(a);
+    if (!m) return;
+    if (m->deadline && mp_env_now(n->env) >= m->deadline) {
+        /* The caller has given up (or is about to): running the turn would
+         * only waste it. Dropped, not answered: the caller's own timeout
+         * reports it. */
+        MP_SOMETIMES(true, "actor.ttl_expired_drop");
+        mp_msg_release(n, m);
+        mp_actor_schedule(a);
+        return;
+    }
+    assert(m->mdef);
+    a->current = m;
+    m->actor = a;
+    n->stats.calls_in++;
+    m->mdef->fn(a, a->instance, m, m->data, m->len);
+}
+
+/* ---- inside a handler ---- */
+
+static void end_turn(mp_msg *msg, int status, const void *data, size_t len)
+{
+    MP_ALWAYS(!msg->replied, "actor.reply_once");
+    if (msg->replied) return;
+    msg->replied = true;
+    mp_actor *a = msg->actor;
+    mp_node *n = msg->node;
+    if (a) {
+        MP_ALWAYS(a->current == msg, "actor.reply_matches_turn");
+        a->current = NULL;
+    }
+    mp_node_finish(n, msg, status, data, len); /* msg may be gone now */
+    if (a) mp_node_turn_ended(n, a);
+}
+
+void mp_reply(mp_msg *msg, const void *data, size_t len)
+{
+    if (!msg) return;
+    if (!data) len = 0;
+    end_turn(msg, 0, data, len);
+}
+
+void mp_reply_error(mp_msg *msg, int status, const char *message)
+{
+    if (!msg) return;
+    if (status >= 0 || status < MP_STATUS_MIN_) status = MP_EACTOR;
+    size_t len = message ? strnlen(message, 1024) : 0;
+    msg->node->stats.errors_sent++;
+    end_turn(msg, status, message, len);
+}
+
+bool mp_msg_wants_reply(const mp_msg *msg)
+{
+    return msg && msg->origin != MP_ORIGIN_NONE;
+}
+
+const char *mp_msg_method(const mp_msg *msg) { return msg ? msg->method : ""; }
+
+const mp_ref *mp_actor_ref(const mp_actor *self) { return &self->ref; }
+
+mp_node *mp_actor_node(mp_actor *self) { return self->node; }
+
+mp_env *mp_actor_env(mp_actor *self) { return self->node->env; }
+
+void mp_actor_deactivate(mp_actor *self)
+{
+    if (!self || self->state != MP_ACT_VALID) return;
+    if (!self->deactivate_requested) {
+        self->deactivate_requested = true;
+        self->deact_reason = MP_DEACTIVATE_EXPLICIT;
+    }
+    mp_actor_schedule(self);
+}

@@ -1,0 +1,164 @@
+/*
+ * Activations, messages and turns (private to the runtime).
+ *
+ * An activation (struct mp_actor) is one live instance of an actor id on this
+ * node. Its life is a guarded state machine:
+ *
+ *   Creating --(directory says we won)--> Activating --(on_activate ok)--> Valid
+ *   Creating --(lost the race / registration failed)--> Invalid
+ *   Activating --(on_activate failed)--> Invalid
+ *   Valid --(idle, explicit, shutdown)--> Deactivating --(unregistered)--> Invalid
+ *
+ * Every transition goes through mp_actor_set_state, which checks legality with
+ * MP_ALWAYS: in the simulator an illegal transition fails the seed.
+ *
+ * Messages (struct mp_msg) are the unit of everything that waits: a request
+ * in a mailbox or in a directory-lookup pending list, the reply handle a
+ * handler holds, and a local reply waiting in the node's run queue for
+ * delivery. One struct carries a call from mp_call to the caller's callback
+ * on the local path (no other allocation: they come from a free list), and
+ * payloads of up to MP_MSG_INLINE bytes live inside it.
+ *
+ * Turns: the node's run queue holds work items (activations with something
+ * to do, local replies to deliver), drained by one deferred callback. An
+ * activation runs one message at a time: `current` is the message whose turn
+ * is running, and the activation is not scheduled again until that message
+ * is replied to (MP_ALWAYS "actor.one_turn_at_a_time").
+ *
+ * Thread: the node's loop thread.
+ */
+#ifndef MP_ACTOR_ACTIVATION_H
+#define MP_ACTOR_ACTIVATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moonpool/actor.h"
+#include "util/list.h"
+
+#define MP_MSG_INLINE 64 /* payload bytes stored inside the message */
+#define MP_ADDR_MAX 64   /* node address text ("host:port") */
+
+typedef enum mp_act_state {
+    MP_ACT_CREATING = 0,
+    MP_ACT_ACTIVATING = 1,
+    MP_ACT_VALID = 2,
+    MP_ACT_DEACTIVATING = 3,
+    MP_ACT_INVALID = 4
+} mp_act_state;
+
+const char *mp_act_state_name(mp_act_state s);
+
+/* An item of the node's run queue. */
+typedef enum mp_work_kind {
+    MP_WORK_ACTOR = 1, /* an activation with a message, activation or
+                          deactivation step to run */
+    MP_WORK_REPLY = 2  /* a local reply to hand to the caller's callback */
+} mp_work_kind;
+
+typedef struct mp_work {
+    mp_list_node link;
+    uint8_t kind; /* mp_work_kind */
+} mp_work;
+
+/* Where a message's reply goes. */
+typedef enum mp_origin {
+    MP_ORIGIN_NONE = 0,   /* one-way: nowhere */
+    MP_ORIGIN_LOCAL = 1,  /* a call record of this node (corr) */
+    MP_ORIGIN_REMOTE = 2  /* a peer node (peer, corr) */
+} mp_origin;
+
+struct mp_msg {
+    mp_work work;      /* run queue (local reply delivery) */
+    mp_list_node link; /* mailbox or pending-lookup list */
+    mp_node *node;
+    mp_actor *actor; /* the activation running it (during its turn) */
+    uint8_t origin;  /* mp_origin */
+    uint8_t forward_count;
+    uint16_t flags;       /* MP_FLAG_* of the request as received */
+    bool remote_in;       /* arrived from a peer (a resend is a forward) */
+    bool replied;
+    uint64_t corr;        /* caller's correlation id */
+    uint64_t deadline;    /* absolute ns; past it the request is dropped */
+    char peer[MP_ADDR_MAX + 1];
+    mp_ref target;
+    const mp_method_def *mdef; /* resolved at delivery */
+    uint16_t sender_len;
+    uint8_t method_len;
+    char sender[MP_ACTOR_ID_MAX + 1];
+    char method[MP_METHOD_MAX + 1];
+    /* request payload */
+    uint8_t *data;
+    uint32_t len, cap;
+    /* reply */
+    int status;
+    uint8_t *rdata;
+    uint32_t rlen, rcap;
+    /* a send postponed by buggify (node.c): what to do when the timer fires */
+    mp_timer_id delay_timer;
+    uint8_t delay_kind;
+    uint16_t delay_member, delay_flags;
+    uint8_t ibuf[MP_MSG_INLINE];
+    uint8_t rbuf[MP_MSG_INLINE];
+    mp_msg *next_free;
+};
+
+struct mp_actor {
+    mp_work work;           /* run queue */
+    mp_list_node cat_link;  /* catalog, creation order */
+    mp_node *node;
+    const mp_actor_type *type;
+    mp_ref ref;
+    uint64_t act_id; /* unique per (node, incarnation) */
+    mp_act_state state;
+    mp_list_node mailbox;
+    size_t depth;
+    mp_msg *current; /* message whose turn runs, NULL when idle */
+    bool activated;  /* on_activate succeeded: on_deactivate is owed */
+    bool deactivate_requested;
+    bool depth_warned;
+    mp_deactivate_reason deact_reason;
+    uint64_t last_used; /* ns, end of the last turn */
+    int register_attempts;
+    mp_timer_id timer; /* registration delay or retry */
+    void *instance;
+};
+
+/* ---- messages ---- */
+
+/* A message from the node's free list, zeroed where it matters. NULL on
+ * out-of-memory. */
+mp_msg *mp_msg_alloc(mp_node *node);
+/* Return a message to the free list (its buffers are released if large). */
+void mp_msg_release(mp_node *node, mp_msg *m);
+/* Copy the request payload in. MP_ENOMEM. */
+int mp_msg_set_payload(mp_msg *m, const void *data, size_t len);
+/* Copy the reply (status, payload or error text) in. MP_ENOMEM. */
+int mp_msg_set_reply(mp_msg *m, int status, const void *data, size_t len);
+
+/* ---- activations ---- */
+
+/* A new activation in state Creating, instance zeroed. NULL on OOM. */
+mp_actor *mp_actor_new(mp_node *node, const mp_actor_type *type,
+                       const mp_ref *ref, uint64_t act_id);
+/* Free memory (mailbox must be empty, not in the run queue). */
+void mp_actor_delete(mp_actor *a);
+/* Guarded transition; returns whether it was legal (illegal ones are
+ * reported through MP_ALWAYS and not applied). */
+bool mp_actor_set_state(mp_actor *a, mp_act_state to);
+/* Append to the mailbox (depth accounting, depth hook) and schedule when
+ * runnable. */
+void mp_actor_enqueue(mp_actor *a, mp_msg *m);
+/* Put the activation in the run queue if it has something to do now. */
+void mp_actor_schedule(mp_actor *a);
+/* Pop the first queued message (depth accounting), or NULL. */
+mp_msg *mp_actor_pop(mp_actor *a);
+/* Run one step: activation, deactivation request or one message's turn.
+ * Called by the node's drain only. */
+void mp_actor_step(mp_actor *a);
+/* Resolve a method by name; NULL if the type has none. */
+const mp_method_def *mp_actor_type_method(const mp_actor_type *t,
+                                          const char *name, size_t len);
+
+#endif

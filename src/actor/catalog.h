@@ -1,0 +1,42 @@
+/*
+ * The catalog: this node's activations by actor id.
+ *
+ * A hash map keyed by the id bytes stored inside each activation (no key
+ * copy: the map's key pointer is the activation's own ref.id) gives O(1)
+ * routing on the local fast path. The map exposes no iteration (util/map.h
+ * explains why), so a list in creation order serves every walk: idle sweeps,
+ * shutdown, mp_node_foreach_activation. Those walks are then deterministic.
+ *
+ * The catalog holds at most one activation per id: that is what makes
+ * "at most one activation per id per node" structural, and the directory's
+ * first-wins registration extends it to the cluster.
+ *
+ * Thread: the node's loop thread.
+ */
+#ifndef MP_ACTOR_CATALOG_H
+#define MP_ACTOR_CATALOG_H
+
+#include <stddef.h>
+
+#include "actor/activation.h"
+#include "util/map.h"
+
+typedef struct mp_catalog {
+    mp_map_str map;
+    mp_list_node list; /* mp_actor.cat_link, creation order */
+} mp_catalog;
+
+int mp_catalog_init(mp_catalog *c, uint64_t seed);
+/* Frees the index only; activations are the node's to free. */
+void mp_catalog_free(mp_catalog *c);
+mp_actor *mp_catalog_get(const mp_catalog *c, const char *id, size_t len);
+/* Add; MP_EINVAL if an activation of that id is already there, MP_ENOMEM. */
+int mp_catalog_add(mp_catalog *c, mp_actor *a);
+/* Remove (a no-op if `a` is not the one registered under its id). */
+void mp_catalog_remove(mp_catalog *c, mp_actor *a);
+static inline size_t mp_catalog_count(const mp_catalog *c)
+{
+    return mp_map_str_count(&c->map);
+}
+
+#endif

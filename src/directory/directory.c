@@ -1,0 +1,282 @@
+/*
+ * The directory (see directory.h for the design). Entries are malloc'd
+ * structs holding their own id bytes, which the maps use as keys (no copy),
+ * and linked on a list so that purges walk them in a deterministic order.
+ */
+#include "directory/directory.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/hash.h"
+#include "util/prng.h"
+
+#define CACHE_MAX_DEFAULT 1000000
+
+int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
+                size_t self, uint64_t seed)
+{
+    memset(d, 0, sizeof *d);
+    assert(n >= 1 && self < n);
+    mp_list_init(&d->table_list);
+    mp_list_init(&d->cache_list);
+    d->n = n;
+    d->self = self;
+    d->cache_max = CACHE_MAX_DEFAULT;
+    d->members = calloc(n, sizeof *d->members);
+    d->member_hash = calloc(n, sizeof *d->member_hash);
+    d->known_load = calloc(n, sizeof *d->known_load);
+    d->placed = calloc(n, sizeof *d->placed);
+    if (!d->members || !d->member_hash || !d->known_load || !d->placed)
+        goto oom;
+    if (mp_map_str_init_seeded(&d->member_map, n, seed) != MP_OK ||
+        mp_map_str_init_seeded(&d->table, 0, seed ^ 1) != MP_OK ||
+        mp_map_str_init_seeded(&d->cache, 0, seed ^ 2) != MP_OK)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        d->members[i] = strdup(members[i]);
+        if (!d->members[i]) goto oom;
+        size_t len = strlen(d->members[i]);
+        d->member_hash[i] = mp_hash64(d->members[i], len, MP_HASH_SEED_DEFAULT);
+        /* Value is index + 1: map values must be non-NULL. */
+        if (mp_map_str_put(&d->member_map, d->members[i], len,
+                           (void *)(uintptr_t)(i + 1), NULL) != MP_OK)
+            goto oom;
+    }
+    return MP_OK;
+oom:
+    mp_dir_free(d);
+    return MP_ENOMEM;
+}
+
+static void free_list(mp_list_node *head)
+{
+    mp_list_node *it, *tmp;
+    MP_LIST_FOREACH_SAFE(it, tmp, head)
+    {
+        mp_list_remove(it);
+        free(MP_CONTAINER_OF(it, mp_dir_entry, link));
+    }
+}
+
+void mp_dir_free(mp_directory *d)
+{
+    if (d->table_list.next) free_list(&d->table_list);
+    if (d->cache_list.next) free_list(&d->cache_list);
+    mp_map_str_free(&d->table);
+    mp_map_str_free(&d->cache);
+    mp_map_str_free(&d->member_map);
+    if (d->members)
+        for (size_t i = 0; i < d->n; i++) free(d->members[i]);
+    free(d->members);
+    free(d->member_hash);
+    free(d->known_load);
+    free(d->placed);
+    memset(d, 0, sizeof *d);
+}
+
+int mp_dir_member(const mp_directory *d, const char *addr, size_t len)
+{
+    void *v = mp_map_str_get(&d->member_map, addr, len);
+    return v ? (int)((uintptr_t)v - 1) : -1;
+}
+
+/* Rendezvous: highest score wins; a tie (a 64-bit collision) is broken by
+ * address bytes so every node agrees whatever its member order. */
+static size_t rendezvous(const mp_directory *d, uint64_t h)
+{
+    size_t best = 0;
+    uint64_t best_score = mp_mix64(h ^ d->member_hash[0], h);
+    for (size_t i = 1; i < d->n; i++) {
+        uint64_t s = mp_mix64(h ^ d->member_hash[i], h);
+        if (s > best_score ||
+            (s == best_score && strcmp(d->members[i], d->members[best]) > 0)) {
+            best = i;
+            best_score = s;
+        }
+    }
+    return best;
+}
+
+size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref)
+{
+    return rendezvous(d, ref->hash);
+}
+
+/* ---- owner table ---- */
+
+const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
+                                     size_t len)
+{
+    return mp_map_str_get(&d->table, id, len);
+}
+
+int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
+                    uint32_t incarnation, uint64_t act_id,
+                    mp_dir_entry *winner)
+{
+    assert(member < d->n);
+    mp_dir_entry *e = mp_map_str_get(&d->table, ref->id, ref->len);
+    if (e) {
+        if (e->member == member && e->incarnation <= incarnation) {
+            /* The same node re-registering: its newer activation is the
+             * only one it can have (see directory.h). */
+            e->incarnation = incarnation;
+            e->act_id = act_id;
+        }
+        *winner = *e;
+        return MP_OK;
+    }
+    e = malloc(sizeof *e);
+    if (!e) return MP_ENOMEM;
+    e->member = member;
+    e->incarnation = incarnation;
+    e->act_id = act_id;
+    e->len = ref->len;
+    memcpy(e->id, ref->id, ref->len);
+    e->id[ref->len] = '\0';
+    mp_list_node_init(&e->link);
+    if (mp_map_str_put(&d->table, e->id, e->len, e, NULL) != MP_OK) {
+        free(e);
+        return MP_ENOMEM;
+    }
+    mp_list_push_back(&d->table_list, &e->link);
+    *winner = *e;
+    return MP_OK;
+}
+
+bool mp_dir_unregister(mp_directory *d, const char *id, size_t len,
+                       uint16_t member, uint64_t act_id)
+{
+    mp_dir_entry *e = mp_map_str_get(&d->table, id, len);
+    if (!e || e->member != member || e->act_id != act_id) return false;
+    mp_map_str_remove(&d->table, id, len);
+    mp_list_remove(&e->link);
+    free(e);
+    return true;
+}
+
+size_t mp_dir_table_count(const mp_directory *d)
+{
+    return mp_map_str_count(&d->table);
+}
+
+/* ---- cache ---- */
+
+int mp_dir_cache_get(const mp_directory *d, const char *id, size_t len)
+{
+    const mp_dir_entry *e = mp_map_str_get(&d->cache, id, len);
+    return e ? e->member : -1;
+}
+
+void mp_dir_cache_remove(mp_directory *d, const char *id, size_t len)
+{
+    mp_dir_entry *e = mp_map_str_remove(&d->cache, id, len);
+    if (!e) return;
+    mp_list_remove(&e->link);
+    free(e);
+}
+
+void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
+                      uint16_t member, uint32_t incarnation)
+{
+    assert(member < d->n);
+    if (len > MP_ACTOR_ID_MAX) return;
+    mp_dir_entry *e = mp_map_str_get(&d->cache, id, len);
+    if (e) {
+        e->member = member;
+        e->incarnation = incarnation;
+        return;
+    }
+    if (mp_map_str_count(&d->cache) >= d->cache_max) {
+        mp_list_node *old = mp_list_front(&d->cache_list);
+        if (old) {
+            mp_dir_entry *oe = MP_CONTAINER_OF(old, mp_dir_entry, link);
+            mp_dir_cache_remove(d, oe->id, oe->len);
+        }
+    }
+    e = malloc(sizeof *e);
+    if (!e) return; /* a cache may forget: the next call looks up again */
+    e->member = member;
+    e->incarnation = incarnation;
+    e->act_id = 0;
+    e->len = (uint16_t)len;
+    memcpy(e->id, id, len);
+    e->id[len] = '\0';
+    mp_list_node_init(&e->link);
+    if (mp_map_str_put(&d->cache, e->id, e->len, e, NULL) != MP_OK) {
+        free(e);
+        return;
+    }
+    mp_list_push_back(&d->cache_list, &e->link);
+}
+
+size_t mp_dir_cache_count(const mp_directory *d)
+{
+    return mp_map_str_count(&d->cache);
+}
+
+void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc)
+{
+    mp_list_node *it, *tmp;
+    MP_LIST_FOREACH_SAFE(it, tmp, &d->cache_list)
+    {
+        mp_dir_entry *e = MP_CONTAINER_OF(it, mp_dir_entry, link);
+        if (e->member == member) mp_dir_cache_remove(d, e->id, e->len);
+    }
+    MP_LIST_FOREACH_SAFE(it, tmp, &d->table_list)
+    {
+        mp_dir_entry *e = MP_CONTAINER_OF(it, mp_dir_entry, link);
+        if (e->member == member && e->incarnation < new_inc)
+            mp_dir_unregister(d, e->id, e->len, e->member, e->act_id);
+    }
+    d->known_load[member] = 0;
+    d->placed[member] = 0;
+}
+
+/* ---- placement ---- */
+
+static uint64_t load_of(const mp_directory *d, size_t i, uint64_t self_load)
+{
+    if (i == d->self) return self_load;
+    return d->known_load[i] + d->placed[i];
+}
+
+size_t mp_dir_place(mp_directory *d, mp_placement strategy, const mp_ref *ref,
+                    uint64_t self_load, mp_env *env)
+{
+    size_t pick;
+    switch (strategy) {
+    case MP_PLACE_PREFER_LOCAL:
+        pick = d->self;
+        break;
+    case MP_PLACE_RANDOM:
+        pick = (size_t)mp_env_random_below(env, d->n);
+        break;
+    case MP_PLACE_HASH:
+        /* Salted so that the host is not always the directory owner. */
+        pick = rendezvous(d, mp_mix64(ref->hash, 0x706c616365ull));
+        break;
+    case MP_PLACE_TWO_CHOICES:
+    default:
+        if (d->n == 1) {
+            pick = 0;
+        } else {
+            size_t a = (size_t)mp_env_random_below(env, d->n);
+            size_t b = (size_t)mp_env_random_below(env, d->n - 1);
+            if (b >= a) b++;
+            pick = load_of(d, b, self_load) < load_of(d, a, self_load) ? b : a;
+        }
+        break;
+    }
+    if (pick != d->self) d->placed[pick]++;
+    return pick;
+}
+
+void mp_dir_load_report(mp_directory *d, uint16_t member, uint64_t count)
+{
+    if (member >= d->n) return;
+    d->known_load[member] = count;
+    d->placed[member] = 0;
+}

@@ -1,0 +1,118 @@
+/*
+ * The directory: who hosts which actor (private to the runtime).
+ *
+ * Partitioning. Each actor id has one owner among the static members, chosen
+ * by rendezvous hashing: the member with the highest mp_mix64(hash(id) ^
+ * hash(member)) (ties, which need a 64-bit collision, by address bytes). Why
+ * rendezvous rather than a ring: with a static member list of up to 256
+ * members it needs no table, every node computes the same owner from the
+ * config alone, and it moves only 1/n of the ids when a member changes. The
+ * order of the member list in each node's config does not matter.
+ *
+ * The owner's table (id -> member, incarnation, activation id) is
+ * authoritative: registration is first-wins (an existing entry is the
+ * winner), except that a node re-registering an id it already holds replaces
+ * its own entry (one node never has two activations of an id, its catalog
+ * guarantees it, so its newer registration is the truth). Unregistration
+ * removes an entry only if it still names the same (member, activation id),
+ * so a late unregister from a dead activation never removes a newer one.
+ *
+ * The cache (id -> member) is this node's view of other owners' tables:
+ * eventually consistent, corrected by lookups, by cache updates carried in
+ * forwarded replies, and cleared for a peer when it restarts. Bounded: the
+ * oldest entry is evicted past cache_max.
+ *
+ * Placement: which member gets a new activation. Two random choices by
+ * activation count (default), random, prefer-local, hash. Loads come from
+ * the peers' periodic reports plus the placements this node made to each
+ * since that peer's last report.
+ *
+ * Walks (peer restart purges) use lists in insertion order: deterministic.
+ * Thread: the node's loop thread.
+ */
+#ifndef MP_DIRECTORY_H
+#define MP_DIRECTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moonpool/actor.h"
+#include "moonpool/env.h"
+#include "util/list.h"
+#include "util/map.h"
+
+typedef struct mp_dir_entry {
+    mp_list_node link;
+    uint16_t member;
+    uint32_t incarnation;
+    uint64_t act_id;
+    uint16_t len;
+    char id[MP_ACTOR_ID_MAX + 1];
+} mp_dir_entry;
+
+typedef struct mp_directory {
+    size_t n;               /* members */
+    size_t self;            /* index of this node */
+    char **members;         /* copies, NUL-terminated */
+    uint64_t *member_hash;  /* mp_hash64 of each address */
+    mp_map_str member_map;  /* address -> (index + 1) */
+    mp_map_str table;       /* owner table, id -> mp_dir_entry */
+    mp_list_node table_list;
+    mp_map_str cache;       /* id -> mp_dir_entry (act_id unused) */
+    mp_list_node cache_list;
+    size_t cache_max;
+    uint64_t *known_load;   /* last reported activation count */
+    uint64_t *placed;       /* placements since that report */
+} mp_directory;
+
+/* members: n addresses (copied), self: index of this node. MP_ENOMEM. */
+int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
+                size_t self, uint64_t seed);
+void mp_dir_free(mp_directory *d);
+
+/* Index of a member by address bytes, or -1. */
+int mp_dir_member(const mp_directory *d, const char *addr, size_t len);
+static inline const char *mp_dir_addr(const mp_directory *d, size_t i)
+{
+    return d->members[i];
+}
+
+/* Owner of an id's directory partition. */
+size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref);
+
+/* ---- owner table ---- */
+const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
+                                     size_t len);
+/* First-wins registration (see above). *winner gets the entry in force
+ * afterwards. MP_ENOMEM. */
+int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
+                    uint32_t incarnation, uint64_t act_id,
+                    mp_dir_entry *winner);
+/* Remove the entry if it still names (member, act_id). Returns whether it
+ * did. */
+bool mp_dir_unregister(mp_directory *d, const char *id, size_t len,
+                       uint16_t member, uint64_t act_id);
+size_t mp_dir_table_count(const mp_directory *d);
+
+/* ---- cache ---- */
+/* Member caching the id, or -1. */
+int mp_dir_cache_get(const mp_directory *d, const char *id, size_t len);
+void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
+                      uint16_t member, uint32_t incarnation);
+void mp_dir_cache_remove(mp_directory *d, const char *id, size_t len);
+size_t mp_dir_cache_count(const mp_directory *d);
+
+/* A member restarted with new_inc: drop cache entries naming it and table
+ * entries registered by an older incarnation of it. */
+void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc);
+
+/* ---- placement ---- */
+/* Choose the member for a new activation. self_load: this node's live
+ * activation count. Counts the placement for two-choices. */
+size_t mp_dir_place(mp_directory *d, mp_placement strategy, const mp_ref *ref,
+                    uint64_t self_load, mp_env *env);
+/* A load report from a member. */
+void mp_dir_load_report(mp_directory *d, uint16_t member, uint64_t count);
+
+#endif

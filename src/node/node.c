@@ -1,0 +1,1650 @@
+/*
+ * The node: routing, directory protocol, activation lifecycle glue, the run
+ * queue, stats and shutdown.
+ *
+ * Routing of a request for actor X (route()):
+ *   1. the local catalog (fast path: straight into the mailbox, no encoding);
+ *   2. the directory cache: send the REQUEST to the cached node;
+ *   3. otherwise ask X's partition owner ("dir.lookup"); requests that wait
+ *      for the answer are parked in one pending list per id, so 1000
+ *      concurrent calls to a new actor cost ONE lookup. If the owner knows
+ *      no activation, the caller places X by its type's strategy and sends
+ *      the requests there with MP_FLAG_PLACE.
+ * A node that receives a request for an X it does not host creates an
+ * activation only when asked to place it (or when the owner names this very
+ * node); otherwise it routes the request onward itself, as a proxy: it keeps
+ * a relay record (its own correlation id -> original caller and correlation)
+ * and relays the reply back with a cache update, so the caller's cache gets
+ * corrected. forward_count bounds the chain (R19: at most 2 forwards).
+ *
+ * Activation: a new activation starts Creating with its messages queued and
+ * registers at the owner; first registration wins. The winner activates; a
+ * loser forwards its queue to the winner and vanishes without running hooks.
+ *
+ * Why all user code runs from the drain: mp_call, mp_reply and frame arrival
+ * only queue work (see activation.c), and routing itself never runs user
+ * code, so hooks and callbacks always run from a loop callback with nothing
+ * of the runtime's on the stack. Routing may therefore be synchronous even
+ * when the directory owner is this node.
+ *
+ * Everything that waits (lookups, registrations, relays) is found again by
+ * actor id and activation id, never through a pointer kept across a wait, so
+ * an activation that died meanwhile is simply not found.
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonpool/buggify.h"
+#include "node/node.h"
+#include "util/hash.h"
+#include "wire/frame.h"
+
+#define NS_PER_MS 1000000ull
+#define SYS_TIMEOUT_MAX_NS (5ull * 1000 * NS_PER_MS)
+#define REGISTER_ATTEMPTS 3
+#define DEFAULT_CALL_TIMEOUT_NS (30ull * 1000 * NS_PER_MS)
+#define DEFAULT_IDLE_TIMEOUT_NS (600ull * 1000 * NS_PER_MS)
+
+enum { DELAY_SEND = 1, DELAY_RESPONSE = 2 };
+
+static void route(mp_node *n, mp_msg *m);
+static void send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
+                    bool allow_delay);
+static void start_register(mp_node *n, mp_actor *a);
+static void check_shutdown_done(mp_node *n);
+static void arm_sweep(mp_node *n);
+
+/* ---- small helpers ---- */
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t sys_timeout(const mp_node *n)
+{
+    return n->call_timeout_ns < SYS_TIMEOUT_MAX_NS ? n->call_timeout_ns
+                                                   : SYS_TIMEOUT_MAX_NS;
+}
+
+static const mp_actor_type *find_type(const mp_node *n, const char *name,
+                                      size_t len)
+{
+    for (size_t i = 0; i < n->type_count; i++)
+        if (n->types[i].name_len == len &&
+            memcmp(n->types[i].type->name, name, len) == 0)
+            return n->types[i].type;
+    return NULL;
+}
+
+static const mp_actor_type *type_of_ref(const mp_node *n, const mp_ref *ref)
+{
+    return find_type(n, ref->id + ref->type_off, ref->type_len);
+}
+
+static bool ns_matches(const mp_node *n, const mp_ref *ref)
+{
+    size_t ns_len = (size_t)ref->type_off - 2;
+    return strlen(n->ns) == ns_len && memcmp(n->ns, ref->id, ns_len) == 0;
+}
+
+static mp_ctx *ctx_new(mp_node *n, uint8_t kind, const mp_ref *ref)
+{
+    mp_ctx *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->node = n;
+    c->kind = kind;
+    if (ref) c->ref = *ref;
+    mp_list_node_init(&c->link);
+    mp_list_push_back(&n->ctx_list, &c->link);
+    return c;
+}
+
+static void ctx_free(mp_ctx *c)
+{
+    mp_list_remove(&c->link);
+    if (c->timer) mp_env_timer_cancel(c->node->env, c->timer);
+    free(c);
+}
+
+/* ---- run queue ---- */
+
+static void drain(void *ud);
+
+static void schedule_drain(mp_node *n)
+{
+    if (n->drain_scheduled || n->in_drain || n->freed) return;
+    if (mp_env_defer(n->env, drain, n) == MP_OK ||
+        mp_env_timer_start(n->env, 0, drain, n) != 0) {
+        n->drain_scheduled = true;
+    } else {
+        mp_env_log(n->env, MP_LOG_ERROR, "node: cannot schedule the run queue");
+    }
+}
+
+void mp_node_runq_push(mp_node *n, mp_work *w)
+{
+    assert(!mp_list_node_linked(&w->link));
+    mp_list_push_back(&n->runq, &w->link);
+    schedule_drain(n);
+}
+
+static void deliver_local_reply(mp_node *n, mp_msg *m)
+{
+    mp_calls_complete(&n->calls, m->corr, m->status, m->rdata, m->rlen);
+    mp_msg_release(n, m);
+}
+
+static void drain(void *ud)
+{
+    mp_node *n = ud;
+    n->drain_scheduled = false;
+    n->in_drain = true;
+    /* A budget keeps one drain from starving I/O when handlers keep
+     * producing work; the rest goes to the next loop turn. */
+    size_t budget = 1u << 16;
+    mp_list_node *ln;
+    while (budget-- && (ln = mp_list_pop_front(&n->runq)) != NULL) {
+        mp_work *w = MP_CONTAINER_OF(ln, mp_work, link);
+        if (w->kind == MP_WORK_REPLY)
+            deliver_local_reply(n, MP_CONTAINER_OF(w, mp_msg, work));
+        else
+            mp_actor_step(MP_CONTAINER_OF(w, mp_actor, work));
+    }
+    n->in_drain = false;
+    if (!mp_list_empty(&n->runq)) schedule_drain(n);
+}
+
+/* ---- frames ---- */
+
+static void frame_init(mp_frame *f, uint8_t kind)
+{
+    memset(f, 0, offsetof(mp_frame, cache_updates));
+    f->kind = kind;
+    f->payload = mp_bytes_make(NULL, 0);
+}
+
+static int send_frame(mp_node *n, const char *peer, const mp_frame *f)
+{
+    if (!n->transport) return MP_EUNAVAIL;
+    return mp_transport_send(n->transport, peer, f);
+}
+
+static void send_response(mp_node *n, const char *peer, uint64_t corr,
+                          int status, const void *data, size_t len,
+                          const mp_ref *cache_id, int cache_member)
+{
+    mp_frame f;
+    frame_init(&f, MP_FRAME_RESPONSE);
+    f.correlation_id = corr;
+    f.status = status;
+    f.payload = mp_bytes_make(data, (uint32_t)len);
+    if (cache_id && cache_member >= 0) {
+        f.cache_update_count = 1;
+        f.cache_updates[0].actor_id = mp_bytes_make(cache_id->id, cache_id->len);
+        f.cache_updates[0].addr = mp_bytes_str(mp_dir_addr(&n->dir, (size_t)cache_member));
+        f.cache_updates[0].incarnation = 0;
+    }
+    int rc = send_frame(n, peer, &f);
+    if (rc == MP_ETOOBIG && status == 0) {
+        static const char msg[] = "reply larger than the maximum message size";
+        f.status = MP_ETOOBIG;
+        f.payload = mp_bytes_make(msg, sizeof msg - 1);
+        rc = send_frame(n, peer, &f);
+    }
+    if (rc < 0)
+        mp_env_log(n->env, MP_LOG_DEBUG, "node: response to %s lost: %s", peer,
+                   mp_strerror(rc));
+}
+
+/* ---- finishing messages ---- */
+
+static void delayed_fire(void *ud)
+{
+    mp_msg *m = ud;
+    mp_node *n = m->node;
+    m->delay_timer = 0;
+    mp_list_remove(&m->link);
+    if (m->delay_kind == DELAY_RESPONSE) {
+        send_response(n, m->peer, m->corr, m->status, m->rdata, m->rlen, NULL,
+                      -1);
+        mp_msg_release(n, m);
+    } else {
+        send_to(n, m, m->delay_member, m->delay_flags, false);
+    }
+}
+
+/* Park a message on a timer (buggify delays). Returns false if the timer
+ * could not be made (the caller then proceeds at once). */
+static bool delay_msg(mp_node *n, mp_msg *m, uint8_t kind, uint16_t member,
+                      uint16_t flags)
+{
+    uint64_t d = mp_env_random_below(n->env, 20 * NS_PER_MS) + 1;
+    m->delay_kind = kind;
+    m->delay_member = member;
+    m->delay_flags = flags;
+    m->delay_timer = mp_env_timer_start(n->env, d, delayed_fire, m);
+    if (!m->delay_timer) return false;
+    mp_list_push_back(&n->delayed, &m->link);
+    return true;
+}
+
+void mp_node_finish(mp_node *n, mp_msg *m, int status, const void *data,
+                    size_t len)
+{
+    assert(!mp_list_node_linked(&m->link));
+    switch (m->origin) {
+    case MP_ORIGIN_LOCAL: {
+        if (status == 0 && len > n->max_message) {
+            static const char big[] = "reply larger than the maximum message size";
+            status = MP_ETOOBIG;
+            data = big;
+            len = sizeof big - 1;
+        }
+        if (mp_msg_set_reply(m, status, data, len) != MP_OK)
+            mp_msg_set_reply(m, MP_ENOMEM, "", 0);
+        m->work.kind = MP_WORK_REPLY;
+        mp_node_runq_push(n, &m->work);
+        return;
+    }
+    case MP_ORIGIN_REMOTE:
+        if (MP_BUGGIFY_P(0.05) && !n->closing) {
+            if (mp_msg_set_reply(m, status, data, len) == MP_OK &&
+                delay_msg(n, m, DELAY_RESPONSE, 0, 0))
+                return;
+        }
+        send_response(n, m->peer, m->corr, status, data, len, NULL, -1);
+        mp_msg_release(n, m);
+        return;
+    default:
+        mp_msg_release(n, m);
+        return;
+    }
+}
+
+static void fail_msg(mp_node *n, mp_msg *m, int status, const char *text)
+{
+    mp_node_finish(n, m, status, text, text ? strlen(text) : 0);
+}
+
+/* ---- sending requests to a peer ---- */
+
+static void relay_cb(void *ud, int status, const void *data, size_t len);
+
+/* Send a request that this node does not host to `member`. A message that
+ * arrived from a peer is proxied (relay record); our own calls go with their
+ * own correlation id. Consumes m. */
+static void send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
+                    bool allow_delay)
+{
+    assert(member != n->dir.self);
+    uint64_t now = mp_env_now(n->env);
+    if (m->deadline && now >= m->deadline) {
+        mp_msg_release(n, m); /* expired: the caller's timeout reports it */
+        return;
+    }
+    uint8_t fc = m->forward_count;
+    if (m->remote_in) {
+        if (fc >= MP_MAX_FORWARDS) {
+            MP_SOMETIMES(true, "actor.too_many_forwards");
+            fail_msg(n, m, MP_EFORWARDS, "message forwarded too many times");
+            return;
+        }
+        fc++;
+        if (allow_delay && MP_BUGGIFY_P(0.1) &&
+            delay_msg(n, m, DELAY_SEND, member, flags))
+            return;
+    }
+    uint64_t remaining = m->deadline ? m->deadline - now : n->call_timeout_ns;
+    uint64_t ttl_ms = (remaining + NS_PER_MS - 1) / NS_PER_MS;
+    if (ttl_ms > UINT32_MAX) ttl_ms = UINT32_MAX;
+
+    mp_frame f;
+    frame_init(&f, m->origin == MP_ORIGIN_NONE ? MP_FRAME_ONEWAY
+                                                : MP_FRAME_REQUEST);
+    f.flags = flags;
+    f.forward_count = fc;
+    f.ttl_ms = (uint32_t)ttl_ms;
+    f.target = mp_bytes_make(m->target.id, m->target.len);
+    f.sender = mp_bytes_make(m->sender, m->sender_len);
+    f.method = mp_bytes_make(m->method, m->method_len);
+    f.payload = mp_bytes_make(m->data, m->len);
+
+    mp_ctx *relay = NULL;
+    if (m->origin == MP_ORIGIN_LOCAL) {
+        f.correlation_id = m->corr;
+    } else if (m->origin == MP_ORIGIN_REMOTE) {
+        relay = ctx_new(n, MP_CTX_RELAY, &m->target);
+        if (!relay) {
+            fail_msg(n, m, MP_ENOMEM, "out of memory");
+            return;
+        }
+        relay->member = member;
+        relay->orig_corr = m->corr;
+        memcpy(relay->peer, m->peer, sizeof relay->peer);
+        int rc = mp_calls_add(&n->calls, remaining, relay_cb, relay,
+                              &f.correlation_id);
+        if (rc < 0) {
+            ctx_free(relay);
+            fail_msg(n, m, rc, mp_strerror(rc));
+            return;
+        }
+    }
+    if (m->remote_in) {
+        n->stats.forwards++;
+        MP_SOMETIMES(true, "actor.forwarded");
+    }
+    int rc = send_frame(n, mp_dir_addr(&n->dir, member), &f);
+    if (rc < 0) {
+        if (relay) {
+            mp_calls_cancel(&n->calls, f.correlation_id);
+            ctx_free(relay);
+        }
+        fail_msg(n, m, rc, mp_strerror(rc));
+        return;
+    }
+    mp_msg_release(n, m);
+}
+
+static void relay_cb(void *ud, int status, const void *data, size_t len)
+{
+    mp_ctx *c = ud;
+    mp_node *n = c->node;
+    /* The cache was already updated from the reply's own cache updates (see
+     * on_response), so it holds the freshest location to pass back. */
+    int where = mp_dir_cache_get(&n->dir, c->ref.id, c->ref.len);
+    if (where < 0) where = c->member;
+    send_response(n, c->peer, c->orig_corr, status, data, len, &c->ref, where);
+    ctx_free(c);
+}
+
+/* ---- local delivery and activation creation ---- */
+
+static void deliver_local(mp_node *n, mp_actor *a, mp_msg *m)
+{
+    const mp_method_def *d = mp_actor_type_method(a->type, m->method, m->method_len);
+    if (!d) {
+        fail_msg(n, m, MP_ENOMETHOD, "unknown method");
+        return;
+    }
+    m->mdef = d;
+    mp_actor_enqueue(a, m);
+}
+
+static void fail_list(mp_node *n, mp_list_node *msgs, int status,
+                      const char *text)
+{
+    mp_list_node *ln;
+    while ((ln = mp_list_pop_front(msgs)) != NULL)
+        fail_msg(n, MP_CONTAINER_OF(ln, mp_msg, link), status, text);
+}
+
+/* Host X here: an existing activation takes the messages; otherwise a new
+ * one is created (after checking the type and each method, so unknown types
+ * and methods never create activations) and registered. Consumes msgs. */
+static void host_here(mp_node *n, const mp_ref *ref, mp_list_node *msgs)
+{
+    mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
+    mp_list_node *ln;
+    if (a) {
+        while ((ln = mp_list_pop_front(msgs)) != NULL)
+            deliver_local(n, a, MP_CONTAINER_OF(ln, mp_msg, link));
+        return;
+    }
+    if (n->closing) {
+        fail_list(n, msgs, MP_EUNAVAIL, "node shutting down");
+        return;
+    }
+    const mp_actor_type *t = type_of_ref(n, ref);
+    if (!t) {
+        fail_list(n, msgs, MP_ENOTYPE, "unknown actor type");
+        return;
+    }
+    mp_list_node ok;
+    mp_list_init(&ok);
+    while ((ln = mp_list_pop_front(msgs)) != NULL) {
+        mp_msg *m = MP_CONTAINER_OF(ln, mp_msg, link);
+        m->mdef = mp_actor_type_method(t, m->method, m->method_len);
+        if (!m->mdef)
+            fail_msg(n, m, MP_ENOMETHOD, "unknown method");
+        else
+            mp_list_push_back(&ok, &m->link);
+    }
+    if (mp_list_empty(&ok)) return;
+    a = mp_actor_new(n, t, ref, ++n->next_act_id);
+    if (!a || mp_catalog_add(&n->catalog, a) != MP_OK) {
+        if (a) mp_actor_delete(a);
+        fail_list(n, &ok, MP_ENOMEM, "out of memory");
+        return;
+    }
+    n->stats.activations_total++;
+    while ((ln = mp_list_pop_front(&ok)) != NULL)
+        mp_actor_enqueue(a, MP_CONTAINER_OF(ln, mp_msg, link));
+    start_register(n, a);
+}
+
+/* Remove an activation that never ran hooks or whose hooks are done. */
+static void destroy_activation(mp_node *n, mp_actor *a)
+{
+    assert(mp_list_empty(&a->mailbox));
+    mp_catalog_remove(&n->catalog, a);
+    mp_list_remove(&a->work.link);
+    if (a->timer) mp_env_timer_cancel(n->env, a->timer);
+    a->timer = 0;
+    mp_actor_delete(a);
+    if (n->closing && !n->freed) check_shutdown_done(n);
+}
+
+/* ---- registration ---- */
+
+static void encode_entry(uint8_t *buf, size_t *len, const mp_directory *d,
+                         const mp_dir_entry *e)
+{
+    if (!e) {
+        buf[0] = 0;
+        *len = 1;
+        return;
+    }
+    const char *addr = mp_dir_addr(d, e->member);
+    size_t al = strlen(addr);
+    buf[0] = 1;
+    put_u16(buf + 1, (uint16_t)al);
+    memcpy(buf + 3, addr, al);
+    put_u32(buf + 3 + al, e->incarnation);
+    put_u64(buf + 7 + al, e->act_id);
+    *len = 15 + al;
+}
+
+/* Returns 1 found (e filled), 0 not found, MP_EPROTO malformed. */
+static int decode_entry(const mp_directory *d, const uint8_t *p, size_t len,
+                        mp_dir_entry *e)
+{
+    if (len < 1) return MP_EPROTO;
+    if (p[0] == 0) return len == 1 ? 0 : MP_EPROTO;
+    if (p[0] != 1 || len < 3) return MP_EPROTO;
+    size_t al = get_u16(p + 1);
+    if (len != 15 + al) return MP_EPROTO;
+    int m = mp_dir_member(d, (const char *)p + 3, al);
+    if (m < 0) return MP_EPROTO;
+    e->member = (uint16_t)m;
+    e->incarnation = get_u32(p + 3 + al);
+    e->act_id = get_u64(p + 7 + al);
+    return 1;
+}
+
+static void send_unregister(mp_node *n, const mp_ref *ref, uint64_t act_id,
+                            bool want_answer);
+
+static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
+                          int status, const mp_dir_entry *w)
+{
+    mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
+    if (!a || a->act_id != act_id || a->state != MP_ACT_CREATING) {
+        /* The activation is gone; do not leave a registration naming it. */
+        if (status == MP_OK && w->member == n->dir.self && w->act_id == act_id)
+            send_unregister(n, ref, act_id, false);
+        return;
+    }
+    if (status < 0) {
+        if (++a->register_attempts < REGISTER_ATTEMPTS && !n->closing) {
+            start_register(n, a);
+            return;
+        }
+        mp_actor_set_state(a, MP_ACT_INVALID);
+        mp_list_node msgs;
+        mp_list_init(&msgs);
+        mp_msg *m;
+        while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
+        destroy_activation(n, a);
+        fail_list(n, &msgs, MP_EUNAVAIL, "directory unreachable");
+        return;
+    }
+    if (w->member == n->dir.self && w->act_id == act_id) {
+        mp_actor_set_state(a, MP_ACT_ACTIVATING);
+        mp_actor_schedule(a);
+        return;
+    }
+    /* Lost the race: hand every queued message to the winner. No hook ran,
+     * so there is nothing to undo. */
+    MP_SOMETIMES(true, "actor.activation_race_lost");
+    mp_actor_set_state(a, MP_ACT_INVALID);
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_msg *m;
+    while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
+    destroy_activation(n, a);
+    mp_list_node *ln;
+    if (w->member == n->dir.self) {
+        /* Cannot happen (the owner replaces our own older entry); re-route
+         * rather than lose anything. */
+        while ((ln = mp_list_pop_front(&msgs)) != NULL)
+            route(n, MP_CONTAINER_OF(ln, mp_msg, link));
+        return;
+    }
+    mp_dir_cache_put(&n->dir, ref->id, ref->len, w->member, w->incarnation);
+    while ((ln = mp_list_pop_front(&msgs)) != NULL) {
+        mp_msg *mm = MP_CONTAINER_OF(ln, mp_msg, link);
+        mm->mdef = NULL;
+        send_to(n, mm, w->member, 0, true);
+    }
+}
+
+static void register_cb(void *ud, int status, const void *data, size_t len)
+{
+    mp_ctx *c = ud;
+    mp_node *n = c->node;
+    mp_dir_entry w;
+    memset(&w, 0, sizeof w);
+    if (status == MP_OK) {
+        int rc = decode_entry(&n->dir, data, len, &w);
+        if (rc != 1) status = MP_EPROTO;
+    }
+    mp_ref ref = c->ref;
+    uint64_t act_id = c->act_id;
+    uint8_t kind = c->kind;
+    ctx_free(c);
+    if (kind == MP_CTX_REREGISTER) {
+        mp_actor *a = mp_catalog_get(&n->catalog, ref.id, ref.len);
+        if (status == MP_OK && a && a->act_id == act_id &&
+            !(w.member == n->dir.self && w.act_id == act_id) &&
+            a->state == MP_ACT_VALID) {
+            /* Someone else registered while the owner was away: ours must
+             * go (its queued messages are re-routed to the winner). */
+            a->deactivate_requested = true;
+            a->deact_reason = MP_DEACTIVATE_DIRECTORY;
+            mp_actor_schedule(a);
+        }
+        return;
+    }
+    register_done(n, &ref, act_id, status, &w);
+}
+
+static int send_system(mp_node *n, size_t member, const char *method,
+                       const mp_ref *ref, const void *payload, size_t len,
+                       mp_ctx *ctx, mp_reply_cb cb)
+{
+    mp_frame f;
+    frame_init(&f, MP_FRAME_SYSTEM);
+    f.method = mp_bytes_str(method);
+    if (ref) f.target = mp_bytes_make(ref->id, ref->len);
+    f.payload = mp_bytes_make(payload, (uint32_t)len);
+    f.ttl_ms = (uint32_t)(sys_timeout(n) / NS_PER_MS);
+    if (ctx) {
+        int rc = mp_calls_add(&n->calls, sys_timeout(n), cb, ctx,
+                              &f.correlation_id);
+        if (rc < 0) return rc;
+    }
+    int rc = send_frame(n, mp_dir_addr(&n->dir, member), &f);
+    if (rc < 0 && ctx) mp_calls_cancel(&n->calls, f.correlation_id);
+    return rc;
+}
+
+static void do_register(mp_node *n, mp_actor *a, uint8_t kind)
+{
+    size_t owner = mp_dir_owner(&n->dir, &a->ref);
+    if (owner == n->dir.self) {
+        mp_dir_entry w;
+        int rc = mp_dir_register(&n->dir, &a->ref, (uint16_t)n->dir.self,
+                                 n->incarnation, a->act_id, &w);
+        mp_ref ref = a->ref; /* register_done may free a */
+        if (kind == MP_CTX_REGISTER) register_done(n, &ref, a->act_id, rc, &w);
+        return;
+    }
+    mp_ctx *c = ctx_new(n, kind, &a->ref);
+    int rc = MP_ENOMEM;
+    if (c) {
+        c->act_id = a->act_id;
+        uint8_t p[12];
+        put_u32(p, n->incarnation);
+        put_u64(p + 4, a->act_id);
+        rc = send_system(n, owner, MP_SYS_REGISTER, &a->ref, p, sizeof p, c,
+                         register_cb);
+        if (rc < 0) ctx_free(c);
+    }
+    if (rc < 0 && kind == MP_CTX_REGISTER) {
+        mp_ref ref = a->ref;
+        register_done(n, &ref, a->act_id, rc, NULL);
+    }
+}
+
+static void register_timer(void *ud)
+{
+    mp_actor *a = ud;
+    a->timer = 0;
+    do_register(a->node, a, MP_CTX_REGISTER);
+}
+
+static void start_register(mp_node *n, mp_actor *a)
+{
+    uint64_t delay = 0;
+    if (a->register_attempts > 0)
+        delay = (uint64_t)a->register_attempts * 50 * NS_PER_MS;
+    else if (MP_BUGGIFY_P(0.2))
+        delay = mp_env_random_below(n->env, 10 * NS_PER_MS) + 1;
+    if (delay) {
+        a->timer = mp_env_timer_start(n->env, delay, register_timer, a);
+        if (a->timer) return;
+    }
+    do_register(n, a, MP_CTX_REGISTER);
+}
+
+/* ---- unregistration and deactivation ---- */
+
+static void deactivation_done(mp_node *n, const mp_ref *ref, uint64_t act_id)
+{
+    mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
+    if (!a || a->act_id != act_id || a->state != MP_ACT_DEACTIVATING) return;
+    mp_actor_set_state(a, MP_ACT_INVALID);
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_msg *m;
+    while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
+    destroy_activation(n, a);
+    /* Messages that arrived meanwhile are re-routed, never dropped. */
+    mp_list_node *ln;
+    if (!mp_list_empty(&msgs)) MP_SOMETIMES(true, "actor.rerouted_after_deactivation");
+    while ((ln = mp_list_pop_front(&msgs)) != NULL) {
+        mp_msg *mm = MP_CONTAINER_OF(ln, mp_msg, link);
+        mm->mdef = NULL;
+        route(n, mm);
+    }
+    if (n->closing) check_shutdown_done(n);
+}
+
+static void unregister_cb(void *ud, int status, const void *data, size_t len)
+{
+    mp_ctx *c = ud;
+    mp_node *n = c->node;
+    mp_ref ref = c->ref;
+    uint64_t act_id = c->act_id;
+    ctx_free(c);
+    deactivation_done(n, &ref, act_id);
+}
+
+/* Unregister (ref, act_id). With want_answer the local deactivation
+ * completes when the owner answered (or the request failed). */
+static void send_unregister(mp_node *n, const mp_ref *ref, uint64_t act_id,
+                            bool want_answer)
+{
+    size_t owner = mp_dir_owner(&n->dir, ref);
+    if (owner == n->dir.self) {
+        mp_dir_unregister(&n->dir, ref->id, ref->len, (uint16_t)n->dir.self,
+                          act_id);
+        if (want_answer) deactivation_done(n, ref, act_id);
+        return;
+    }
+    uint8_t p[12];
+    put_u32(p, n->incarnation);
+    put_u64(p + 4, act_id);
+    mp_ctx *c = want_answer ? ctx_new(n, MP_CTX_UNREGISTER, ref) : NULL;
+    if (c) c->act_id = act_id;
+    int rc = send_system(n, owner, MP_SYS_UNREGISTER, ref, p, sizeof p, c,
+                         unregister_cb);
+    if (rc < 0 && want_answer) {
+        if (c) ctx_free(c);
+        deactivation_done(n, ref, act_id);
+    }
+}
+
+void mp_node_deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason)
+{
+    assert(a->state == MP_ACT_VALID && !a->current);
+    a->deactivate_requested = false;
+    if (!mp_actor_set_state(a, MP_ACT_DEACTIVATING)) return;
+    if (a->activated) {
+        a->activated = false;
+        if (a->type->on_deactivate)
+            a->type->on_deactivate(a, a->instance, reason);
+    }
+    n->stats.deactivations_total++;
+    MP_SOMETIMES(reason == MP_DEACTIVATE_IDLE, "actor.idle_deactivation");
+    mp_ref ref = a->ref;
+    send_unregister(n, &ref, a->act_id, true);
+}
+
+void mp_node_activate(mp_node *n, mp_actor *a)
+{
+    assert(a->state == MP_ACT_ACTIVATING);
+    /* Seam: persisted state is loaded here before on_activate (storage). */
+    int rc = 0;
+    if (a->type->on_activate) rc = a->type->on_activate(a, a->instance);
+    if (rc == 0) {
+        a->activated = true;
+        mp_actor_set_state(a, MP_ACT_VALID);
+        a->last_used = mp_env_now(n->env);
+        arm_sweep(n);
+        if (n->closing) {
+            a->deactivate_requested = true;
+            a->deact_reason = MP_DEACTIVATE_SHUTDOWN;
+        }
+        mp_actor_schedule(a);
+        return;
+    }
+    /* The hook failed: queued messages fail, no activation remains. */
+    MP_SOMETIMES(true, "actor.activation_failed");
+    mp_actor_set_state(a, MP_ACT_INVALID);
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_msg *m;
+    while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
+    mp_ref ref = a->ref;
+    uint64_t act_id = a->act_id;
+    destroy_activation(n, a);
+    send_unregister(n, &ref, act_id, false);
+    fail_list(n, &msgs, MP_EACTIVATION, "activation failed");
+    if (n->closing) check_shutdown_done(n);
+}
+
+void mp_node_turn_ended(mp_node *n, mp_actor *a)
+{
+    a->last_used = mp_env_now(n->env);
+    if (n->closing && a->state == MP_ACT_VALID) {
+        a->deactivate_requested = true;
+        a->deact_reason = MP_DEACTIVATE_SHUTDOWN;
+    }
+    mp_actor_schedule(a);
+}
+
+/* ---- lookups ---- */
+
+static void lookup_done(mp_node *n, const mp_ref *ref, int status,
+                        const mp_dir_entry *e);
+
+static void pending_free(mp_node *n, mp_pending *p)
+{
+    mp_map_str_remove(&n->pending, p->ref.id, p->ref.len);
+    mp_list_remove(&p->link);
+    if (p->retry) mp_env_timer_cancel(n->env, p->retry);
+    free(p);
+}
+
+static void lookup_cb(void *ud, int status, const void *data, size_t len)
+{
+    mp_ctx *c = ud;
+    mp_node *n = c->node;
+    mp_ref ref = c->ref;
+    ctx_free(c);
+    mp_dir_entry e;
+    int found = 0;
+    if (status == MP_OK) {
+        found = decode_entry(&n->dir, data, len, &e);
+        if (found < 0) status = found;
+    }
+    lookup_done(n, &ref, status, status == MP_OK && found == 1 ? &e : NULL);
+}
+
+static void start_lookup(mp_node *n, mp_pending *p)
+{
+    p->in_flight = true;
+    size_t owner = mp_dir_owner(&n->dir, &p->ref);
+    if (owner == n->dir.self) {
+        const mp_dir_entry *e =
+            mp_dir_table_get(&n->dir, p->ref.id, p->ref.len);
+        mp_dir_entry copy;
+        if (e) copy = *e;
+        mp_ref ref = p->ref;
+        lookup_done(n, &ref, MP_OK, e ? &copy : NULL);
+        return;
+    }
+    mp_ctx *c = ctx_new(n, MP_CTX_LOOKUP, &p->ref);
+    int rc = MP_ENOMEM;
+    if (c) {
+        rc = send_system(n, owner, MP_SYS_LOOKUP, &p->ref, NULL, 0, c,
+                         lookup_cb);
+        if (rc < 0) ctx_free(c);
+    }
+    if (rc < 0) {
+        mp_ref ref = p->ref;
+        lookup_done(n, &ref, rc, NULL);
+    }
+}
+
+static void lookup_retry(void *ud)
+{
+    mp_pending *p = ud;
+    p->retry = 0;
+    start_lookup(p->node, p);
+}
+
+static void lookup_done(mp_node *n, const mp_ref *ref, int status,
+                        const mp_dir_entry *e)
+{
+    mp_pending *p = mp_map_str_get(&n->pending, ref->id, ref->len);
+    if (!p) return;
+    p->in_flight = false;
+    if (status < 0) {
+        /* The owner is unreachable for now: retry while someone waits.
+         * Expired requests are dropped (their callers time out). */
+        uint64_t now = mp_env_now(n->env);
+        mp_list_node *ln, *tmp;
+        MP_LIST_FOREACH_SAFE(ln, tmp, &p->msgs)
+        {
+            mp_msg *m = MP_CONTAINER_OF(ln, mp_msg, link);
+            if (n->closing || (m->deadline && now >= m->deadline)) {
+                mp_list_remove(&m->link);
+                if (n->closing)
+                    fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
+                else
+                    mp_msg_release(n, m);
+            }
+        }
+        if (mp_list_empty(&p->msgs)) {
+            pending_free(n, p);
+            return;
+        }
+        p->attempts++;
+        uint64_t d = 50 * NS_PER_MS << (p->attempts < 5 ? p->attempts : 5);
+        d += mp_env_random_below(n->env, d / 2 + 1);
+        p->retry = mp_env_timer_start(n->env, d, lookup_retry, p);
+        if (!p->retry) {
+            fail_list(n, &p->msgs, MP_ENOMEM, "out of memory");
+            pending_free(n, p);
+        }
+        return;
+    }
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_list_node *ln;
+    while ((ln = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ln);
+    mp_ref r = p->ref;
+    pending_free(n, p);
+
+    size_t dst;
+    uint16_t flags = 0;
+    if (e) {
+        dst = e->member;
+        if (dst != n->dir.self)
+            mp_dir_cache_put(&n->dir, r.id, r.len, e->member, e->incarnation);
+    } else {
+        const mp_actor_type *t = type_of_ref(n, &r);
+        mp_placement strat = t ? t->placement : MP_PLACE_TWO_CHOICES;
+        dst = mp_dir_place(&n->dir, strat, &r, mp_catalog_count(&n->catalog),
+                           n->env);
+        if (dst != n->dir.self) {
+            flags = MP_FLAG_PLACE;
+            /* Optimistic: later calls go straight there and find the new
+             * activation (or get forwarded with a cache update). */
+            mp_dir_cache_put(&n->dir, r.id, r.len, (uint16_t)dst, 0);
+        }
+    }
+    if (dst == n->dir.self) {
+        host_here(n, &r, &msgs);
+        return;
+    }
+    while ((ln = mp_list_pop_front(&msgs)) != NULL)
+        send_to(n, MP_CONTAINER_OF(ln, mp_msg, link), (uint16_t)dst, flags,
+                true);
+}
+
+static void pending_add(mp_node *n, mp_msg *m)
+{
+    mp_pending *p = mp_map_str_get(&n->pending, m->target.id, m->target.len);
+    if (p) {
+        mp_list_push_back(&p->msgs, &m->link);
+        return;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        fail_msg(n, m, MP_ENOMEM, "out of memory");
+        return;
+    }
+    p->node = n;
+    p->ref = m->target;
+    mp_list_init(&p->msgs);
+    mp_list_node_init(&p->link);
+    if (mp_map_str_put(&n->pending, p->ref.id, p->ref.len, p, NULL) != MP_OK) {
+        free(p);
+        fail_msg(n, m, MP_ENOMEM, "out of memory");
+        return;
+    }
+    mp_list_push_back(&n->pending_list, &p->link);
+    mp_list_push_back(&p->msgs, &m->link);
+    start_lookup(n, p);
+}
+
+/* ---- routing ---- */
+
+static void route(mp_node *n, mp_msg *m)
+{
+    mp_actor *a = mp_catalog_get(&n->catalog, m->target.id, m->target.len);
+    if (a && a->state != MP_ACT_INVALID) {
+        deliver_local(n, a, m);
+        return;
+    }
+    if (n->closing) {
+        fail_msg(n, m, m->origin == MP_ORIGIN_LOCAL ? MP_ECLOSED : MP_EUNAVAIL,
+                 "node shutting down");
+        return;
+    }
+    int c = mp_dir_cache_get(&n->dir, m->target.id, m->target.len);
+    if (c >= 0 && (size_t)c != n->dir.self) {
+        send_to(n, m, (uint16_t)c, 0, true);
+        return;
+    }
+    if (c >= 0) mp_dir_cache_remove(&n->dir, m->target.id, m->target.len);
+    pending_add(n, m);
+}
+
+/* ---- the call API ---- */
+
+static bool ref_ok(const mp_ref *r)
+{
+    return r->len >= 5 && r->len <= MP_ACTOR_ID_MAX && r->id[r->len] == '\0' &&
+           r->type_off >= 3 && (size_t)r->type_off + r->type_len < r->len &&
+           r->key_off == r->type_off + r->type_len + 1 &&
+           (size_t)r->key_off + r->key_len == r->len;
+}
+
+static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
+                  const char *method, const void *payload, size_t len,
+                  const mp_call_opts *opts, mp_reply_cb cb, void *ud,
+                  bool oneway)
+{
+    if (!n || !ref || !method || (!payload && len) || (!oneway && !cb))
+        return MP_EINVAL;
+    if (n->closing || !n->started) return MP_ECLOSED;
+    if (!ref_ok(ref)) return MP_EINVAL;
+    size_t mlen = strnlen(method, MP_METHOD_MAX + 1);
+    if (mlen == 0 || mlen > MP_METHOD_MAX) return MP_EINVAL;
+    size_t slen = sender ? sender->ref.len : 0;
+    /* The same bound the wire enforces, checked before anything is queued
+     * so local and remote calls fail alike (R16). */
+    size_t frame = (size_t)MP_FRAME_MIN_SIZE + ref->len + slen + mlen;
+    if (len > n->max_message || frame + len > n->max_message) return MP_ETOOBIG;
+
+    mp_msg *m = mp_msg_alloc(n);
+    if (!m) return MP_ENOMEM;
+    if (mp_msg_set_payload(m, payload, len) != MP_OK) {
+        mp_msg_release(n, m);
+        return MP_ENOMEM;
+    }
+    uint64_t timeout = opts && opts->timeout_ns ? opts->timeout_ns
+                                                : n->call_timeout_ns;
+    uint64_t now = mp_env_now(n->env);
+    m->deadline = now + timeout < now ? UINT64_MAX : now + timeout;
+    m->target = *ref;
+    memcpy(m->method, method, mlen + 1);
+    m->method_len = (uint8_t)mlen;
+    if (sender) {
+        memcpy(m->sender, sender->ref.id, slen + 1);
+        m->sender_len = (uint16_t)slen;
+    }
+    if (oneway) {
+        m->origin = MP_ORIGIN_NONE;
+    } else {
+        int rc = mp_calls_add(&n->calls, timeout, cb, ud, &m->corr);
+        if (rc < 0) {
+            mp_msg_release(n, m);
+            return rc;
+        }
+        m->origin = MP_ORIGIN_LOCAL;
+    }
+    n->stats.calls_out++;
+    route(n, m);
+    return MP_OK;
+}
+
+int mp_call(mp_node *node, const mp_ref *ref, const char *method,
+            const void *payload, size_t len, const mp_call_opts *opts,
+            mp_reply_cb cb, void *ud)
+{
+    return submit(node, NULL, ref, method, payload, len, opts, cb, ud, false);
+}
+
+int mp_actor_call(mp_actor *self, const mp_ref *ref, const char *method,
+                  const void *payload, size_t len, const mp_call_opts *opts,
+                  mp_reply_cb cb, void *ud)
+{
+    if (!self) return MP_EINVAL;
+    return submit(self->node, self, ref, method, payload, len, opts, cb, ud,
+                  false);
+}
+
+int mp_send(mp_node *node, const mp_ref *ref, const char *method,
+            const void *payload, size_t len)
+{
+    return submit(node, NULL, ref, method, payload, len, NULL, NULL, NULL,
+                  true);
+}
+
+/* ---- frames from peers ---- */
+
+static void on_request(mp_node *n, int peer_idx, const char *peer,
+                       const mp_frame *f)
+{
+    bool oneway = f->kind == MP_FRAME_ONEWAY;
+    mp_ref ref;
+    const char *why = NULL;
+    int status = MP_EINVAL;
+    if (mp_ref_parse(&ref, (const char *)f->target.ptr, f->target.len) != MP_OK)
+        why = "malformed actor id";
+    else if (!ns_matches(n, &ref))
+        why = "actor id of another namespace";
+    else if (f->method.len == 0 || f->method.len > MP_METHOD_MAX ||
+             memchr(f->method.ptr, 0, f->method.len))
+        why = "malformed method";
+    else if (f->sender.len > MP_ACTOR_ID_MAX)
+        why = "malformed sender";
+    if (why) {
+        if (!oneway) send_response(n, peer, f->correlation_id, status, why,
+                                   strlen(why), NULL, -1);
+        return;
+    }
+    if (f->ttl_ms == 0) return; /* already expired */
+    mp_msg *m = mp_msg_alloc(n);
+    if (!m || mp_msg_set_payload(m, f->payload.ptr, f->payload.len) != MP_OK) {
+        if (m) mp_msg_release(n, m);
+        if (!oneway) send_response(n, peer, f->correlation_id, MP_ENOMEM,
+                                   "out of memory", 13, NULL, -1);
+        return;
+    }
+    m->origin = oneway ? MP_ORIGIN_NONE : MP_ORIGIN_REMOTE;
+    m->corr = f->correlation_id;
+    m->forward_count = f->forward_count;
+    m->flags = f->flags;
+    m->remote_in = true;
+    m->deadline = mp_env_now(n->env) + (uint64_t)f->ttl_ms * NS_PER_MS;
+    size_t pl = strlen(peer);
+    if (pl > MP_ADDR_MAX) pl = MP_ADDR_MAX;
+    memcpy(m->peer, peer, pl);
+    m->peer[pl] = '\0';
+    m->target = ref;
+    memcpy(m->method, f->method.ptr, f->method.len);
+    m->method[f->method.len] = '\0';
+    m->method_len = (uint8_t)f->method.len;
+    if (f->sender.len) memcpy(m->sender, f->sender.ptr, f->sender.len);
+    m->sender[f->sender.len] = '\0';
+    m->sender_len = (uint16_t)f->sender.len;
+
+    if (n->closing) {
+        fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
+        return;
+    }
+    mp_actor *a = mp_catalog_get(&n->catalog, ref.id, ref.len);
+    if (a && a->state != MP_ACT_INVALID) {
+        deliver_local(n, a, m);
+        return;
+    }
+    if (f->flags & MP_FLAG_PLACE) {
+        mp_list_node one;
+        mp_list_init(&one);
+        mp_list_push_back(&one, &m->link);
+        host_here(n, &ref, &one);
+        return;
+    }
+    /* Not here (stale cache at the sender): the owner knows where. */
+    MP_SOMETIMES(true, "actor.request_not_hosted");
+    mp_dir_cache_remove(&n->dir, ref.id, ref.len);
+    route(n, m);
+}
+
+static void on_response(mp_node *n, const mp_frame *f)
+{
+    for (uint16_t i = 0; i < f->cache_update_count; i++) {
+        const mp_frame_cache_update *u = &f->cache_updates[i];
+        mp_ref r;
+        if (mp_ref_parse(&r, (const char *)u->actor_id.ptr, u->actor_id.len) != MP_OK)
+            continue;
+        int mb = mp_dir_member(&n->dir, (const char *)u->addr.ptr, u->addr.len);
+        if (mb < 0) continue;
+        if ((size_t)mb == n->dir.self) {
+            mp_dir_cache_remove(&n->dir, r.id, r.len);
+        } else {
+            int old = mp_dir_cache_get(&n->dir, r.id, r.len);
+            mp_dir_cache_put(&n->dir, r.id, r.len, (uint16_t)mb, u->incarnation);
+            MP_SOMETIMES(old != mb, "actor.cache_corrected");
+        }
+        n->stats.cache_updates++;
+    }
+    int rc = mp_calls_complete(&n->calls, f->correlation_id, f->status,
+                               f->payload.ptr, f->payload.len);
+    (void)rc;
+}
+
+static void owner_register(mp_node *n, const char *peer, int peer_idx,
+                           uint64_t corr, const mp_ref *ref, uint32_t inc,
+                           uint64_t act_id)
+{
+    mp_dir_entry w;
+    int rc = mp_dir_register(&n->dir, ref, (uint16_t)peer_idx, inc, act_id, &w);
+    if (rc < 0) {
+        send_response(n, peer, corr, rc, "", 0, NULL, -1);
+        return;
+    }
+    uint8_t buf[16 + MP_ADDR_MAX + 8];
+    size_t len;
+    encode_entry(buf, &len, &n->dir, &w);
+    send_response(n, peer, corr, 0, buf, len, NULL, -1);
+}
+
+static void delayed_register(void *ud)
+{
+    mp_ctx *c = ud;
+    c->timer = 0;
+    mp_node *n = c->node;
+    int idx = mp_dir_member(&n->dir, c->peer, strlen(c->peer));
+    if (idx >= 0)
+        owner_register(n, c->peer, idx, c->orig_corr, &c->ref, c->incarnation,
+                       c->act_id);
+    ctx_free(c);
+}
+
+static void on_system(mp_node *n, int peer_idx, const char *peer,
+                      const mp_frame *f)
+{
+    mp_bytes meth = f->method;
+    if (mp_bytes_eq(meth, mp_bytes_str(MP_SYS_LOAD))) {
+        if (f->payload.len == 8)
+            mp_dir_load_report(&n->dir, (uint16_t)peer_idx,
+                               get_u64(f->payload.ptr));
+        return;
+    }
+    mp_ref ref;
+    if (mp_ref_parse(&ref, (const char *)f->target.ptr, f->target.len) != MP_OK ||
+        !ns_matches(n, &ref)) {
+        if (f->correlation_id)
+            send_response(n, peer, f->correlation_id, MP_EPROTO, "bad id", 6,
+                          NULL, -1);
+        return;
+    }
+    if (mp_bytes_eq(meth, mp_bytes_str(MP_SYS_LOOKUP))) {
+        const mp_dir_entry *e = mp_dir_table_get(&n->dir, ref.id, ref.len);
+        uint8_t buf[16 + MP_ADDR_MAX + 8];
+        size_t len;
+        encode_entry(buf, &len, &n->dir, e);
+        send_response(n, peer, f->correlation_id, 0, buf, len, NULL, -1);
+        return;
+    }
+    bool reg = mp_bytes_eq(meth, mp_bytes_str(MP_SYS_REGISTER));
+    bool unreg = mp_bytes_eq(meth, mp_bytes_str(MP_SYS_UNREGISTER));
+    if ((!reg && !unreg) || f->payload.len != 12) {
+        if (f->correlation_id)
+            send_response(n, peer, f->correlation_id, MP_EPROTO,
+                          "bad system request", 18, NULL, -1);
+        return;
+    }
+    uint32_t inc = get_u32(f->payload.ptr);
+    uint64_t act_id = get_u64(f->payload.ptr + 4);
+    if (unreg) {
+        mp_dir_unregister(&n->dir, ref.id, ref.len, (uint16_t)peer_idx, act_id);
+        if (f->correlation_id)
+            send_response(n, peer, f->correlation_id, 0, "", 0, NULL, -1);
+        return;
+    }
+    if (MP_BUGGIFY_P(0.2)) {
+        /* Delay the owner's answer: registrations of racing activations
+         * then overlap in every order. */
+        mp_ctx *c = ctx_new(n, MP_CTX_DELAYED_REGISTER, &ref);
+        if (c) {
+            c->orig_corr = f->correlation_id;
+            c->incarnation = inc;
+            c->act_id = act_id;
+            snprintf(c->peer, sizeof c->peer, "%s", peer);
+            c->timer = mp_env_timer_start(
+                n->env, mp_env_random_below(n->env, 20 * NS_PER_MS) + 1,
+                delayed_register, c);
+            if (c->timer) return;
+            ctx_free(c);
+        }
+    }
+    owner_register(n, peer, peer_idx, f->correlation_id, &ref, inc, act_id);
+}
+
+static void on_frame(void *ud, const char *peer, const mp_frame *f)
+{
+    mp_node *n = ud;
+    if (n->freed || !peer) return;
+    int idx = mp_dir_member(&n->dir, peer, strlen(peer));
+    if (idx < 0 || (size_t)idx == n->dir.self) {
+        mp_env_log(n->env, MP_LOG_WARN, "node: frame from non-member %s dropped",
+                   peer);
+        return;
+    }
+    switch (f->kind) {
+    case MP_FRAME_REQUEST:
+    case MP_FRAME_ONEWAY: on_request(n, idx, peer, f); break;
+    case MP_FRAME_RESPONSE: on_response(n, f); break;
+    case MP_FRAME_SYSTEM: on_system(n, idx, peer, f); break;
+    default: break;
+    }
+}
+
+static void on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
+                            uint32_t new_inc)
+{
+    mp_node *n = ud;
+    int idx = mp_dir_member(&n->dir, peer, strlen(peer));
+    if (idx < 0 || (size_t)idx == n->dir.self) return;
+    mp_dir_peer_restart(&n->dir, (uint16_t)idx, new_inc);
+    if (old_inc == 0) return;
+    /* The peer lost its owner table: re-register our activations whose
+     * owner it is, or a lookup there would place a second one. */
+    MP_SOMETIMES(true, "actor.owner_restarted");
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if ((a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) &&
+            mp_dir_owner(&n->dir, &a->ref) == (size_t)idx)
+            do_register(n, a, MP_CTX_REREGISTER);
+    }
+}
+
+/* ---- timers: load reports, idle sweep ---- */
+
+static void load_timer(void *ud)
+{
+    mp_node *n = ud;
+    n->load_timer = 0;
+    if (n->closing) return;
+    uint8_t p[8];
+    put_u64(p, mp_catalog_count(&n->catalog));
+    for (size_t i = 0; i < n->dir.n; i++)
+        if (i != n->dir.self)
+            send_system(n, i, MP_SYS_LOAD, NULL, p, sizeof p, NULL, NULL);
+    n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS, load_timer, n);
+}
+
+static uint64_t idle_of(const mp_node *n, const mp_actor *a)
+{
+    return a->type->idle_timeout_ns ? a->type->idle_timeout_ns
+                                    : n->idle_timeout_ns;
+}
+
+static void sweep_timer(void *ud)
+{
+    mp_node *n = ud;
+    n->sweep_timer = 0;
+    if (n->closing) return;
+    uint64_t now = mp_env_now(n->env);
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->state == MP_ACT_VALID && !a->current &&
+            mp_list_empty(&a->mailbox) && !mp_list_node_linked(&a->work.link) &&
+            now - a->last_used >= idle_of(n, a)) {
+            a->deactivate_requested = true;
+            a->deact_reason = MP_DEACTIVATE_IDLE;
+            mp_actor_schedule(a);
+        }
+    }
+    arm_sweep(n);
+}
+
+static void arm_sweep(mp_node *n)
+{
+    if (n->sweep_timer || n->closing || n->freed) return;
+    if (mp_catalog_count(&n->catalog) == 0) return;
+    n->sweep_timer = mp_env_timer_start(n->env, n->sweep_interval_ns,
+                                        sweep_timer, n);
+}
+
+/* ---- life ---- */
+
+void mp_node_config_init(mp_node_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->incarnation = 1;
+    cfg->call_timeout_ns = DEFAULT_CALL_TIMEOUT_NS;
+    cfg->idle_timeout_ns = DEFAULT_IDLE_TIMEOUT_NS;
+    cfg->max_message = MP_FRAME_DEFAULT_MAX;
+    cfg->max_pending_calls = 1000000;
+}
+
+static bool ident_ok(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n == 0 || n > max) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool addr_ok(const char *a)
+{
+    char host[MP_ADDR_MAX + 1];
+    uint16_t port;
+    return a && strnlen(a, MP_ADDR_MAX + 1) <= MP_ADDR_MAX &&
+           mp_addr_parse(a, host, sizeof host, &port) == MP_OK;
+}
+
+static int bad_config(mp_env *env, const char *why)
+{
+    mp_env_log(env, MP_LOG_ERROR, "node config: %s", why);
+    return MP_EINVAL;
+}
+
+int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
+{
+    if (!env || !cfg || !out) return MP_EINVAL;
+    *out = NULL;
+    if (!cfg->cluster_namespace || !ident_ok(cfg->cluster_namespace, MP_ACTOR_PART_MAX))
+        return bad_config(env, "bad namespace ([A-Za-z0-9_.-], 1..64 bytes)");
+    if (!addr_ok(cfg->self_addr)) return bad_config(env, "bad self address");
+    if (!cfg->members || cfg->member_count < 1 || cfg->member_count > MP_MAX_MEMBERS)
+        return bad_config(env, "member list must hold 1..256 addresses");
+    size_t self = SIZE_MAX;
+    for (size_t i = 0; i < cfg->member_count; i++) {
+        if (!addr_ok(cfg->members[i])) return bad_config(env, "bad member address");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->members[i], cfg->members[j]) == 0)
+                return bad_config(env, "duplicate member");
+        if (strcmp(cfg->members[i], cfg->self_addr) == 0) self = i;
+    }
+    if (self == SIZE_MAX) return bad_config(env, "self address not in members");
+    if (cfg->incarnation < 1) return bad_config(env, "incarnation must be >= 1");
+    if (cfg->max_message && (cfg->max_message < MP_FRAME_MIN_SIZE + 64 ||
+                             cfg->max_message > MP_FRAME_MAX_LIMIT))
+        return bad_config(env, "max_message out of range");
+
+    mp_node *n = calloc(1, sizeof *n);
+    if (!n) return MP_ENOMEM;
+    n->env = env;
+    snprintf(n->ns, sizeof n->ns, "%s", cfg->cluster_namespace);
+    snprintf(n->self_addr, sizeof n->self_addr, "%s", cfg->self_addr);
+    n->incarnation = cfg->incarnation;
+    n->call_timeout_ns = cfg->call_timeout_ns ? cfg->call_timeout_ns : DEFAULT_CALL_TIMEOUT_NS;
+    n->idle_timeout_ns = cfg->idle_timeout_ns ? cfg->idle_timeout_ns : DEFAULT_IDLE_TIMEOUT_NS;
+    n->max_message = cfg->max_message ? cfg->max_message : MP_FRAME_DEFAULT_MAX;
+    n->max_pending_calls = cfg->max_pending_calls;
+    n->mailbox_warn_depth = cfg->mailbox_warn_depth;
+    n->on_mailbox_depth = cfg->on_mailbox_depth;
+    n->hook_ud = cfg->hook_ud;
+    n->storage = cfg->storage;
+    mp_list_init(&n->runq);
+    mp_list_init(&n->pending_list);
+    mp_list_init(&n->ctx_list);
+    mp_list_init(&n->delayed);
+    uint64_t seed = mp_env_random(env);
+    if (mp_calls_init(&n->calls, env, n->max_pending_calls) != MP_OK ||
+        mp_catalog_init(&n->catalog, seed) != MP_OK ||
+        mp_map_str_init_seeded(&n->pending, 0, seed ^ 7) != MP_OK ||
+        mp_dir_init(&n->dir, cfg->members, cfg->member_count, self, seed ^ 9) != MP_OK) {
+        mp_calls_free(&n->calls, false, 0);
+        mp_catalog_free(&n->catalog);
+        mp_map_str_free(&n->pending);
+        mp_dir_free(&n->dir);
+        free(n);
+        return MP_ENOMEM;
+    }
+    *out = n;
+    return MP_OK;
+}
+
+int mp_node_register_type(mp_node *n, const mp_actor_type *t)
+{
+    if (!n || !t || !t->name || n->started) return MP_EINVAL;
+    if (!ident_ok(t->name, MP_ACTOR_PART_MAX)) return MP_EINVAL;
+    if (t->method_count && !t->methods) return MP_EINVAL;
+    for (size_t i = 0; i < t->method_count; i++) {
+        const char *mn = t->methods[i].name;
+        if (!mn || !t->methods[i].fn) return MP_EINVAL;
+        size_t l = strnlen(mn, MP_METHOD_MAX + 1);
+        if (l == 0 || l > MP_METHOD_MAX) return MP_EINVAL;
+    }
+    if ((unsigned)t->placement > MP_PLACE_HASH) return MP_EINVAL;
+    size_t len = strlen(t->name);
+    if (find_type(n, t->name, len)) return MP_EINVAL;
+    if (n->type_count == n->type_cap) {
+        size_t cap = n->type_cap ? n->type_cap * 2 : 8;
+        mp_type_slot *p = realloc(n->types, cap * sizeof *p);
+        if (!p) return MP_ENOMEM;
+        n->types = p;
+        n->type_cap = cap;
+    }
+    n->types[n->type_count].type = t;
+    n->types[n->type_count].name_len = len;
+    n->type_count++;
+    return MP_OK;
+}
+
+int mp_node_start(mp_node *n)
+{
+    if (!n || n->started || n->closing) return MP_EINVAL;
+    /* Idle sweep period: a quarter of the shortest idle timeout, so an idle
+     * activation goes within 125% of its timeout. */
+    uint64_t min_idle = n->idle_timeout_ns;
+    for (size_t i = 0; i < n->type_count; i++)
+        if (n->types[i].type->idle_timeout_ns &&
+            n->types[i].type->idle_timeout_ns < min_idle)
+            min_idle = n->types[i].type->idle_timeout_ns;
+    n->sweep_interval_ns = min_idle / 4 ? min_idle / 4 : 1;
+    if (n->dir.n > 1) {
+        mp_transport_config tc;
+        mp_transport_config_init(&tc);
+        tc.cluster_namespace = n->ns;
+        tc.self_addr = n->self_addr;
+        tc.incarnation = n->incarnation;
+        tc.max_frame = n->max_message;
+        static const mp_transport_callbacks cbs = {on_frame, on_peer_restart, NULL};
+        int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
+        if (rc < 0) return rc;
+        n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS, load_timer, n);
+    }
+    n->started = true;
+    return MP_OK;
+}
+
+/* Free every structure. Callbacks never run from here. */
+static void release_all(mp_node *n)
+{
+    n->freed = true;
+    mp_env *env = n->env;
+    if (n->load_timer) mp_env_timer_cancel(env, n->load_timer);
+    if (n->sweep_timer) mp_env_timer_cancel(env, n->sweep_timer);
+    if (n->shutdown_timer) mp_env_timer_cancel(env, n->shutdown_timer);
+    n->load_timer = n->sweep_timer = n->shutdown_timer = 0;
+    mp_list_node *ln;
+    /* run queue: local replies (their calls are completed or dropped) */
+    while ((ln = mp_list_pop_front(&n->runq)) != NULL) {
+        mp_work *w = MP_CONTAINER_OF(ln, mp_work, link);
+        if (w->kind == MP_WORK_REPLY)
+            mp_msg_release(n, MP_CONTAINER_OF(w, mp_msg, work));
+    }
+    /* activations */
+    while ((ln = mp_list_front(&n->catalog.list)) != NULL) {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        mp_msg *m;
+        while ((m = mp_actor_pop(a)) != NULL) mp_msg_release(n, m);
+        if (a->current) {
+            /* A handler that never replied: its message goes with the node. */
+            mp_msg *cm = a->current;
+            a->current = NULL;
+            mp_list_remove(&cm->link);
+            mp_list_remove(&cm->work.link);
+            mp_msg_release(n, cm);
+        }
+        destroy_activation(n, a);
+    }
+    while ((ln = mp_list_front(&n->pending_list)) != NULL) {
+        mp_pending *p = MP_CONTAINER_OF(ln, mp_pending, link);
+        mp_list_node *ml;
+        while ((ml = mp_list_pop_front(&p->msgs)) != NULL)
+            mp_msg_release(n, MP_CONTAINER_OF(ml, mp_msg, link));
+        pending_free(n, p);
+    }
+    while ((ln = mp_list_pop_front(&n->delayed)) != NULL) {
+        mp_msg *m = MP_CONTAINER_OF(ln, mp_msg, link);
+        if (m->delay_timer) mp_env_timer_cancel(env, m->delay_timer);
+        mp_msg_release(n, m);
+    }
+    while ((ln = mp_list_front(&n->ctx_list)) != NULL)
+        ctx_free(MP_CONTAINER_OF(ln, mp_ctx, link));
+    mp_calls_free(&n->calls, false, 0);
+    mp_catalog_free(&n->catalog);
+    mp_map_str_free(&n->pending);
+    mp_dir_free(&n->dir);
+    while (n->msg_free) {
+        mp_msg *m = n->msg_free;
+        n->msg_free = m->next_free;
+        free(m);
+    }
+    free(n->types);
+    free(n);
+}
+
+void mp_node_free_now(mp_node *n)
+{
+    if (!n) return;
+    if (n->transport) mp_transport_free_now(n->transport);
+    n->transport = NULL;
+    release_all(n);
+}
+
+static void transport_closed(void *ud)
+{
+    mp_node *n = ud;
+    void (*cb)(void *) = n->shutdown_cb;
+    void *cud = n->shutdown_ud;
+    n->transport = NULL;
+    release_all(n);
+    if (cb) cb(cud);
+}
+
+static void shutdown_finish(mp_node *n)
+{
+    if (n->transport_closing) return;
+    n->transport_closing = true;
+    if (n->shutdown_timer) mp_env_timer_cancel(n->env, n->shutdown_timer);
+    n->shutdown_timer = 0;
+    /* Activations still busy at the deadline: their hooks run now. */
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->activated && a->type->on_deactivate) {
+            a->activated = false;
+            a->type->on_deactivate(a, a->instance, MP_DEACTIVATE_SHUTDOWN);
+            n->stats.deactivations_total++;
+        }
+        mp_msg *m;
+        while ((m = mp_actor_pop(a)) != NULL)
+            fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
+    }
+    /* Pending lookups fail, then every outstanding call with MP_ECLOSED. */
+    while ((ln = mp_list_front(&n->pending_list)) != NULL) {
+        mp_pending *p = MP_CONTAINER_OF(ln, mp_pending, link);
+        mp_list_node msgs;
+        mp_list_init(&msgs);
+        mp_list_node *ml;
+        while ((ml = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ml);
+        pending_free(n, p);
+        fail_list(n, &msgs, MP_ECLOSED, "node shutting down");
+    }
+    mp_calls_free(&n->calls, true, MP_ECLOSED);
+    mp_calls_init(&n->calls, n->env, 0); /* empty table: late replies drop */
+    if (n->transport) {
+        uint64_t now = mp_env_now(n->env);
+        uint64_t left = n->shutdown_deadline > now ? n->shutdown_deadline - now : 0;
+        mp_transport_close(n->transport, left, transport_closed, n);
+    } else {
+        /* Defer so the caller's stack unwinds before the memory goes. */
+        if (mp_env_timer_start(n->env, 0, transport_closed, n) == 0)
+            mp_env_log(n->env, MP_LOG_ERROR, "node: shutdown stalled (no timer)");
+    }
+}
+
+static void check_shutdown_done(mp_node *n)
+{
+    if (!n->closing || n->transport_closing) return;
+    if (mp_catalog_count(&n->catalog) == 0) shutdown_finish(n);
+}
+
+static void shutdown_deadline_cb(void *ud)
+{
+    mp_node *n = ud;
+    n->shutdown_timer = 0;
+    shutdown_finish(n);
+}
+
+static void shutdown_start(void *ud)
+{
+    mp_node *n = ud;
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->state == MP_ACT_VALID) {
+            a->deactivate_requested = true;
+            a->deact_reason = MP_DEACTIVATE_SHUTDOWN;
+            mp_actor_schedule(a);
+        }
+    }
+    check_shutdown_done(n);
+}
+
+void mp_node_shutdown(mp_node *n, uint64_t deadline_ns, void (*cb)(void *ud),
+                      void *ud)
+{
+    if (!n || n->closing) return;
+    n->closing = true;
+    n->shutdown_cb = cb;
+    n->shutdown_ud = ud;
+    n->shutdown_deadline = mp_env_now(n->env) + deadline_ns;
+    if (n->load_timer) mp_env_timer_cancel(n->env, n->load_timer);
+    if (n->sweep_timer) mp_env_timer_cancel(n->env, n->sweep_timer);
+    n->load_timer = n->sweep_timer = 0;
+    n->shutdown_timer = mp_env_timer_start(n->env, deadline_ns, shutdown_deadline_cb, n);
+    /* Hooks run from a loop callback, not inside this call. */
+    if (mp_env_timer_start(n->env, 0, shutdown_start, n) == 0) shutdown_start(n);
+}
+
+/* ---- accessors ---- */
+
+mp_env *mp_node_env(mp_node *n) { return n->env; }
+const char *mp_node_addr(const mp_node *n) { return n->self_addr; }
+const char *mp_node_namespace(const mp_node *n) { return n->ns; }
+
+void mp_node_get_stats(mp_node *n, mp_node_stats *out)
+{
+    *out = n->stats;
+    out->activations = mp_catalog_count(&n->catalog);
+    out->replies_late = n->calls.late;
+    out->timeouts = n->calls.timeouts;
+    out->pending_calls = mp_calls_pending(&n->calls);
+}
+
+void mp_node_foreach_activation(mp_node *n,
+                                void (*fn)(void *ud, const mp_ref *ref),
+                                void *ud)
+{
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING)
+            fn(ud, &a->ref);
+    }
+}

@@ -1,0 +1,1112 @@
+/*
+ * Node tests in the simulator: 1-node and 3-node clusters.
+ *
+ * A small test actor type (Counter) lives here. Its methods cover the
+ * runtime's contract: replies now or later (a timer), errors, never
+ * replying (timeouts), calling another actor before replying, explicit
+ * deactivation, reporting which node hosts it. Each instance checks that no
+ * two of its turns overlap (R4), and a world-wide check after each test
+ * verifies that no actor id has two live activations (R10).
+ *
+ * Everything runs in simulated time, so timeouts and idle collection are
+ * tested exactly and instantly. MP_NODE_BENCH=1 adds a local-call
+ * throughput run on the real (libuv) env; it reports, never asserts, speed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "moonpool/node.h"
+#include "moonpool/sim.h"
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+#define MAXN 5
+
+/* ---- the test actor ---- */
+
+typedef struct counter {
+    int64_t value;
+    int in_turn;
+    mp_msg *held;
+    mp_actor *self;
+    mp_timer_id timer;
+} counter;
+
+static int g_activations, g_deactivations, g_overlaps;
+static int g_deact_reasons[8];
+
+static void reply_value(mp_msg *msg, int64_t v) { mp_reply(msg, &v, sizeof v); }
+
+static void m_add(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                  size_t len)
+{
+    counter *c = inst;
+    if (c->in_turn) g_overlaps++;
+    int64_t d = 1;
+    if (len == sizeof d) memcpy(&d, p, sizeof d);
+    c->value += d;
+    reply_value(msg, c->value);
+}
+
+static void m_get(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                  size_t len)
+{
+    reply_value(msg, ((counter *)inst)->value);
+}
+
+static void m_echo(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                   size_t len)
+{
+    mp_reply(msg, p, len); /* replies with its own payload buffer */
+}
+
+static void m_fail(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                   size_t len)
+{
+    mp_reply_error(msg, MP_EACTOR, "boom");
+}
+
+static void later_fire(void *ud)
+{
+    counter *c = ud;
+    c->timer = 0;
+    c->in_turn = 0;
+    c->value++;
+    mp_msg *m = c->held;
+    c->held = NULL;
+    reply_value(m, c->value);
+}
+
+/* Replies 10 ms later: the actor stays busy meanwhile. */
+static void m_later(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                    size_t len)
+{
+    counter *c = inst;
+    if (c->in_turn || c->held) g_overlaps++;
+    c->in_turn = 1;
+    c->held = msg;
+    c->timer = mp_env_timer_start(mp_actor_env(self), 10 * MS, later_fire, c);
+}
+
+static void m_hang(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                   size_t len)
+{
+    /* never replies */
+}
+
+static void m_big(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                  size_t len)
+{
+    static char buf[8192];
+    mp_reply(msg, buf, sizeof buf);
+}
+
+static void other_replied(void *ud, int status, const void *data, size_t len)
+{
+    counter *c = ud;
+    mp_msg *m = c->held;
+    c->held = NULL;
+    c->in_turn = 0;
+    if (status < 0) {
+        mp_reply_error(m, status, "callee failed");
+        return;
+    }
+    int64_t v = 0;
+    if (len == sizeof v) memcpy(&v, data, sizeof v);
+    reply_value(m, v * 100);
+}
+
+/* Calls "add" on the Counter named by the payload, replies its answer x100. */
+static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                        size_t len)
+{
+    counter *c = inst;
+    char key[64];
+    if (len >= sizeof key) len = sizeof key - 1;
+    memcpy(key, p, len);
+    key[len] = 0;
+    mp_ref other;
+    if (mp_ref_get(mp_actor_node(self), "Counter", key, &other) != MP_OK) {
+        mp_reply_error(msg, MP_EINVAL, "bad key");
+        return;
+    }
+    c->held = msg;
+    c->in_turn = 1;
+    int rc = mp_actor_call(self, &other, "add", NULL, 0, NULL, other_replied, c);
+    if (rc < 0) {
+        c->held = NULL;
+        mp_reply_error(msg, rc, "call failed");
+    }
+}
+
+static void m_where(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                    size_t len)
+{
+    const char *a = mp_node_addr(mp_actor_node(self));
+    mp_reply(msg, a, strlen(a));
+}
+
+static void m_deact(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                    size_t len)
+{
+    mp_actor_deactivate(self);
+    mp_reply(msg, NULL, 0);
+}
+
+static int on_activate(mp_actor *self, void *inst)
+{
+    const mp_ref *r = mp_actor_ref(self);
+    if (r->key_len >= 3 && memcmp(r->id + r->key_off, "bad", 3) == 0)
+        return MP_EACTOR;
+    ((counter *)inst)->self = self;
+    g_activations++;
+    return 0;
+}
+
+static void on_deactivate(mp_actor *self, void *inst, mp_deactivate_reason why)
+{
+    counter *c = inst;
+    if (c->timer) mp_env_timer_cancel(mp_actor_env(self), c->timer);
+    g_deactivations++;
+    if ((int)why < 8) g_deact_reasons[why]++;
+}
+
+static const mp_method_def counter_methods[] = {
+    {"add", m_add},       {"get", m_get},     {"echo", m_echo},
+    {"fail", m_fail},     {"later", m_later}, {"hang", m_hang},
+    {"big", m_big},       {"callother", m_callother},
+    {"where", m_where},   {"deact", m_deact},
+};
+
+static const mp_actor_type counter_type = {
+    .name = "Counter",
+    .instance_size = sizeof(counter),
+    .on_activate = on_activate,
+    .on_deactivate = on_deactivate,
+    .methods = counter_methods,
+    .method_count = sizeof counter_methods / sizeof *counter_methods,
+};
+
+/* Same methods, placed on the calling node: makes activation races certain
+ * when two nodes call a new id at once. */
+static const mp_actor_type local_type = {
+    .name = "Local",
+    .instance_size = sizeof(counter),
+    .on_activate = on_activate,
+    .on_deactivate = on_deactivate,
+    .methods = counter_methods,
+    .method_count = sizeof counter_methods / sizeof *counter_methods,
+    .placement = MP_PLACE_PREFER_LOCAL,
+};
+
+/* ---- cluster harness ---- */
+
+typedef struct cluster cluster;
+typedef struct node_arg {
+    cluster *c;
+    int idx;
+} node_arg;
+
+struct cluster {
+    mp_sim *sim;
+    int n;
+    int pids[MAXN];
+    char addrs[MAXN][32];
+    const char *members[MAXN];
+    node_arg args[MAXN];
+    uint64_t idle_ns;
+    uint64_t call_timeout_ns;
+    uint32_t max_message;
+    size_t warn_depth;
+};
+
+static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
+{
+    node_arg *na = arg;
+    cluster *c = na->c;
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = c->addrs[na->idx];
+    cfg.members = c->members;
+    cfg.member_count = (size_t)c->n;
+    cfg.incarnation = inc;
+    if (c->idle_ns) cfg.idle_timeout_ns = c->idle_ns;
+    if (c->call_timeout_ns) cfg.call_timeout_ns = c->call_timeout_ns;
+    if (c->max_message) cfg.max_message = c->max_message;
+    cfg.mailbox_warn_depth = c->warn_depth;
+    mp_node *node;
+    int rc = mp_node_create(env, &cfg, &node);
+    if (rc < 0) return rc;
+    if ((rc = mp_node_register_type(node, &counter_type)) < 0 ||
+        (rc = mp_node_register_type(node, &local_type)) < 0 ||
+        (rc = mp_node_start(node)) < 0) {
+        mp_node_free_now(node);
+        return rc;
+    }
+    *state = node;
+    return 0;
+}
+
+static void node_teardown(void *state) { mp_node_free_now(state); }
+
+static const mp_sim_process_ops node_ops = {node_boot, node_teardown};
+
+static cluster *cluster_new_faults(int n, uint64_t seed, bool buggify,
+                                   double reset_rate)
+{
+    cluster *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    g_activations = g_deactivations = g_overlaps = 0;
+    memset(g_deact_reasons, 0, sizeof g_deact_reasons);
+    mp_sim_config cfg;
+    mp_sim_config_init(&cfg);
+    cfg.seed = seed;
+    cfg.faults.buggify = buggify;
+    cfg.faults.reset_rate = reset_rate;
+    cfg.log_level = MP_LOG_ERROR;
+    c->sim = mp_sim_create(&cfg);
+    assert_non_null(c->sim);
+    c->n = n;
+    for (int i = 0; i < n; i++) {
+        snprintf(c->addrs[i], sizeof c->addrs[i], "10.0.0.%d:4000", i + 1);
+        c->members[i] = c->addrs[i];
+        c->args[i].c = c;
+        c->args[i].idx = i;
+    }
+    return c;
+}
+
+static cluster *cluster_new(int n, uint64_t seed)
+{
+    return cluster_new_faults(n, seed, false, 0);
+}
+
+static void cluster_start(cluster *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        c->pids[i] = mp_sim_spawn(c->sim, c->addrs[i], &node_ops, &c->args[i]);
+        assert_true(c->pids[i] >= 0);
+    }
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * MS);
+    for (int i = 0; i < c->n; i++)
+        assert_non_null(mp_sim_process_state(c->sim, c->pids[i]));
+}
+
+static mp_node *node_at(cluster *c, int i)
+{
+    return mp_sim_process_state(c->sim, c->pids[i]);
+}
+
+/* World invariant: no id has two live activations. */
+typedef struct seen {
+    char ids[4096][MP_ACTOR_ID_MAX + 1];
+    int count;
+    int dups;
+} seen;
+
+static void seen_visit(void *ud, const mp_ref *ref)
+{
+    seen *s = ud;
+    for (int i = 0; i < s->count; i++)
+        if (strcmp(s->ids[i], ref->id) == 0) s->dups++;
+    if (s->count < 4096) memcpy(s->ids[s->count++], ref->id, ref->len + 1);
+}
+
+static int live_activations(cluster *c, int *dups)
+{
+    static seen s;
+    s.count = 0;
+    s.dups = 0;
+    for (int i = 0; i < c->n; i++)
+        if (node_at(c, i)) mp_node_foreach_activation(node_at(c, i), seen_visit, &s);
+    if (dups) *dups = s.dups;
+    return s.count;
+}
+
+static void cluster_free(cluster *c)
+{
+    int dups;
+    live_activations(c, &dups);
+    assert_int_equal(dups, 0);
+    assert_int_equal(g_overlaps, 0);
+    if (mp_sim_failed(c->sim)) fail_msg("sim failed: %s", mp_sim_failure(c->sim));
+    mp_sim_destroy(c->sim);
+    free(c);
+}
+
+typedef struct outcome {
+    int calls;
+    int status;
+    int64_t value;
+    char text[64];
+    uint64_t at;
+    mp_sim *sim;
+} outcome;
+
+static void on_reply(void *ud, int status, const void *data, size_t len)
+{
+    outcome *o = ud;
+    o->calls++;
+    o->status = status;
+    o->at = mp_sim_now(o->sim);
+    o->value = 0;
+    if (status == 0 && len == sizeof o->value) memcpy(&o->value, data, len);
+    size_t n = len < sizeof o->text - 1 ? len : sizeof o->text - 1;
+    memcpy(o->text, data, n);
+    o->text[n] = 0;
+}
+
+static int call(cluster *c, int from, const char *type, const char *key,
+                const char *method, const void *p, size_t len,
+                uint64_t timeout_ns, outcome *o)
+{
+    mp_ref r;
+    mp_node *node = node_at(c, from);
+    assert_int_equal(mp_ref_get(node, type, key, &r), MP_OK);
+    o->sim = c->sim;
+    mp_call_opts opts = {timeout_ns};
+    return mp_call(node, &r, method, p, len, &opts, on_reply, o);
+}
+
+typedef struct wait_all {
+    outcome *o;
+    int n;
+} wait_all;
+
+static bool all_done(void *ud)
+{
+    wait_all *w = ud;
+    for (int i = 0; i < w->n; i++)
+        if (w->o[i].calls == 0) return false;
+    return true;
+}
+
+static void wait_for(cluster *c, outcome *o, int n)
+{
+    wait_all w = {o, n};
+    bool ok = mp_sim_run_while_not(c->sim, all_done, &w,
+                                   mp_sim_now(c->sim) + 120 * SEC);
+    assert_true(ok);
+    for (int i = 0; i < n; i++) assert_int_equal(o[i].calls, 1);
+}
+
+/* ---- 1 node ---- */
+
+static void test_local_calls(void **state)
+{
+    cluster *c = cluster_new(1, 1);
+    cluster_start(c);
+    outcome o[3];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(call(c, 0, "Counter", "a", "add", NULL, 0, 0, &o[i]), MP_OK);
+        assert_int_equal(o[i].calls, 0); /* never inside mp_call */
+    }
+    wait_for(c, o, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(o[i].status, 0);
+        assert_int_equal(o[i].value, i + 1); /* FIFO, one activation */
+    }
+    assert_int_equal(g_activations, 1);
+    outcome e = {0};
+    assert_int_equal(call(c, 0, "Counter", "a", "echo", "hello", 5, 0, &e), MP_OK);
+    wait_for(c, &e, 1);
+    assert_string_equal(e.text, "hello");
+    /* one-way */
+    mp_ref r;
+    mp_ref_get(node_at(c, 0), "Counter", "a", &r);
+    int64_t ten = 10;
+    assert_int_equal(mp_send(node_at(c, 0), &r, "add", &ten, sizeof ten), MP_OK);
+    outcome g = {0};
+    call(c, 0, "Counter", "a", "get", NULL, 0, 0, &g);
+    wait_for(c, &g, 1);
+    assert_int_equal(g.value, 13);
+
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.activations, 1);
+    assert_int_equal(st.activations_total, 1);
+    assert_int_equal(st.pending_calls, 0);
+    assert_int_equal(st.calls_in, 6);
+    assert_int_equal(st.mailbox_depth_total, 0);
+    /* invalid arguments fail at once */
+    assert_int_equal(mp_call(node_at(c, 0), &r, "", NULL, 0, NULL, on_reply, &g), MP_EINVAL);
+    assert_int_equal(mp_call(node_at(c, 0), &r, "get", NULL, 0, NULL, NULL, &g), MP_EINVAL);
+    assert_int_equal(mp_call(node_at(c, 0), NULL, "get", NULL, 0, NULL, on_reply, &g), MP_EINVAL);
+    cluster_free(c);
+}
+
+static void test_one_turn_at_a_time(void **state)
+{
+    cluster *c = cluster_new(1, 2);
+    c->warn_depth = 3;
+    cluster_start(c);
+    /* the hook config is set at boot; route it to this cluster */
+    mp_node *node = node_at(c, 0);
+    (void)node;
+    outcome o[6];
+    memset(o, 0, sizeof o);
+    uint64_t t0 = mp_sim_now(c->sim);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(call(c, 0, "Counter", "slow", "later", NULL, 0, 0, &o[i]), MP_OK);
+    wait_for(c, o, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(o[i].status, 0);
+        assert_int_equal(o[i].value, i + 1);
+        /* each waits for the previous one's 10 ms */
+        assert_true(o[i].at - t0 >= (uint64_t)(i + 1) * 10 * MS);
+        if (i) assert_true(o[i].at - o[i - 1].at >= 10 * MS);
+    }
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_true(st.mailbox_depth_max >= 5);
+    assert_int_equal(st.mailbox_depth_total, 0);
+    cluster_free(c);
+}
+
+static int hook_calls;
+static void count_hook(void *ud, const mp_ref *actor, size_t depth) { hook_calls++; }
+
+static void test_mailbox_depth_hook(void **state)
+{
+    /* A node built by hand on a sim env, to install the hook. */
+    cluster *c = cluster_new(1, 3);
+    cluster_start(c);
+    mp_env *env = mp_sim_process_env(c->sim, c->pids[0]);
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    const char *m[] = {"10.0.0.9:1"};
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = m[0];
+    cfg.members = m;
+    cfg.member_count = 1;
+    cfg.mailbox_warn_depth = 3;
+    cfg.on_mailbox_depth = count_hook;
+    mp_node *node;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_OK);
+    assert_int_equal(mp_node_register_type(node, &counter_type), MP_OK);
+    assert_int_equal(mp_node_register_type(node, &counter_type), MP_EINVAL);
+    assert_int_equal(mp_node_start(node), MP_OK);
+    assert_int_equal(mp_node_register_type(node, &local_type), MP_EINVAL);
+    hook_calls = 0;
+    mp_ref r;
+    mp_ref_get(node, "Counter", "deep", &r);
+    outcome o[8];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 8; i++) {
+        o[i].sim = c->sim;
+        assert_int_equal(mp_call(node, &r, "later", NULL, 0, NULL, on_reply, &o[i]), MP_OK);
+    }
+    wait_for(c, o, 8);
+    assert_int_equal(hook_calls, 1); /* once per crossing */
+    mp_node_free_now(node);
+    cluster_free(c);
+}
+
+static void test_errors(void **state)
+{
+    cluster *c = cluster_new(1, 4);
+    cluster_start(c);
+    outcome o[6];
+    memset(o, 0, sizeof o);
+    call(c, 0, "Counter", "e", "add", NULL, 0, 0, &o[0]);
+    call(c, 0, "Counter", "e", "fail", NULL, 0, 0, &o[1]);
+    call(c, 0, "Counter", "e", "get", NULL, 0, 0, &o[2]);
+    call(c, 0, "Nope", "e", "get", NULL, 0, 0, &o[3]);
+    call(c, 0, "Counter", "e", "nomethod", NULL, 0, 0, &o[4]);
+    call(c, 0, "Counter", "fresh", "nomethod", NULL, 0, 0, &o[5]);
+    wait_for(c, o, 6);
+    assert_int_equal(o[0].status, 0);
+    assert_int_equal(o[1].status, MP_EACTOR);
+    assert_string_equal(o[1].text, "boom");
+    assert_int_equal(o[2].status, 0); /* the actor survived its error */
+    assert_int_equal(o[2].value, 1);
+    assert_int_equal(o[3].status, MP_ENOTYPE);
+    assert_int_equal(o[4].status, MP_ENOMETHOD);
+    assert_int_equal(o[5].status, MP_ENOMETHOD);
+    /* unknown methods never create activations */
+    assert_int_equal(g_activations, 1);
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.activations, 1);
+    cluster_free(c);
+}
+
+static void test_timeouts_and_late_reply(void **state)
+{
+    cluster *c = cluster_new(1, 5);
+    cluster_start(c);
+    outcome o[2];
+    memset(o, 0, sizeof o);
+    uint64_t t0 = mp_sim_now(c->sim);
+    call(c, 0, "Counter", "h", "hang", NULL, 0, 100 * MS, &o[0]);
+    /* "later" replies after 10 ms: a 5 ms timeout loses the race */
+    call(c, 0, "Counter", "l", "later", NULL, 0, 5 * MS, &o[1]);
+    wait_for(c, o, 2);
+    assert_int_equal(o[0].status, MP_ETIMEDOUT);
+    assert_true(o[0].at - t0 >= 100 * MS && o[0].at - t0 <= 110 * MS);
+    assert_int_equal(o[1].status, MP_ETIMEDOUT);
+    assert_true(o[1].at - t0 >= 5 * MS && o[1].at - t0 <= 6 * MS);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 50 * MS);
+    assert_int_equal(o[1].calls, 1); /* the late reply never reaches the cb */
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.replies_late, 1);
+    assert_int_equal(st.timeouts, 2);
+    cluster_free(c);
+}
+
+static void test_too_big(void **state)
+{
+    cluster *c = cluster_new(1, 6);
+    c->max_message = 4096;
+    cluster_start(c);
+    static char big[5000];
+    outcome o = {0};
+    assert_int_equal(call(c, 0, "Counter", "b", "echo", big, sizeof big, 0, &o), MP_ETOOBIG);
+    assert_int_equal(call(c, 0, "Counter", "b", "echo", big, 4000, 0, &o), MP_OK);
+    wait_for(c, &o, 1);
+    assert_int_equal(o.status, 0);
+    outcome r = {0};
+    call(c, 0, "Counter", "b", "big", NULL, 0, 0, &r);
+    wait_for(c, &r, 1);
+    assert_int_equal(r.status, MP_ETOOBIG);
+    cluster_free(c);
+}
+
+static void test_activation_failure(void **state)
+{
+    cluster *c = cluster_new(1, 7);
+    cluster_start(c);
+    outcome o[4];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 3; i++) call(c, 0, "Counter", "bad1", "add", NULL, 0, 0, &o[i]);
+    wait_for(c, o, 3);
+    for (int i = 0; i < 3; i++) assert_int_equal(o[i].status, MP_EACTIVATION);
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.activations, 0);
+    assert_int_equal(g_deactivations, 0); /* no on_deactivate after a failed on_activate */
+    call(c, 0, "Counter", "bad1", "add", NULL, 0, 0, &o[3]);
+    wait_for(c, &o[3], 1);
+    assert_int_equal(o[3].status, MP_EACTIVATION);
+    cluster_free(c);
+}
+
+static void test_actor_to_actor_local(void **state)
+{
+    cluster *c = cluster_new(1, 8);
+    cluster_start(c);
+    outcome o[2];
+    memset(o, 0, sizeof o);
+    call(c, 0, "Counter", "A", "callother", "B", 1, 0, &o[0]);
+    call(c, 0, "Counter", "A", "callother", "B", 1, 0, &o[1]);
+    wait_for(c, o, 2);
+    assert_int_equal(o[0].status, 0);
+    assert_int_equal(o[0].value, 100);
+    assert_int_equal(o[1].value, 200);
+    assert_int_equal(g_activations, 2);
+    cluster_free(c);
+}
+
+static void test_idle_deactivation(void **state)
+{
+    cluster *c = cluster_new(1, 9);
+    c->idle_ns = 1 * SEC;
+    cluster_start(c);
+    outcome o = {0};
+    call(c, 0, "Counter", "i", "add", NULL, 0, 0, &o);
+    wait_for(c, &o, 1);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 500 * MS);
+    assert_int_equal(g_deactivations, 0);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1500 * MS);
+    assert_int_equal(g_deactivations, 1);
+    assert_int_equal(g_deact_reasons[MP_DEACTIVATE_IDLE], 1);
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.activations, 0);
+    assert_int_equal(st.deactivations_total, 1);
+    /* next message activates again (fresh state) */
+    outcome p = {0};
+    call(c, 0, "Counter", "i", "add", NULL, 0, 0, &p);
+    wait_for(c, &p, 1);
+    assert_int_equal(p.value, 1);
+    assert_int_equal(g_activations, 2);
+    /* explicit deactivation, with messages queued behind it: re-routed */
+    outcome q[3];
+    memset(q, 0, sizeof q);
+    call(c, 0, "Counter", "i", "deact", NULL, 0, 0, &q[0]);
+    call(c, 0, "Counter", "i", "add", NULL, 0, 0, &q[1]);
+    wait_for(c, q, 2);
+    assert_int_equal(q[1].status, 0);
+    assert_int_equal(g_deact_reasons[MP_DEACTIVATE_EXPLICIT], 1);
+    cluster_free(c);
+}
+
+static void test_config_validation(void **state)
+{
+    cluster *c = cluster_new(1, 10);
+    cluster_start(c);
+    mp_env *env = mp_sim_process_env(c->sim, c->pids[0]);
+    env->log_level = MP_LOG_OFF;
+    mp_node_config cfg;
+    mp_node *node = NULL;
+    const char *two[] = {"10.0.0.1:1", "10.0.0.1:1"};
+    const char *one[] = {"10.0.0.1:1"};
+    mp_node_config_init(&cfg);
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = "10.0.0.1:1";
+    cfg.members = two;
+    cfg.member_count = 2;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_EINVAL); /* duplicate */
+    cfg.members = one;
+    cfg.member_count = 1;
+    cfg.self_addr = "10.0.0.2:1";
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_EINVAL); /* not a member */
+    cfg.self_addr = "10.0.0.1:1";
+    cfg.cluster_namespace = "bad ns";
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_EINVAL);
+    cfg.cluster_namespace = "t";
+    cfg.member_count = 0;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_EINVAL);
+    cfg.member_count = 1;
+    cfg.incarnation = 0;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_EINVAL);
+    cfg.incarnation = 1;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_OK);
+    mp_actor_type bad = counter_type;
+    bad.name = "has space";
+    assert_int_equal(mp_node_register_type(node, &bad), MP_EINVAL);
+    mp_ref r;
+    mp_ref_get(node, "Counter", "x", &r);
+    outcome o = {0};
+    /* not started */
+    assert_int_equal(mp_call(node, &r, "get", NULL, 0, NULL, on_reply, &o), MP_ECLOSED);
+    mp_node_free_now(node);
+    env->log_level = MP_LOG_WARN;
+    cluster_free(c);
+}
+
+/* ---- 3 nodes ---- */
+
+static void test_cluster_calls(void **state)
+{
+    cluster *c = cluster_new(3, 11);
+    cluster_start(c);
+    enum { K = 30 };
+    static outcome o[3 * K];
+    memset(o, 0, sizeof o);
+    for (int from = 0; from < 3; from++)
+        for (int k = 0; k < K; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", k);
+            assert_int_equal(call(c, from, "Counter", key, "add", NULL, 0, 0,
+                                  &o[from * K + k]), MP_OK);
+        }
+    wait_for(c, o, 3 * K);
+    for (int k = 0; k < K; k++) {
+        int seen_v[4] = {0, 0, 0, 0};
+        for (int from = 0; from < 3; from++) {
+            outcome *x = &o[from * K + k];
+            assert_int_equal(x->status, 0);
+            assert_true(x->value >= 1 && x->value <= 3);
+            seen_v[x->value]++;
+        }
+        /* three adds on one activation: 1, 2, 3 in some order */
+        assert_int_equal(seen_v[1], 1);
+        assert_int_equal(seen_v[2], 1);
+        assert_int_equal(seen_v[3], 1);
+    }
+    int dups;
+    assert_int_equal(live_activations(c, &dups), K);
+    assert_int_equal(dups, 0);
+    /* spread over nodes (two-choices) */
+    for (int i = 0; i < 3; i++) {
+        mp_node_stats st;
+        mp_node_get_stats(node_at(c, i), &st);
+        assert_true(st.activations >= 3);
+    }
+    /* actor-to-actor across nodes */
+    static outcome a2a[K];
+    memset(a2a, 0, sizeof a2a);
+    for (int k = 0; k < K; k++) {
+        char key[32], other[16];
+        snprintf(key, sizeof key, "caller%d", k);
+        snprintf(other, sizeof other, "k%d", k);
+        call(c, k % 3, "Counter", key, "callother", other, strlen(other), 0, &a2a[k]);
+    }
+    wait_for(c, a2a, K);
+    for (int k = 0; k < K; k++) {
+        assert_int_equal(a2a[k].status, 0);
+        assert_int_equal(a2a[k].value, 400);
+    }
+    /* errors travel back across nodes */
+    outcome e[3];
+    memset(e, 0, sizeof e);
+    call(c, 0, "Counter", "k1", "fail", NULL, 0, 0, &e[0]);
+    call(c, 1, "Counter", "k1", "nomethod", NULL, 0, 0, &e[1]);
+    call(c, 2, "Nope", "k1", "get", NULL, 0, 0, &e[2]);
+    wait_for(c, e, 3);
+    assert_int_equal(e[0].status, MP_EACTOR);
+    assert_string_equal(e[0].text, "boom");
+    assert_int_equal(e[1].status, MP_ENOMETHOD);
+    assert_int_equal(e[2].status, MP_ENOTYPE);
+    cluster_free(c);
+}
+
+static void test_activation_race(void **state)
+{
+    cluster *c = cluster_new(3, 12);
+    cluster_start(c);
+    enum { K = 20 };
+    static outcome o[2 * K];
+    memset(o, 0, sizeof o);
+    /* Warm up: every pair of nodes connected, so that the race below is
+     * decided by the directory, not by connection setup times. */
+    static outcome w[9];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < 9; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "w%d", i);
+        call(c, i % 3, "Local", key, "add", NULL, 0, 0, &w[i]);
+    }
+    wait_for(c, w, 9);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * SEC); /* load reports */
+    /* Both nodes call each new id in the same instant; prefer-local
+     * placement makes both try to activate it. */
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", k);
+        call(c, 0, "Local", key, "add", NULL, 0, 0, &o[2 * k]);
+        call(c, 1, "Local", key, "add", NULL, 0, 0, &o[2 * k + 1]);
+    }
+    wait_for(c, o, 2 * K);
+    for (int k = 0; k < K; k++) {
+        assert_int_equal(o[2 * k].status, 0);
+        assert_int_equal(o[2 * k + 1].status, 0);
+        assert_int_equal(o[2 * k].value + o[2 * k + 1].value, 3); /* 1 and 2 */
+    }
+    int dups;
+    assert_int_equal(live_activations(c, &dups), K + 9);
+    assert_int_equal(dups, 0);
+    assert_int_equal(g_activations, K + 9); /* losers ran no hook */
+    mp_node_stats s0, s1;
+    mp_node_get_stats(node_at(c, 0), &s0);
+    mp_node_get_stats(node_at(c, 1), &s1);
+    /* somebody lost races: more activations were created than survive */
+    assert_true(s0.activations_total + s1.activations_total > K + 6);
+    cluster_free(c);
+}
+
+static void test_stale_cache_forwarding(void **state)
+{
+    cluster *c = cluster_new(3, 13);
+    cluster_start(c);
+    outcome o[8];
+    memset(o, 0, sizeof o);
+    /* X lives on node 0 */
+    call(c, 0, "Local", "X", "where", NULL, 0, 0, &o[0]);
+    wait_for(c, &o[0], 1);
+    assert_string_equal(o[0].text, c->addrs[0]);
+    /* node 2 learns that */
+    call(c, 2, "Local", "X", "where", NULL, 0, 0, &o[1]);
+    wait_for(c, &o[1], 1);
+    assert_string_equal(o[1].text, c->addrs[0]);
+    /* X deactivates on node 0, then node 1 activates it locally */
+    call(c, 0, "Local", "X", "deact", NULL, 0, 0, &o[2]);
+    wait_for(c, &o[2], 1);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 100 * MS);
+    call(c, 1, "Local", "X", "where", NULL, 0, 0, &o[3]);
+    wait_for(c, &o[3], 1);
+    assert_string_equal(o[3].text, c->addrs[1]);
+    /* node 2's cache is stale (node 0): node 0 forwards, the reply
+     * corrects node 2's cache */
+    mp_node_stats a0, c2;
+    mp_node_get_stats(node_at(c, 0), &a0);
+    uint64_t fwd0 = a0.forwards;
+    call(c, 2, "Local", "X", "where", NULL, 0, 0, &o[4]);
+    wait_for(c, &o[4], 1);
+    assert_int_equal(o[4].status, 0);
+    assert_string_equal(o[4].text, c->addrs[1]);
+    mp_node_get_stats(node_at(c, 0), &a0);
+    mp_node_get_stats(node_at(c, 2), &c2);
+    assert_int_equal(a0.forwards, fwd0 + 1);
+    assert_true(c2.cache_updates >= 1);
+    /* the next call goes straight to node 1 */
+    call(c, 2, "Local", "X", "where", NULL, 0, 0, &o[5]);
+    wait_for(c, &o[5], 1);
+    assert_string_equal(o[5].text, c->addrs[1]);
+    mp_node_get_stats(node_at(c, 0), &a0);
+    assert_int_equal(a0.forwards, fwd0 + 1);
+    cluster_free(c);
+}
+
+static void test_cluster_timeout_late_reply(void **state)
+{
+    cluster *c = cluster_new(3, 14);
+    cluster_start(c);
+    outcome o[2];
+    memset(o, 0, sizeof o);
+    /* place on node 1 (prefer-local from node 1), call from node 0 */
+    call(c, 1, "Local", "T", "get", NULL, 0, 0, &o[0]);
+    wait_for(c, &o[0], 1);
+    call(c, 0, "Local", "T", "later", NULL, 0, 5 * MS, &o[1]);
+    wait_for(c, &o[1], 1);
+    assert_int_equal(o[1].status, MP_ETIMEDOUT);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 100 * MS);
+    mp_node_stats st;
+    mp_node_get_stats(node_at(c, 0), &st);
+    assert_int_equal(st.replies_late, 1);
+    cluster_free(c);
+}
+
+static int shut_done;
+static void on_shut(void *ud) { (*(int *)ud)++; }
+
+static void test_shutdown(void **state)
+{
+    cluster *c = cluster_new(1, 15);
+    cluster_start(c);
+    outcome o[2];
+    memset(o, 0, sizeof o);
+    call(c, 0, "Counter", "s1", "add", NULL, 0, 0, &o[0]);
+    call(c, 0, "Counter", "s2", "add", NULL, 0, 0, &o[1]);
+    wait_for(c, o, 2);
+    /* the node frees itself: detach it from the sim process first by
+     * building our own node on the process env */
+    mp_env *env = mp_sim_process_env(c->sim, c->pids[0]);
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    const char *m[] = {"10.0.0.9:1"};
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = m[0];
+    cfg.members = m;
+    cfg.member_count = 1;
+    mp_node *node;
+    assert_int_equal(mp_node_create(env, &cfg, &node), MP_OK);
+    assert_int_equal(mp_node_register_type(node, &counter_type), MP_OK);
+    assert_int_equal(mp_node_start(node), MP_OK);
+    mp_ref r;
+    mp_ref_get(node, "Counter", "z", &r);
+    outcome p[3];
+    memset(p, 0, sizeof p);
+    for (int i = 0; i < 3; i++) p[i].sim = c->sim;
+    mp_call(node, &r, "add", NULL, 0, NULL, on_reply, &p[0]);
+    wait_for(c, p, 1);
+    mp_call(node, &r, "hang", NULL, 0, NULL, on_reply, &p[1]);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * MS);
+    int before = g_deactivations;
+    shut_done = 0;
+    mp_node_shutdown(node, 100 * MS, on_shut, &shut_done);
+    assert_int_equal(mp_call(node, &r, "get", NULL, 0, NULL, on_reply, &p[2]), MP_ECLOSED);
+    assert_int_equal(shut_done, 0); /* never inside the call */
+    wait_for(c, &p[1], 1);
+    assert_int_equal(p[1].status, MP_ECLOSED);
+    assert_true(mp_sim_now(c->sim) - p[0].at >= 100 * MS); /* waited for the busy turn */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * MS);
+    assert_int_equal(shut_done, 1);
+    assert_int_equal(g_deactivations, before + 1);
+    cluster_free(c);
+}
+
+/* ---- hostile runs: buggify (and connection resets), many seeds ---- */
+
+enum { STRESS_CALLS = 400, STRESS_KEYS = 24 };
+
+typedef struct stress {
+    cluster *c;
+    outcome o[STRESS_CALLS];
+    int issued;
+    int dup_seen;
+} stress;
+
+static void stress_issue(void *ud)
+{
+    stress *s = ud;
+    cluster *c = s->c;
+    int i = s->issued++;
+    int from = (int)mp_sim_random_below(c->sim, (uint64_t)c->n);
+    char key[16], other[16];
+    snprintf(key, sizeof key, "s%d", (int)mp_sim_random_below(c->sim, STRESS_KEYS));
+    snprintf(other, sizeof other, "s%d", (int)mp_sim_random_below(c->sim, STRESS_KEYS));
+    const char *type = mp_sim_random_below(c->sim, 2) ? "Counter" : "Local";
+    uint64_t r = mp_sim_random_below(c->sim, 100);
+    const char *method = r < 60 ? "add" : r < 80 ? "later" : r < 95 ? "callother" : "deact";
+    /* callother only targets Counter ids: keep Local ids "Local"-only */
+    const void *p = NULL;
+    size_t len = 0;
+    if (strcmp(method, "callother") == 0) {
+        type = "Counter";
+        if (strcmp(key, other) == 0) method = "add"; /* never call itself */
+        p = other;
+        len = strlen(other);
+    }
+    int rc = call(c, from, type, key, method, p, len, 10 * SEC, &s->o[i]);
+    assert_int_equal(rc, MP_OK);
+    if (s->issued < STRESS_CALLS)
+        mp_sim_schedule(c->sim, mp_sim_random_below(c->sim, 10 * MS), stress_issue, s);
+}
+
+static void stress_check(void *ud)
+{
+    stress *s = ud;
+    int dups;
+    live_activations(s->c, &dups);
+    if (dups) s->dup_seen++;
+    if (mp_sim_now(s->c->sim) < 60 * SEC)
+        mp_sim_schedule(s->c->sim, 1 * MS, stress_check, s);
+}
+
+static void run_stress(uint64_t seed, bool buggify, double reset_rate,
+                       bool expect_all_ok)
+{
+    static stress s;
+    memset(&s, 0, sizeof s);
+    cluster *c = cluster_new_faults(3, seed, buggify, reset_rate);
+    c->idle_ns = 300 * MS; /* idle collection races with traffic */
+    s.c = c;
+    cluster_start(c);
+    mp_sim_schedule(c->sim, 0, stress_issue, &s);
+    mp_sim_schedule(c->sim, 0, stress_check, &s);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 30 * SEC);
+    int ok = 0;
+    for (int i = 0; i < STRESS_CALLS; i++) {
+        if (s.o[i].calls != 1)
+            fail_msg("seed %llu: call %d completed %d times",
+                     (unsigned long long)seed, i, s.o[i].calls);
+        if (s.o[i].status == 0) ok++;
+        else if (expect_all_ok)
+            fail_msg("seed %llu: call %d failed: %s (%s)", (unsigned long long)seed,
+                     i, mp_status_name(s.o[i].status), s.o[i].text);
+    }
+    assert_true(ok > STRESS_CALLS / 2);
+    if (getenv("MP_NODE_VERBOSE")) {
+        mp_sim_stats ss;
+        mp_sim_get_stats(c->sim, &ss);
+        uint64_t fw = 0, tot = 0, late = 0;
+        for (int i = 0; i < c->n; i++) {
+            mp_node_stats st;
+            if (!node_at(c, i)) continue;
+            mp_node_get_stats(node_at(c, i), &st);
+            fw += st.forwards;
+            tot += st.activations_total;
+            late += st.replies_late;
+        }
+        print_message("seed %llu: ok %d/%d buggify %llu resets %llu forwards %llu "
+                      "created %llu hooks %d deact %d late %llu\n",
+                      (unsigned long long)seed, ok, STRESS_CALLS,
+                      (unsigned long long)ss.buggify_fired,
+                      (unsigned long long)ss.resets, (unsigned long long)fw,
+                      (unsigned long long)tot, g_activations, g_deactivations,
+                      (unsigned long long)late);
+    }
+    if (s.dup_seen)
+        fail_msg("seed %llu: two live activations of one id seen %d times",
+                 (unsigned long long)seed, s.dup_seen);
+    cluster_free(c);
+}
+
+static void test_stress_buggify(void **state)
+{
+    for (uint64_t seed = 100; seed < 112; seed++) run_stress(seed, true, 0, true);
+}
+
+static void test_stress_resets(void **state)
+{
+    for (uint64_t seed = 200; seed < 206; seed++) run_stress(seed, true, 0.5, false);
+}
+
+/* ---- benchmark (MP_NODE_BENCH=1): local call throughput, real env ---- */
+
+typedef struct bench {
+    mp_node *node;
+    mp_ref ref;
+    uint64_t left, done, total;
+    mp_env *env;
+} bench;
+
+static void bench_reply(void *ud, int status, const void *data, size_t len)
+{
+    bench *b = ud;
+    b->done++;
+    if (b->done == b->total) mp_env_uv_stop(b->env);
+    if (b->left) {
+        b->left--;
+        mp_call(b->node, &b->ref, "add", NULL, 0, NULL, bench_reply, b);
+    }
+}
+
+static void test_bench_local(void **state)
+{
+    const char *on = getenv("MP_NODE_BENCH");
+    if (!on || strcmp(on, "1") != 0) {
+        skip();
+        return;
+    }
+    mp_env *env = mp_env_uv_create(NULL, 1);
+    assert_non_null(env);
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    const char *m[] = {"127.0.0.1:1"};
+    cfg.cluster_namespace = "b";
+    cfg.self_addr = m[0];
+    cfg.members = m;
+    cfg.member_count = 1;
+    bench b = {0};
+    assert_int_equal(mp_node_create(env, &cfg, &b.node), MP_OK);
+    assert_int_equal(mp_node_register_type(b.node, &counter_type), MP_OK);
+    assert_int_equal(mp_node_start(b.node), MP_OK);
+    mp_ref_get(b.node, "Counter", "bench", &b.ref);
+    const char *nv = getenv("MP_NODE_BENCH_N");
+    const uint64_t total = nv ? strtoull(nv, NULL, 10) : 5000000, window = 1000;
+    b.left = total - window;
+    b.total = total;
+    b.env = env;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (uint64_t i = 0; i < window; i++)
+        mp_call(b.node, &b.ref, "add", NULL, 0, NULL, bench_reply, &b);
+    mp_env_uv_run(env);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("bench: %llu local calls in %.3f s: %.2f M calls/s\n",
+           (unsigned long long)b.done, s, (double)b.done / s / 1e6);
+    assert_int_equal(b.done, total);
+    mp_node_free_now(b.node);
+    mp_env_uv_run(env);
+    mp_env_uv_destroy(env);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_local_calls),
+        cmocka_unit_test(test_one_turn_at_a_time),
+        cmocka_unit_test(test_mailbox_depth_hook),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_timeouts_and_late_reply),
+        cmocka_unit_test(test_too_big),
+        cmocka_unit_test(test_activation_failure),
+        cmocka_unit_test(test_actor_to_actor_local),
+        cmocka_unit_test(test_idle_deactivation),
+        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_cluster_calls),
+        cmocka_unit_test(test_activation_race),
+        cmocka_unit_test(test_stale_cache_forwarding),
+        cmocka_unit_test(test_cluster_timeout_late_reply),
+        cmocka_unit_test(test_stress_buggify),
+        cmocka_unit_test(test_stress_resets),
+        cmocka_unit_test(test_bench_local),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

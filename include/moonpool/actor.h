@@ -56,17 +56,22 @@ typedef struct mp_ref {
     uint64_t hash;               /* stable hash of id (directory placement) */
 } mp_ref;
 
-/* Build a reference from parts. Namespace and type use [A-Za-z0-9_.-]; the
- * key may hold any byte except NUL and '/' ... keys with other bytes must be
- * escaped by the caller. Errors: MP_EINVAL (empty part, bad character, too
- * long). No network, no allocation. */
+/* Build a reference from parts. Namespace and type use [A-Za-z0-9_.-]
+ * (1..64 bytes each); the key is 1+ bytes of anything but control
+ * characters (< 0x20 and 0x7f), '/' and ':' included (the text form is
+ * parsed at the first "::" and the first '/' after it, so the key is simply
+ * the rest). Keys with other bytes must be escaped by the caller. The whole
+ * text form is at most MP_ACTOR_ID_MAX bytes. Errors: MP_EINVAL (NULL, empty
+ * part, bad character, too long). No network, no allocation. Any thread. */
 int mp_ref_init(mp_ref *ref, const char *ns, const char *type,
                 const char *key);
 
-/* Parse the text form "namespace::type/key". MP_EINVAL if malformed. */
+/* Parse the text form "namespace::type/key" (len bytes, no NUL needed);
+ * the same rules as mp_ref_init. MP_EINVAL if malformed. Any thread. */
 int mp_ref_parse(mp_ref *ref, const char *text, size_t len);
 
-/* Same as mp_ref_init with the node's namespace: the usual way to get one. */
+/* Same as mp_ref_init with the node's namespace: the usual way to get one.
+ * Local and instant (S1). */
 int mp_ref_get(mp_node *node, const char *type, const char *key, mp_ref *ref);
 
 /* ---- actor types --------------------------------------------------------- */
@@ -90,10 +95,12 @@ typedef enum mp_placement {
 } mp_placement;
 
 /* A method handler. `instance` is the activation's memory (instance_size
- * bytes, zeroed at activation). `payload` is valid until the handler returns:
- * copy what you need to keep for a later reply. The handler must eventually
- * call mp_reply or mp_reply_error on `msg` exactly once (also for one-way
- * sends, where the reply goes nowhere but still ends the turn). */
+ * bytes, zeroed at activation). `payload` is valid until the handler returns
+ * (even if it replies first): copy what you need to keep for a later reply.
+ * The handler must eventually call mp_reply or mp_reply_error on `msg`
+ * exactly once (also for one-way sends, where the reply goes nowhere but
+ * still ends the turn); after that `msg` is invalid. A reply is never
+ * delivered to the caller inside mp_reply: the node's run queue does it. */
 typedef void (*mp_handler_fn)(mp_actor *self, void *instance, mp_msg *msg,
                               const void *payload, size_t len);
 
@@ -123,7 +130,9 @@ typedef struct mp_actor_type {
 
 /* ---- inside a handler ---------------------------------------------------- */
 
-/* Reply with success. `data` is copied. Ends the turn. */
+/* Reply with success. `data` is copied (it may point into the request's
+ * payload). Ends the turn. A reply larger than the node's max_message
+ * reaches the caller as MP_ETOOBIG. */
 void mp_reply(mp_msg *msg, const void *data, size_t len);
 
 /* Reply with an error: status (usually MP_EACTOR, any negative mp_status)
@@ -141,7 +150,9 @@ const mp_ref *mp_actor_ref(const mp_actor *self);
 mp_node *mp_actor_node(mp_actor *self);
 mp_env *mp_actor_env(mp_actor *self);
 
-/* Ask for this activation to be deactivated once the current turn ends. */
+/* Ask for this activation to be deactivated once the current turn ends
+ * (reason MP_DEACTIVATE_EXPLICIT). Messages queued behind it are re-routed
+ * (a new activation takes them), never dropped. */
 void mp_actor_deactivate(mp_actor *self);
 
 /* ---- calls --------------------------------------------------------------- */
@@ -160,8 +171,12 @@ typedef struct mp_call_opts {
 
 /* Call `method` on the actor named by ref, from outside any actor. The
  * payload is copied. Returns 0 (cb will run exactly once, never inside this
- * call) or an error at once (cb never runs): MP_EINVAL, MP_ETOOBIG (payload
- * over the node's max message size), MP_ECLOSED (node shutting down). */
+ * call) or an error at once (cb never runs): MP_EINVAL, MP_ETOOBIG (the
+ * request frame would exceed the node's max_message), MP_ECLOSED (node not
+ * started or shutting down), MP_EQUEUEFULL (max_pending_calls reached),
+ * MP_ENOMEM. Unknown types and methods are reported through cb
+ * (MP_ENOTYPE, MP_ENOMETHOD). A request whose timeout passes before its turn
+ * starts is dropped by the callee (the caller sees MP_ETIMEDOUT). */
 int mp_call(mp_node *node, const mp_ref *ref, const char *method,
             const void *payload, size_t len, const mp_call_opts *opts,
             mp_reply_cb cb, void *ud);
@@ -173,7 +188,8 @@ int mp_actor_call(mp_actor *self, const mp_ref *ref, const char *method,
                   mp_reply_cb cb, void *ud);
 
 /* One-way: deliver at most once, no reply, no error report beyond the
- * immediate return value. */
+ * immediate return value (the same errors as mp_call). The message expires
+ * after the node's call timeout. */
 int mp_send(mp_node *node, const mp_ref *ref, const char *method,
             const void *payload, size_t len);
 

@@ -50,26 +50,41 @@ typedef struct mp_node_config {
 void mp_node_config_init(mp_node_config *cfg);
 
 /* Create a node on env. Validates the config: MP_EINVAL with a reason logged
- * (self not in members, duplicate member, bad namespace, ...). */
+ * (self not in members, duplicate member, bad namespace or address,
+ * incarnation 0, max_message out of range). MP_ENOMEM. Nothing is listened
+ * on or sent before mp_node_start. Strings are copied. */
 int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out);
 
 /* Register an actor type (before mp_node_start). The type struct must
  * outlive the node; nothing is copied. MP_EINVAL on a bad or duplicate name. */
 int mp_node_register_type(mp_node *node, const mp_actor_type *type);
 
-/* Listen and join the cluster. */
+/* Listen and join the cluster (a one-member cluster opens no transport).
+ * Starts load reports to the other members (every 500 ms). A node restarted
+ * with incarnation > 1 answers directory lookups for unknown ids with
+ * MP_EBUSY for 2 s, so the survivors re-register the activations its
+ * partition owned before anyone places a second one (callers retry).
+ * Returns 0, MP_EINVAL (already started), or a transport error. */
 int mp_node_start(mp_node *node);
 
-/* Graceful shutdown: stop taking new calls, deactivate every activation
- * (reason SHUTDOWN), fail pending calls with MP_ECLOSED, close connections,
- * within deadline_ns; then cb(ud) runs and the node's memory is released. */
+/* Graceful shutdown: stop taking new calls (MP_ECLOSED at once), deactivate
+ * every activation (reason SHUTDOWN) as soon as its current turn ends,
+ * unregistering it from the directory; requests still queued or arriving
+ * fail (MP_ECLOSED for this node's callers, MP_EUNAVAIL for remote ones). At deadline_ns (or when no activation is left) the
+ * hooks of activations still in a turn run anyway (their handlers must not
+ * reply after on_deactivate), every outstanding call fails with MP_ECLOSED,
+ * connections are flushed and closed; then cb(ud) runs (never inside this
+ * call) and the node's memory is released. cb may be NULL. */
 void mp_node_shutdown(mp_node *node, uint64_t deadline_ns,
                       void (*cb)(void *ud), void *ud);
 
 /* Release everything now, without callbacks and without running
- * deactivation hooks: for a simulated process kill only. */
+ * deactivation hooks (instance memory is freed; what an instance owns
+ * leaks): for a simulated process kill only, where the env runs no callback
+ * again. */
 void mp_node_free_now(mp_node *node);
 
+/* Accessors; the strings are owned by the node. */
 mp_env *mp_node_env(mp_node *node);
 const char *mp_node_addr(const mp_node *node);
 const char *mp_node_namespace(const mp_node *node);
@@ -83,11 +98,16 @@ typedef struct mp_node_stats {
     uint64_t mailbox_depth_total; /* queued messages across activations */
     uint64_t mailbox_depth_max;
     uint64_t pending_calls;
+    uint64_t dir_lookups;  /* directory lookups started (one per id burst) */
+    uint64_t placements;   /* new activations placed by this node */
 } mp_node_stats;
 
+/* A snapshot of the counters. activations counts activations in the
+ * catalog (any state). */
 void mp_node_get_stats(mp_node *node, mp_node_stats *out);
 
-/* Visit every live activation of this node (deterministic order: creation).
+/* Visit every live activation of this node, i.e. in state Activating or
+ * Valid (deterministic order: creation). fn must not call into the node.
  * For tests and the simulator's single-activation check. */
 void mp_node_foreach_activation(mp_node *node,
                                 void (*fn)(void *ud, const mp_ref *ref),

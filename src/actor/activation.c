@@ -81,6 +81,10 @@ static void msg_free_buffers(mp_msg *m)
 
 void mp_msg_release(mp_node *n, mp_msg *m)
 {
+    if (m->in_handler) {
+        m->release_pending = true; /* mp_actor_step releases it */
+        return;
+    }
     assert(!mp_list_node_linked(&m->link));
     assert(!mp_list_node_linked(&m->work.link));
     msg_free_buffers(m);
@@ -263,7 +267,9 @@ void mp_actor_step(mp_actor *a)
     }
     mp_msg *m = mp_actor_pop(a);
     if (!m) return;
-    if (m->deadline && mp_env_now(n->env) >= m->deadline) {
+    /* The drain's start time: a request whose TTL ran out during this very
+     * drain still runs, which only errs on the side of doing the work. */
+    if (m->deadline && n->drain_now >= m->deadline) {
         /* The caller has given up (or is about to): running the turn would
          * only waste it. Dropped, not answered: the caller's own timeout
          * reports it. */
@@ -276,7 +282,12 @@ void mp_actor_step(mp_actor *a)
     a->current = m;
     m->actor = a;
     n->stats.calls_in++;
+    /* The payload must outlive the handler even if it replies first (and
+     * the reply goes out, releasing the message): mp_msg_release defers while in_handler. */
+    m->in_handler = true;
     m->mdef->fn(a, a->instance, m, m->data, m->len);
+    m->in_handler = false;
+    if (m->release_pending) mp_msg_release(n, m);
 }
 
 /* ---- inside a handler ---- */

@@ -79,6 +79,8 @@ struct mp_msg {
     uint16_t flags;       /* MP_FLAG_* of the request as received */
     bool remote_in;       /* arrived from a peer (a resend is a forward) */
     bool replied;
+    bool in_handler;      /* its handler is on the stack: keep the payload */
+    bool release_pending; /* released once the handler returns */
     uint64_t corr;        /* caller's correlation id */
     uint64_t deadline;    /* absolute ns; past it the request is dropped */
     char peer[MP_ADDR_MAX + 1];

@@ -127,6 +127,14 @@ static void arm(mp_calls *c)
 int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
                  uint64_t *corr)
 {
+    uint64_t now = mp_env_now(c->env);
+    uint64_t deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
+    return mp_calls_add_at(c, deadline, cb, ud, corr);
+}
+
+int mp_calls_add_at(mp_calls *c, uint64_t deadline, mp_reply_cb cb, void *ud,
+                    uint64_t *corr)
+{
     if (c->limit && mp_map_u64_count(&c->map) >= c->limit)
         return MP_EQUEUEFULL;
     mp_call_rec *r = rec_alloc(c);
@@ -135,8 +143,7 @@ int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
     r->cb = cb;
     r->ud = ud;
     mp_heap_node_init(&r->hn);
-    uint64_t now = mp_env_now(c->env);
-    r->hn.key = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
+    r->hn.key = deadline;
     int rc = mp_map_u64_put(&c->map, r->corr, r, NULL);
     if (rc == MP_OK) {
         rc = mp_heap_insert(&c->heap, &r->hn);

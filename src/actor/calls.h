@@ -70,6 +70,11 @@ void mp_calls_free(mp_calls *c, bool run_callbacks, int status);
 int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
                  uint64_t *corr);
 
+/* The same with an absolute deadline (ns on the env's clock) computed by a
+ * caller that already read the time. */
+int mp_calls_add_at(mp_calls *c, uint64_t deadline, mp_reply_cb cb, void *ud,
+                    uint64_t *corr);
+
 /* Complete call `corr` with a reply: runs its cb once and forgets it.
  * Returns MP_ENOTFOUND for an unknown id (a late reply: counted, dropped). */
 int mp_calls_complete(mp_calls *c, uint64_t corr, int status, const void *data,

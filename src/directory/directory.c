@@ -217,7 +217,7 @@ size_t mp_dir_cache_count(const mp_directory *d)
     return mp_map_str_count(&d->cache);
 }
 
-void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc)
+void mp_dir_cache_drop_member(mp_directory *d, uint16_t member)
 {
     mp_list_node *it, *tmp;
     MP_LIST_FOREACH_SAFE(it, tmp, &d->cache_list)
@@ -225,6 +225,12 @@ void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc)
         mp_dir_entry *e = MP_CONTAINER_OF(it, mp_dir_entry, link);
         if (e->member == member) mp_dir_cache_remove(d, e->id, e->len);
     }
+}
+
+void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc)
+{
+    mp_list_node *it, *tmp;
+    mp_dir_cache_drop_member(d, member);
     MP_LIST_FOREACH_SAFE(it, tmp, &d->table_list)
     {
         mp_dir_entry *e = MP_CONTAINER_OF(it, mp_dir_entry, link);

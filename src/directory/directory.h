@@ -103,6 +103,10 @@ void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
 void mp_dir_cache_remove(mp_directory *d, const char *id, size_t len);
 size_t mp_dir_cache_count(const mp_directory *d);
 
+/* Forget every cache entry naming a member (it went down: a lookup will
+ * say where its actors went). */
+void mp_dir_cache_drop_member(mp_directory *d, uint16_t member);
+
 /* A member restarted with new_inc: drop cache entries naming it and table
  * entries registered by an older incarnation of it. */
 void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc);

@@ -42,12 +42,22 @@
 #include "wire/frame.h"
 
 #define NS_PER_MS 1000000ull
-#define SYS_TIMEOUT_MAX_NS (5ull * 1000 * NS_PER_MS)
+/* Directory requests are idempotent (lookups, first-wins registration that
+ * a node may repeat for itself), so a short timeout and a retry beat waiting
+ * long for a frame lost with a broken connection. */
+#define SYS_TIMEOUT_MAX_NS (1000ull * NS_PER_MS)
 #define REGISTER_ATTEMPTS 3
 #define DEFAULT_CALL_TIMEOUT_NS (30ull * 1000 * NS_PER_MS)
 #define DEFAULT_IDLE_TIMEOUT_NS (600ull * 1000 * NS_PER_MS)
 
 enum { DELAY_SEND = 1, DELAY_RESPONSE = 2 };
+
+/* Routing trace at debug level (off by default: one level check). */
+#define DBG(n, ...)                                                           \
+    do {                                                                      \
+        if ((n)->env->log_level <= MP_LOG_DEBUG)                              \
+            mp_env_log((n)->env, MP_LOG_DEBUG, __VA_ARGS__);                  \
+    } while (0)
 
 static void route(mp_node *n, mp_msg *m);
 static void send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
@@ -86,6 +96,11 @@ static uint64_t get_u64(const uint8_t *p)
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
+}
+
+static bool recovering(mp_node *n)
+{
+    return n->recover_until && mp_env_now(n->env) < n->recover_until;
 }
 
 static uint64_t sys_timeout(const mp_node *n)
@@ -167,6 +182,7 @@ static void drain(void *ud)
     mp_node *n = ud;
     n->drain_scheduled = false;
     n->in_drain = true;
+    n->drain_now = mp_env_now(n->env);
     /* A budget keeps one drain from starving I/O when handlers keep
      * producing work; the rest goes to the next loop turn. */
     size_t budget = 1u << 16;
@@ -362,6 +378,9 @@ static void send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
         MP_SOMETIMES(true, "actor.forwarded");
     }
     int rc = send_frame(n, mp_dir_addr(&n->dir, member), &f);
+    DBG(n, "send %s.%s to %s fc=%u flags=%u origin=%u corr=%llu rc=%d", m->target.id,
+        m->method, mp_dir_addr(&n->dir, member), fc, flags, m->origin,
+        (unsigned long long)f.correlation_id, rc);
     if (rc < 0) {
         if (relay) {
             mp_calls_cancel(&n->calls, f.correlation_id);
@@ -445,6 +464,10 @@ static void host_here(mp_node *n, const mp_ref *ref, mp_list_node *msgs)
         return;
     }
     n->stats.activations_total++;
+    /* The cache describes other nodes only: an entry for an id hosted here
+     * would outlive this activation and misroute its re-routed messages. */
+    mp_dir_cache_remove(&n->dir, ref->id, ref->len);
+    DBG(n, "create %s act=%llu", ref->id, (unsigned long long)a->act_id);
     while ((ln = mp_list_pop_front(&ok)) != NULL)
         mp_actor_enqueue(a, MP_CONTAINER_OF(ln, mp_msg, link));
     start_register(n, a);
@@ -506,6 +529,10 @@ static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
                           int status, const mp_dir_entry *w)
 {
     mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
+    DBG(n, "register_done %s act=%llu st=%d winner=%s/%llu", ref->id,
+        (unsigned long long)act_id, status,
+        status == MP_OK ? mp_dir_addr(&n->dir, w->member) : "-",
+        status == MP_OK ? (unsigned long long)w->act_id : 0ull);
     if (!a || a->act_id != act_id || a->state != MP_ACT_CREATING) {
         /* The activation is gone; do not leave a registration naming it. */
         if (status == MP_OK && w->member == n->dir.self && w->act_id == act_id)
@@ -602,11 +629,14 @@ static int send_system(mp_node *n, size_t member, const char *method,
         if (rc < 0) return rc;
     }
     int rc = send_frame(n, mp_dir_addr(&n->dir, member), &f);
+    DBG(n, "sys %s %s to %s corr=%llu rc=%d", method, ref ? ref->id : "-",
+        mp_dir_addr(&n->dir, member), (unsigned long long)f.correlation_id, rc);
     if (rc < 0 && ctx) mp_calls_cancel(&n->calls, f.correlation_id);
     return rc;
 }
 
-static void do_register(mp_node *n, mp_actor *a, uint8_t kind)
+/* Returns 0 when the request left (or was handled locally). */
+static int do_register(mp_node *n, mp_actor *a, uint8_t kind)
 {
     size_t owner = mp_dir_owner(&n->dir, &a->ref);
     if (owner == n->dir.self) {
@@ -615,7 +645,7 @@ static void do_register(mp_node *n, mp_actor *a, uint8_t kind)
                                  n->incarnation, a->act_id, &w);
         mp_ref ref = a->ref; /* register_done may free a */
         if (kind == MP_CTX_REGISTER) register_done(n, &ref, a->act_id, rc, &w);
-        return;
+        return rc;
     }
     mp_ctx *c = ctx_new(n, kind, &a->ref);
     int rc = MP_ENOMEM;
@@ -624,21 +654,24 @@ static void do_register(mp_node *n, mp_actor *a, uint8_t kind)
         uint8_t p[12];
         put_u32(p, n->incarnation);
         put_u64(p + 4, a->act_id);
-        rc = send_system(n, owner, MP_SYS_REGISTER, &a->ref, p, sizeof p, c,
-                         register_cb);
+        rc = send_system(n, owner,
+                         kind == MP_CTX_REREGISTER ? MP_SYS_REREGISTER
+                                                   : MP_SYS_REGISTER,
+                         &a->ref, p, sizeof p, c, register_cb);
         if (rc < 0) ctx_free(c);
     }
     if (rc < 0 && kind == MP_CTX_REGISTER) {
         mp_ref ref = a->ref;
         register_done(n, &ref, a->act_id, rc, NULL);
     }
+    return rc;
 }
 
 static void register_timer(void *ud)
 {
     mp_actor *a = ud;
     a->timer = 0;
-    do_register(a->node, a, MP_CTX_REGISTER);
+    (void)do_register(a->node, a, MP_CTX_REGISTER);
 }
 
 static void start_register(mp_node *n, mp_actor *a)
@@ -652,16 +685,18 @@ static void start_register(mp_node *n, mp_actor *a)
         a->timer = mp_env_timer_start(n->env, delay, register_timer, a);
         if (a->timer) return;
     }
-    do_register(n, a, MP_CTX_REGISTER);
+    (void)do_register(n, a, MP_CTX_REGISTER);
 }
 
 /* ---- unregistration and deactivation ---- */
 
 static void deactivation_done(mp_node *n, const mp_ref *ref, uint64_t act_id)
 {
+    DBG(n, "deactivation_done %s act=%llu", ref->id, (unsigned long long)act_id);
     mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
     if (!a || a->act_id != act_id || a->state != MP_ACT_DEACTIVATING) return;
     mp_actor_set_state(a, MP_ACT_INVALID);
+    mp_dir_cache_remove(&n->dir, ref->id, ref->len);
     mp_list_node msgs;
     mp_list_init(&msgs);
     mp_msg *m;
@@ -764,7 +799,9 @@ void mp_node_activate(mp_node *n, mp_actor *a)
 
 void mp_node_turn_ended(mp_node *n, mp_actor *a)
 {
-    a->last_used = mp_env_now(n->env);
+    /* Inside the drain the time read at its start is close enough for idle
+     * accounting (it only makes an activation look a bit older). */
+    a->last_used = n->in_drain ? n->drain_now : mp_env_now(n->env);
     if (n->closing && a->state == MP_ACT_VALID) {
         a->deactivate_requested = true;
         a->deact_reason = MP_DEACTIVATE_SHUTDOWN;
@@ -803,6 +840,7 @@ static void lookup_cb(void *ud, int status, const void *data, size_t len)
 static void start_lookup(mp_node *n, mp_pending *p)
 {
     p->in_flight = true;
+    n->stats.dir_lookups++;
     size_t owner = mp_dir_owner(&n->dir, &p->ref);
     if (owner == n->dir.self) {
         const mp_dir_entry *e =
@@ -810,7 +848,8 @@ static void start_lookup(mp_node *n, mp_pending *p)
         mp_dir_entry copy;
         if (e) copy = *e;
         mp_ref ref = p->ref;
-        lookup_done(n, &ref, MP_OK, e ? &copy : NULL);
+        int st = !e && recovering(n) ? MP_EBUSY : MP_OK;
+        lookup_done(n, &ref, st, e ? &copy : NULL);
         return;
     }
     mp_ctx *c = ctx_new(n, MP_CTX_LOOKUP, &p->ref);
@@ -836,6 +875,8 @@ static void lookup_retry(void *ud)
 static void lookup_done(mp_node *n, const mp_ref *ref, int status,
                         const mp_dir_entry *e)
 {
+    DBG(n, "lookup_done %s st=%d -> %s", ref->id, status,
+        e ? mp_dir_addr(&n->dir, e->member) : "none");
     mp_pending *p = mp_map_str_get(&n->pending, ref->id, ref->len);
     if (!p) return;
     p->in_flight = false;
@@ -876,6 +917,14 @@ static void lookup_done(mp_node *n, const mp_ref *ref, int status,
     mp_ref r = p->ref;
     pending_free(n, p);
 
+    /* An activation may have appeared here while the lookup was out (a
+     * placement from another node): it takes the messages. */
+    mp_actor *here = mp_catalog_get(&n->catalog, r.id, r.len);
+    if (here && here->state != MP_ACT_INVALID) {
+        host_here(n, &r, &msgs);
+        return;
+    }
+
     size_t dst;
     uint16_t flags = 0;
     if (e) {
@@ -887,6 +936,7 @@ static void lookup_done(mp_node *n, const mp_ref *ref, int status,
         mp_placement strat = t ? t->placement : MP_PLACE_TWO_CHOICES;
         dst = mp_dir_place(&n->dir, strat, &r, mp_catalog_count(&n->catalog),
                            n->env);
+        n->stats.placements++;
         if (dst != n->dir.self) {
             flags = MP_FLAG_PLACE;
             /* Optimistic: later calls go straight there and find the new
@@ -989,7 +1039,14 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
                                                 : n->call_timeout_ns;
     uint64_t now = mp_env_now(n->env);
     m->deadline = now + timeout < now ? UINT64_MAX : now + timeout;
-    m->target = *ref;
+    /* Copy only the used part of the id: the struct is mostly slack. */
+    m->target.len = ref->len;
+    m->target.type_off = ref->type_off;
+    m->target.type_len = ref->type_len;
+    m->target.key_off = ref->key_off;
+    m->target.key_len = ref->key_len;
+    m->target.hash = ref->hash;
+    memcpy(m->target.id, ref->id, (size_t)ref->len + 1);
     memcpy(m->method, method, mlen + 1);
     m->method_len = (uint8_t)mlen;
     if (sender) {
@@ -999,7 +1056,7 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
     if (oneway) {
         m->origin = MP_ORIGIN_NONE;
     } else {
-        int rc = mp_calls_add(&n->calls, timeout, cb, ud, &m->corr);
+        int rc = mp_calls_add_at(&n->calls, m->deadline, cb, ud, &m->corr);
         if (rc < 0) {
             mp_msg_release(n, m);
             return rc;
@@ -1082,6 +1139,8 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
     if (f->sender.len) memcpy(m->sender, f->sender.ptr, f->sender.len);
     m->sender[f->sender.len] = '\0';
     m->sender_len = (uint16_t)f->sender.len;
+    DBG(n, "recv %s.%s from %s fc=%u flags=%u corr=%llu", ref.id, m->method, peer,
+        f->forward_count, f->flags, (unsigned long long)f->correlation_id);
 
     if (n->closing) {
         fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
@@ -1107,6 +1166,8 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
 
 static void on_response(mp_node *n, const mp_frame *f)
 {
+    DBG(n, "response corr=%llu status=%d", (unsigned long long)f->correlation_id,
+        f->status);
     for (uint16_t i = 0; i < f->cache_update_count; i++) {
         const mp_frame_cache_update *u = &f->cache_updates[i];
         mp_ref r;
@@ -1166,6 +1227,21 @@ static void on_system(mp_node *n, int peer_idx, const char *peer,
                                get_u64(f->payload.ptr));
         return;
     }
+    if (mp_bytes_eq(meth, mp_bytes_str(MP_SYS_REREGISTERED))) {
+        if (f->payload.len == 4 && recovering(n) && n->rereg_done &&
+            n->rereg_count) {
+            uint32_t want = get_u32(f->payload.ptr);
+            if (n->rereg_count[peer_idx] >= want) n->rereg_done[peer_idx] = true;
+            size_t done = 0;
+            for (size_t i = 0; i < n->dir.n; i++)
+                done += i == n->dir.self || n->rereg_done[i];
+            if (done == n->dir.n) {
+                MP_SOMETIMES(true, "actor.directory_recovered_early");
+                n->recover_until = 0;
+            }
+        }
+        return;
+    }
     mp_ref ref;
     if (mp_ref_parse(&ref, (const char *)f->target.ptr, f->target.len) != MP_OK ||
         !ns_matches(n, &ref)) {
@@ -1176,13 +1252,20 @@ static void on_system(mp_node *n, int peer_idx, const char *peer,
     }
     if (mp_bytes_eq(meth, mp_bytes_str(MP_SYS_LOOKUP))) {
         const mp_dir_entry *e = mp_dir_table_get(&n->dir, ref.id, ref.len);
+        if (!e && recovering(n)) {
+            MP_SOMETIMES(true, "actor.directory_recovering");
+            send_response(n, peer, f->correlation_id, MP_EBUSY,
+                          "directory recovering", 20, NULL, -1);
+            return;
+        }
         uint8_t buf[16 + MP_ADDR_MAX + 8];
         size_t len;
         encode_entry(buf, &len, &n->dir, e);
         send_response(n, peer, f->correlation_id, 0, buf, len, NULL, -1);
         return;
     }
-    bool reg = mp_bytes_eq(meth, mp_bytes_str(MP_SYS_REGISTER));
+    bool rereg = mp_bytes_eq(meth, mp_bytes_str(MP_SYS_REREGISTER));
+    bool reg = rereg || mp_bytes_eq(meth, mp_bytes_str(MP_SYS_REGISTER));
     bool unreg = mp_bytes_eq(meth, mp_bytes_str(MP_SYS_UNREGISTER));
     if ((!reg && !unreg) || f->payload.len != 12) {
         if (f->correlation_id)
@@ -1198,7 +1281,10 @@ static void on_system(mp_node *n, int peer_idx, const char *peer,
             send_response(n, peer, f->correlation_id, 0, "", 0, NULL, -1);
         return;
     }
-    if (MP_BUGGIFY_P(0.2)) {
+    if (rereg && recovering(n) && n->rereg_count) n->rereg_count[peer_idx]++;
+    /* Never delayed while recovering: the recovery must not end before the
+     * re-registrations it counted are in the table. */
+    if (!recovering(n) && MP_BUGGIFY_P(0.2)) {
         /* Delay the owner's answer: registrations of racing activations
          * then overlap in every order. */
         mp_ctx *c = ctx_new(n, MP_CTX_DELAYED_REGISTER, &ref);
@@ -1243,18 +1329,38 @@ static void on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
     mp_dir_peer_restart(&n->dir, (uint16_t)idx, new_inc);
-    if (old_inc == 0) return;
     /* The peer lost its owner table: re-register our activations whose
-     * owner it is, or a lookup there would place a second one. */
-    MP_SOMETIMES(true, "actor.owner_restarted");
-    mp_list_node *ln, *tmp;
-    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
-    {
-        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
-        if ((a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) &&
-            mp_dir_owner(&n->dir, &a->ref) == (size_t)idx)
-            do_register(n, a, MP_CTX_REREGISTER);
+     * owner it is, or a lookup there would place a second one. Then tell
+     * it how many we sent (also when we had none, or never knew it), so it
+     * can end its recovery early. */
+    uint32_t sent = 0;
+    if (old_inc != 0) {
+        MP_SOMETIMES(true, "actor.owner_restarted");
+        mp_list_node *ln, *tmp;
+        MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+        {
+            mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+            if ((a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) &&
+                mp_dir_owner(&n->dir, &a->ref) == (size_t)idx &&
+                do_register(n, a, MP_CTX_REREGISTER) == MP_OK)
+                sent++;
+        }
     }
+    uint8_t p[4];
+    put_u32(p, sent);
+    send_system(n, (size_t)idx, MP_SYS_REREGISTERED, NULL, p, sizeof p, NULL, NULL);
+}
+
+/* A connection to a peer broke or could not be made: the ids cached there
+ * may have moved (a shutdown unregistered them), so the next calls ask the
+ * directory instead of queueing behind a dead peer. */
+static void on_peer_down(void *ud, const char *peer, int status)
+{
+    mp_node *n = ud;
+    if (n->freed || !peer) return;
+    int idx = mp_dir_member(&n->dir, peer, strlen(peer));
+    if (idx < 0 || (size_t)idx == n->dir.self) return;
+    mp_dir_cache_drop_member(&n->dir, (uint16_t)idx);
 }
 
 /* ---- timers: load reports, idle sweep ---- */
@@ -1448,10 +1554,16 @@ int mp_node_start(mp_node *n)
         tc.self_addr = n->self_addr;
         tc.incarnation = n->incarnation;
         tc.max_frame = n->max_message;
-        static const mp_transport_callbacks cbs = {on_frame, on_peer_restart, NULL};
+        static const mp_transport_callbacks cbs = {on_frame, on_peer_restart, on_peer_down};
         int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
         if (rc < 0) return rc;
         n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS, load_timer, n);
+    }
+    if (n->incarnation > 1 && n->dir.n > 1) {
+        n->rereg_count = calloc(n->dir.n, sizeof *n->rereg_count);
+        n->rereg_done = calloc(n->dir.n, sizeof *n->rereg_done);
+        /* Without the counters recovery simply lasts its full time. */
+        n->recover_until = mp_env_now(n->env) + MP_DIR_RECOVERY_NS;
     }
     n->started = true;
     return MP_OK;
@@ -1512,6 +1624,8 @@ static void release_all(mp_node *n)
         free(m);
     }
     free(n->types);
+    free(n->rereg_count);
+    free(n->rereg_done);
     free(n);
 }
 

@@ -21,6 +21,10 @@
  *     dir.lookup / dir.register answer payload: u8 found; if found:
  *       u16 addr_len, addr, u32 incarnation, u64 act_id.
  *     load payload: u64 live activation count.
+ *     dir.reregister: as dir.register, sent for every activation a
+ *       restarted owner used to know; then dir.reregistered (payload u32
+ *       count of them, no answer) lets the owner end its recovery early
+ *       once it has received that many from every other member.
  * All integers little-endian. Every field read from a peer is validated.
  *
  * Thread: the node's loop thread.
@@ -45,8 +49,16 @@
 #define MP_SYS_REGISTER "dir.register"
 #define MP_SYS_UNREGISTER "dir.unregister"
 #define MP_SYS_LOAD "load"
+#define MP_SYS_REREGISTER "dir.reregister"     /* as register, after a restart */
+#define MP_SYS_REREGISTERED "dir.reregistered" /* u32: re-registrations sent */
 
 #define MP_LOAD_INTERVAL_NS (500ull * 1000 * 1000)
+/* After a restart (incarnation > 1) this node's directory partition is
+ * empty while the activations it owned still live on other nodes. For this
+ * long it answers "busy, retry" instead of "not found", so the survivors
+ * (who re-register on learning of the restart, within a load interval)
+ * win back their entries before anyone places a second activation. */
+#define MP_DIR_RECOVERY_NS (2000ull * 1000 * 1000)
 #define MP_MAX_FORWARDS 2
 
 /* Requests waiting for one directory lookup of their target. */
@@ -116,6 +128,7 @@ struct mp_node {
     mp_list_node runq;
     bool drain_scheduled;
     bool in_drain;
+    uint64_t drain_now; /* time read when the current drain started */
     /* free lists */
     mp_msg *msg_free;
     size_t msg_free_count;
@@ -127,6 +140,9 @@ struct mp_node {
     uint64_t next_act_id;
     mp_timer_id load_timer, sweep_timer;
     uint64_t sweep_interval_ns;
+    uint64_t recover_until; /* see MP_DIR_RECOVERY_NS */
+    uint32_t *rereg_count;  /* per member: re-registrations received */
+    bool *rereg_done;       /* per member: its dir.reregistered matched */
     bool started, closing, freed;
     /* shutdown */
     void (*shutdown_cb)(void *ud);

@@ -9,8 +9,18 @@
  * verifies that no actor id has two live activations (R10).
  *
  * Everything runs in simulated time, so timeouts and idle collection are
- * tested exactly and instantly. MP_NODE_BENCH=1 adds a local-call
- * throughput run on the real (libuv) env; it reports, never asserts, speed.
+ * tested exactly and instantly. Hostile runs (buggify, connection resets, a
+ * node killed and restarted) run a fixed set of seeds and check that every
+ * call completes exactly once and no id ever has two live activations.
+ *
+ * Environment knobs (none needed for CI):
+ *   MP_NODE_BENCH=1      local-call throughput on the real (libuv) env;
+ *                        reports, never asserts, speed (MP_NODE_BENCH_N calls)
+ *   MP_NODE_SWEEP=N      N more kill/restart seeds (from 1000)
+ *   MP_NODE_SEED=S       replay one kill/restart seed only
+ *   MP_NODE_BSEED=S      replay one buggify seed only
+ *   MP_NODE_VERBOSE=1    per-seed summary and failed calls
+ *   MP_NODE_DEBUG=1      the nodes' routing trace (debug log level)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "directory/directory.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 
@@ -66,6 +77,15 @@ static void m_echo(mp_actor *self, void *inst, mp_msg *msg, const void *p,
                    size_t len)
 {
     mp_reply(msg, p, len); /* replies with its own payload buffer */
+}
+
+static uint8_t g_after[256];
+/* Replies first, then reads its payload: legal until the handler returns. */
+static void m_echo_then_read(mp_actor *self, void *inst, mp_msg *msg,
+                             const void *p, size_t len)
+{
+    mp_reply(msg, p, len);
+    memcpy(g_after, p, len < sizeof g_after ? len : sizeof g_after);
 }
 
 static void m_fail(mp_actor *self, void *inst, mp_msg *msg, const void *p,
@@ -140,7 +160,10 @@ static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
     }
     c->held = msg;
     c->in_turn = 1;
-    int rc = mp_actor_call(self, &other, "add", NULL, 0, NULL, other_replied, c);
+    /* a short inner timeout: a lost callee must not keep this actor busy
+     * for longer than its own callers wait */
+    mp_call_opts opts = {2 * SEC};
+    int rc = mp_actor_call(self, &other, "add", NULL, 0, &opts, other_replied, c);
     if (rc < 0) {
         c->held = NULL;
         mp_reply_error(msg, rc, "call failed");
@@ -184,6 +207,7 @@ static const mp_method_def counter_methods[] = {
     {"fail", m_fail},     {"later", m_later}, {"hang", m_hang},
     {"big", m_big},       {"callother", m_callother},
     {"where", m_where},   {"deact", m_deact},
+    {"echo_then_read", m_echo_then_read},
 };
 
 static const mp_actor_type counter_type = {
@@ -228,6 +252,11 @@ struct cluster {
     size_t warn_depth;
 };
 
+typedef struct node_holder {
+    mp_node *node;
+    int shut_down;
+} node_holder;
+
 static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 {
     node_arg *na = arg;
@@ -252,11 +281,23 @@ static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
         mp_node_free_now(node);
         return rc;
     }
-    *state = node;
+    node_holder *h = calloc(1, sizeof *h);
+    if (!h) {
+        mp_node_free_now(node);
+        return MP_ENOMEM;
+    }
+    h->node = node;
+    *state = h;
     return 0;
 }
 
-static void node_teardown(void *state) { mp_node_free_now(state); }
+/* A node shut down gracefully frees itself: the holder forgets it. */
+static void node_teardown(void *state)
+{
+    node_holder *h = state;
+    if (h->node) mp_node_free_now(h->node);
+    free(h);
+}
 
 static const mp_sim_process_ops node_ops = {node_boot, node_teardown};
 
@@ -272,7 +313,7 @@ static cluster *cluster_new_faults(int n, uint64_t seed, bool buggify,
     cfg.seed = seed;
     cfg.faults.buggify = buggify;
     cfg.faults.reset_rate = reset_rate;
-    cfg.log_level = MP_LOG_ERROR;
+    cfg.log_level = getenv("MP_NODE_DEBUG") ? MP_LOG_DEBUG : MP_LOG_ERROR;
     c->sim = mp_sim_create(&cfg);
     assert_non_null(c->sim);
     c->n = n;
@@ -290,6 +331,12 @@ static cluster *cluster_new(int n, uint64_t seed)
     return cluster_new_faults(n, seed, false, 0);
 }
 
+static mp_node *node_at(cluster *c, int i)
+{
+    node_holder *h = mp_sim_process_state(c->sim, c->pids[i]);
+    return h ? h->node : NULL;
+}
+
 static void cluster_start(cluster *c)
 {
     for (int i = 0; i < c->n; i++) {
@@ -297,14 +344,9 @@ static void cluster_start(cluster *c)
         assert_true(c->pids[i] >= 0);
     }
     mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * MS);
-    for (int i = 0; i < c->n; i++)
-        assert_non_null(mp_sim_process_state(c->sim, c->pids[i]));
+    for (int i = 0; i < c->n; i++) assert_non_null(node_at(c, i));
 }
 
-static mp_node *node_at(cluster *c, int i)
-{
-    return mp_sim_process_state(c->sim, c->pids[i]);
-}
 
 /* World invariant: no id has two live activations. */
 typedef struct seen {
@@ -749,6 +791,17 @@ static void test_cluster_calls(void **state)
         assert_int_equal(a2a[k].status, 0);
         assert_int_equal(a2a[k].value, 400);
     }
+    /* a large payload, read by the handler after its reply went out */
+    static uint8_t pl[200];
+    for (size_t i = 0; i < sizeof pl; i++) pl[i] = (uint8_t)i;
+    for (int from = 0; from < 3; from++) {
+        outcome er = {0};
+        call(c, from, "Counter", "k2", "echo_then_read", pl, sizeof pl, 0, &er);
+        wait_for(c, &er, 1);
+        assert_int_equal(er.status, 0);
+        assert_memory_equal(g_after, pl, sizeof pl);
+        memset(g_after, 0, sizeof g_after);
+    }
     /* errors travel back across nodes */
     outcome e[3];
     memset(e, 0, sizeof e);
@@ -760,6 +813,61 @@ static void test_cluster_calls(void **state)
     assert_string_equal(e[0].text, "boom");
     assert_int_equal(e[1].status, MP_ENOMETHOD);
     assert_int_equal(e[2].status, MP_ENOTYPE);
+    cluster_free(c);
+}
+
+/* 1000 concurrent calls to one new actor: one directory lookup, every
+ * reply matched to its call (S6), all applied once. */
+static void test_burst_one_lookup(void **state)
+{
+    cluster *c = cluster_new(3, 16);
+    cluster_start(c);
+    enum { N = 1000 };
+    static outcome o[N];
+    memset(o, 0, sizeof o);
+    mp_node_stats before;
+    mp_node_get_stats(node_at(c, 0), &before);
+    for (int i = 0; i < N; i++) {
+        int64_t one = 1;
+        assert_int_equal(call(c, 0, "Counter", "burst", "add", &one, sizeof one, 0, &o[i]),
+                         MP_OK);
+    }
+    wait_for(c, o, N);
+    static bool seen_v[N + 1];
+    memset(seen_v, 0, sizeof seen_v);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(o[i].status, 0);
+        assert_true(o[i].value >= 1 && o[i].value <= N);
+        assert_false(seen_v[o[i].value]);
+        seen_v[o[i].value] = true;
+    }
+    mp_node_stats after;
+    mp_node_get_stats(node_at(c, 0), &after);
+    assert_int_equal(after.dir_lookups - before.dir_lookups, 1);
+    assert_int_equal(after.pending_calls, 0);
+    cluster_free(c);
+}
+
+/* S5: two-choices placement keeps 300 actors within 20% of the mean. */
+static void test_placement_balance(void **state)
+{
+    cluster *c = cluster_new(3, 17);
+    cluster_start(c);
+    enum { N = 300 };
+    static outcome o[N];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < N; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "p%d", i);
+        call(c, i % 3, "Counter", key, "add", NULL, 0, 0, &o[i]);
+        if (i % 30 == 29) mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 200 * MS);
+    }
+    wait_for(c, o, N);
+    for (int i = 0; i < 3; i++) {
+        mp_node_stats st;
+        mp_node_get_stats(node_at(c, i), &st);
+        assert_true(st.activations >= 80 && st.activations <= 120);
+    }
     cluster_free(c);
 }
 
@@ -918,6 +1026,72 @@ static void test_shutdown(void **state)
     cluster_free(c);
 }
 
+static void holder_shut(void *ud)
+{
+    node_holder *h = ud;
+    h->node = NULL; /* freed by the node itself */
+    h->shut_down = 1;
+}
+
+static bool holder_is_shut(void *ud) { return ((node_holder *)ud)->shut_down; }
+
+/* Graceful shutdown of one member of three: its activations run their
+ * hooks (SHUTDOWN) and leave the directory; afterwards their ids are
+ * activated elsewhere (those whose directory owner is still up). */
+static void test_cluster_shutdown(void **state)
+{
+    if (getenv("MP_NODE_SEED") || getenv("MP_NODE_BSEED")) skip();
+    cluster *c = cluster_new(3, 18);
+    cluster_start(c);
+    enum { K = 12 };
+    static outcome o[K];
+    memset(o, 0, sizeof o);
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "d%d", k);
+        call(c, 2, "Local", key, "add", NULL, 0, 0, &o[k]); /* lives on node 2 */
+        wait_for(c, &o[k], 1);
+        outcome w = {0};
+        call(c, 0, "Local", key, "get", NULL, 0, 0, &w); /* node 0 caches it */
+        wait_for(c, &w, 1);
+        assert_int_equal(w.value, 1);
+    }
+    int deact_before = g_deactivations;
+    node_holder *h = mp_sim_process_state(c->sim, c->pids[2]);
+    mp_node_shutdown(h->node, 500 * MS, holder_shut, h);
+    assert_true(mp_sim_run_while_not(c->sim, holder_is_shut, h,
+                                     mp_sim_now(c->sim) + 5 * SEC));
+    assert_int_equal(g_deactivations - deact_before, K);
+    assert_int_equal(g_deact_reasons[MP_DEACTIVATE_SHUTDOWN], K);
+    /* let the survivors see the connections close (their caches drop) */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 100 * MS);
+
+    mp_directory d;
+    assert_int_equal(mp_dir_init(&d, c->members, 3, 0, 1), MP_OK);
+    static outcome p[K];
+    memset(p, 0, sizeof p);
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "d%d", k);
+        call(c, 0, "Local", key, "where", NULL, 0, 3 * SEC, &p[k]);
+    }
+    wait_for(c, p, K);
+    int moved = 0;
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "d%d", k);
+        mp_ref r;
+        mp_ref_init(&r, "t", "Local", key);
+        if (mp_dir_owner(&d, &r) == 2) continue; /* its owner is gone */
+        assert_int_equal(p[k].status, 0);
+        assert_string_equal(p[k].text, c->addrs[0]); /* prefer-local */
+        moved++;
+    }
+    assert_true(moved > 0);
+    mp_dir_free(&d);
+    cluster_free(c);
+}
+
 /* ---- hostile runs: buggify (and connection resets), many seeds ---- */
 
 enum { STRESS_CALLS = 400, STRESS_KEYS = 24 };
@@ -927,14 +1101,24 @@ typedef struct stress {
     outcome o[STRESS_CALLS];
     int issued;
     int dup_seen;
+    int kill; /* node killed and restarted during the run, or -1 */
+    char what[STRESS_CALLS][64];
 } stress;
+
+static void stress_kill(void *ud)
+{
+    stress *s = ud;
+    assert_int_equal(mp_sim_kill(s->c->sim, s->c->pids[s->kill]), MP_OK);
+    assert_int_equal(mp_sim_restart(s->c->sim, s->c->pids[s->kill], 500 * MS), MP_OK);
+}
 
 static void stress_issue(void *ud)
 {
     stress *s = ud;
     cluster *c = s->c;
     int i = s->issued++;
-    int from = (int)mp_sim_random_below(c->sim, (uint64_t)c->n);
+    /* calls come from nodes that stay up: a killed node's callers die */
+    int from = (int)mp_sim_random_below(c->sim, (uint64_t)(s->kill >= 0 ? c->n - 1 : c->n));
     char key[16], other[16];
     snprintf(key, sizeof key, "s%d", (int)mp_sim_random_below(c->sim, STRESS_KEYS));
     snprintf(other, sizeof other, "s%d", (int)mp_sim_random_below(c->sim, STRESS_KEYS));
@@ -950,6 +1134,8 @@ static void stress_issue(void *ud)
         p = other;
         len = strlen(other);
     }
+    snprintf(s->what[i], sizeof s->what[i], "%d->%s/%s.%s(%s) t=%.3f", from, type,
+             key, method, p ? other : "", (double)mp_sim_now(c->sim) / 1e9);
     int rc = call(c, from, type, key, method, p, len, 10 * SEC, &s->o[i]);
     assert_int_equal(rc, MP_OK);
     if (s->issued < STRESS_CALLS)
@@ -966,23 +1152,29 @@ static void stress_check(void *ud)
         mp_sim_schedule(s->c->sim, 1 * MS, stress_check, s);
 }
 
-static void run_stress(uint64_t seed, bool buggify, double reset_rate,
-                       bool expect_all_ok)
+static uint64_t run_stress(uint64_t seed, bool buggify, double reset_rate,
+                           bool expect_all_ok, int kill)
 {
     static stress s;
     memset(&s, 0, sizeof s);
+    s.kill = kill;
     cluster *c = cluster_new_faults(3, seed, buggify, reset_rate);
     c->idle_ns = 300 * MS; /* idle collection races with traffic */
     s.c = c;
     cluster_start(c);
     mp_sim_schedule(c->sim, 0, stress_issue, &s);
     mp_sim_schedule(c->sim, 0, stress_check, &s);
+    if (kill >= 0) mp_sim_schedule(c->sim, 1500 * MS, stress_kill, &s);
     mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 30 * SEC);
     int ok = 0;
     for (int i = 0; i < STRESS_CALLS; i++) {
         if (s.o[i].calls != 1)
             fail_msg("seed %llu: call %d completed %d times",
                      (unsigned long long)seed, i, s.o[i].calls);
+        if (s.o[i].status != 0 && getenv("MP_NODE_VERBOSE"))
+            print_message("  call %d %s: %s %s at %.3f\n", i, s.what[i],
+                          mp_status_name(s.o[i].status), s.o[i].text,
+                          (double)s.o[i].at / 1e9);
         if (s.o[i].status == 0) ok++;
         else if (expect_all_ok)
             fail_msg("seed %llu: call %d failed: %s (%s)", (unsigned long long)seed,
@@ -1001,9 +1193,9 @@ static void run_stress(uint64_t seed, bool buggify, double reset_rate,
             tot += st.activations_total;
             late += st.replies_late;
         }
-        print_message("seed %llu: ok %d/%d buggify %llu resets %llu forwards %llu "
+        print_message("kill %d seed %llu: ok %d/%d buggify %llu resets %llu forwards %llu "
                       "created %llu hooks %d deact %d late %llu\n",
-                      (unsigned long long)seed, ok, STRESS_CALLS,
+                      kill, (unsigned long long)seed, ok, STRESS_CALLS,
                       (unsigned long long)ss.buggify_fired,
                       (unsigned long long)ss.resets, (unsigned long long)fw,
                       (unsigned long long)tot, g_activations, g_deactivations,
@@ -1012,17 +1204,53 @@ static void run_stress(uint64_t seed, bool buggify, double reset_rate,
     if (s.dup_seen)
         fail_msg("seed %llu: two live activations of one id seen %d times",
                  (unsigned long long)seed, s.dup_seen);
+    uint64_t hash = mp_sim_trace_hash(c->sim);
     cluster_free(c);
+    return hash;
+}
+
+/* Same seed, same run: the whole cluster's trace hash matches. */
+static void test_determinism(void **state)
+{
+    if (getenv("MP_NODE_SEED")) skip();
+    uint64_t a = run_stress(77, true, 0.5, false, 2);
+    uint64_t b = run_stress(77, true, 0.5, false, 2);
+    uint64_t c = run_stress(78, true, 0.5, false, 2);
+    assert_true(a == b);
+    assert_true(a != c);
 }
 
 static void test_stress_buggify(void **state)
 {
-    for (uint64_t seed = 100; seed < 112; seed++) run_stress(seed, true, 0, true);
+    if (getenv("MP_NODE_SEED")) skip(); /* replaying one kill seed */
+    const char *one = getenv("MP_NODE_BSEED");
+    if (one) {
+        run_stress(strtoull(one, NULL, 10), true, 0, true, -1);
+        return;
+    }
+    for (uint64_t seed = 100; seed < 112; seed++) run_stress(seed, true, 0, true, -1);
 }
 
 static void test_stress_resets(void **state)
 {
-    for (uint64_t seed = 200; seed < 206; seed++) run_stress(seed, true, 0.5, false);
+    if (getenv("MP_NODE_SEED")) skip();
+    for (uint64_t seed = 200; seed < 206; seed++) run_stress(seed, true, 0.5, false, -1);
+}
+
+/* A node is killed (its activations and directory partition vanish) and
+ * restarts: calls keep completing, never two live activations. */
+static void test_stress_kill_restart(void **state)
+{
+    const char *one = getenv("MP_NODE_SEED");
+    if (one) {
+        run_stress(strtoull(one, NULL, 10), strtoull(one, NULL, 10) & 1, 0, false, 2);
+        return;
+    }
+    const char *sweep = getenv("MP_NODE_SWEEP"); /* more seeds, on demand */
+    uint64_t last = sweep ? 1000 + strtoull(sweep, NULL, 10) : 0;
+    for (uint64_t seed = 1000; seed < last; seed++)
+        run_stress(seed, true, (double)(seed % 3) * 0.5, false, 2);
+    for (uint64_t seed = 300; seed < 308; seed++) run_stress(seed, seed & 1, 0, false, 2);
 }
 
 /* ---- benchmark (MP_NODE_BENCH=1): local call throughput, real env ---- */
@@ -1101,11 +1329,16 @@ int main(void)
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_cluster_calls),
+        cmocka_unit_test(test_burst_one_lookup),
+        cmocka_unit_test(test_placement_balance),
         cmocka_unit_test(test_activation_race),
         cmocka_unit_test(test_stale_cache_forwarding),
         cmocka_unit_test(test_cluster_timeout_late_reply),
+        cmocka_unit_test(test_cluster_shutdown),
         cmocka_unit_test(test_stress_buggify),
         cmocka_unit_test(test_stress_resets),
+        cmocka_unit_test(test_stress_kill_restart),
+        cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_bench_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,11 @@
 /* argv[0] of the moonpool program itself, for printing replay commands. */
 extern const char *mp_program_path;
 
-int mp_cmd_sim(int argc, char **argv);
+int mp_cmd_sim(int argc, char **argv);   /* tools/cmd_sim.c */
+int mp_cmd_node(int argc, char **argv);  /* tools/cmd_node.c */
+int mp_cmd_call(int argc, char **argv);  /* tools/cmd_call.c */
+int mp_cmd_stats(int argc, char **argv); /* tools/cmd_stats.c */
+int mp_cmd_demo(int argc, char **argv);  /* tools/cmd_demo.c */
+int mp_cmd_bench(int argc, char **argv); /* tools/cmd_bench.c */
 
 #endif

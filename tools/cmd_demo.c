@@ -1,0 +1,12 @@
+/* Placeholder until the `demo` command lands; replaced by its author. */
+#include <stdio.h>
+
+#include "commands.h"
+
+int mp_cmd_demo(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "moonpool demo: not available in this build yet\n");
+    return MP_EXIT_FAIL;
+}

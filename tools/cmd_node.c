@@ -1,0 +1,12 @@
+/* Placeholder until the `node` command lands; replaced by its author. */
+#include <stdio.h>
+
+#include "commands.h"
+
+int mp_cmd_node(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "moonpool node: not available in this build yet\n");
+    return MP_EXIT_FAIL;
+}

@@ -1,0 +1,488 @@
+/*
+ * The SQLite provider: moonpool's embedded, durable default.
+ *
+ * One database file per node, one connection, used only from libuv's
+ * threadpool, one job at a time (batch.c): every op queued while the
+ * previous job ran commits in ONE transaction, so one fsync covers a whole
+ * batch (group commit).
+ *
+ * Durability: journal_mode=WAL with synchronous=FULL. In WAL mode NORMAL
+ * skips the fsync at commit and can lose the last transactions on power
+ * loss, which would break "the callback said saved, so it is saved"; FULL
+ * fsyncs the WAL at every commit, and group commit pays that once per
+ * batch, not once per save.
+ *
+ * ETags come from a counter in moonpool_meta that only grows (read and
+ * written inside each write transaction, under SQLite's write lock, so
+ * even two processes sharing a file never hand out the same value), and
+ * the new ETag is also above the row's old one. A cleared key written
+ * again can therefore never reuse an ETag (no ABA for stale writers).
+ *
+ * Nothing read from the file is trusted: types, ranges and a CRC32C of the
+ * value are checked, and a row that fails is reported as MP_ECORRUPT for
+ * that op only. A failure of the database itself (I/O, full disk, locked
+ * beyond the busy timeout) rolls the transaction back and fails every op
+ * of that batch with MP_ESTORAGE: they were all in the one transaction.
+ *
+ * Schema identity: PRAGMA user_version holds MP_SQLITE_SCHEMA; a database
+ * with other tables or another version is refused (MP_EVERSION), never
+ * modified.
+ */
+#include <assert.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env/env_uv.h"
+#include "storage/batch.h"
+#include "util/crc32c.h"
+
+/* "mp" + schema 1: a value no other application is likely to use. */
+#define MP_SQLITE_SCHEMA 0x6d700001
+
+typedef struct sq_ctx {
+    sqlite3 *db;
+    sqlite3_stmt *begin_r, *begin_w, *commit, *rollback;
+    sqlite3_stmt *get, *get_etag, *put, *del, *ctr_get, *ctr_put;
+    mp_env *env; /* for logging from open only (loop thread) */
+} sq_ctx;
+
+static void sq_close_ctx(sq_ctx *c)
+{
+    if (!c) return;
+    sqlite3_stmt **all[] = {&c->begin_r, &c->begin_w, &c->commit,
+                            &c->rollback, &c->get, &c->get_etag,
+                            &c->put, &c->del, &c->ctr_get, &c->ctr_put};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        sqlite3_finalize(*all[i]);
+        *all[i] = NULL;
+    }
+    if (c->db) sqlite3_close_v2(c->db);
+    c->db = NULL;
+    free(c);
+}
+
+static void sq_shutdown(void *ctx) { sq_close_ctx(ctx); }
+
+/* One statement that returns no rows; 0 or the SQLite error. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Read the stored etag of key: 1 found (*etag set), 0 absent, or a negative
+ * mp_status (MP_ESTORAGE: database failure; MP_ECORRUPT: bad value). */
+static int read_etag(sq_ctx *c, const mp_storage_op *op, uint64_t *etag)
+{
+    sqlite3_stmt *st = c->get_etag;
+    sqlite3_bind_text(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int out;
+    if (rc == SQLITE_DONE) {
+        out = 0;
+    } else if (rc == SQLITE_ROW) {
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER || v <= 0) {
+            out = MP_ECORRUPT;
+        } else {
+            *etag = (uint64_t)v;
+            out = 1;
+        }
+    } else {
+        out = MP_ESTORAGE;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return out;
+}
+
+/* Load: fills op; returns MP_ESTORAGE only for a database failure (which
+ * fails the batch); a bad row is the op's own MP_ECORRUPT. */
+static int do_load(sq_ctx *c, mp_storage_op *op)
+{
+    sqlite3_stmt *st = c->get;
+    sqlite3_bind_text(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int out = 0;
+    if (rc == SQLITE_DONE) {
+        op->status = 0;
+        op->etag = 0;
+    } else if (rc == SQLITE_ROW) {
+        /* columns: etag, writer_inc, writer_act, data, crc */
+        sqlite3_int64 etag = sqlite3_column_int64(st, 0);
+        sqlite3_int64 winc = sqlite3_column_int64(st, 1);
+        sqlite3_int64 wact = sqlite3_column_int64(st, 2);
+        sqlite3_int64 crc = sqlite3_column_int64(st, 4);
+        bool ok = sqlite3_column_type(st, 0) == SQLITE_INTEGER && etag > 0 &&
+                  sqlite3_column_type(st, 1) == SQLITE_INTEGER && winc >= 0 &&
+                  winc <= (sqlite3_int64)UINT32_MAX &&
+                  sqlite3_column_type(st, 2) == SQLITE_INTEGER &&
+                  sqlite3_column_type(st, 3) == SQLITE_BLOB &&
+                  sqlite3_column_type(st, 4) == SQLITE_INTEGER && crc >= 0 &&
+                  crc <= (sqlite3_int64)UINT32_MAX;
+        const void *blob = ok ? sqlite3_column_blob(st, 3) : NULL;
+        int n = ok ? sqlite3_column_bytes(st, 3) : 0;
+        if (ok && (n < 0 || (size_t)n > MP_STORAGE_VALUE_MAX || (n > 0 && !blob)))
+            ok = false;
+        if (ok && mp_crc32c(blob, (size_t)n) != (uint32_t)crc) ok = false;
+        if (!ok) {
+            op->status = MP_ECORRUPT;
+        } else {
+            if (n > 0) {
+                op->out_data = malloc((size_t)n);
+                if (!op->out_data) {
+                    op->status = MP_ENOMEM;
+                    goto done;
+                }
+                memcpy(op->out_data, blob, (size_t)n);
+            }
+            op->out_len = (size_t)n;
+            op->etag = (uint64_t)etag;
+            op->out_writer.incarnation = (uint32_t)winc;
+            op->out_writer.activation = (uint64_t)wact;
+            op->status = 0;
+        }
+    } else {
+        out = MP_ESTORAGE;
+    }
+done:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return out;
+}
+
+static int do_save(sq_ctx *c, mp_storage_op *op, uint64_t *counter)
+{
+    uint64_t cur = 0;
+    int rc = read_etag(c, op, &cur);
+    if (rc == MP_ESTORAGE) return rc;
+    if (rc == MP_ECORRUPT) {
+        op->status = MP_ECORRUPT;
+        return 0;
+    }
+    if (cur != op->expected_etag) {
+        op->status = MP_ECONFLICT;
+        return 0;
+    }
+    uint64_t e = *counter + 1;
+    if (e <= cur) e = cur + 1;
+    if (e > (uint64_t)INT64_MAX) {
+        op->status = MP_ESTORAGE; /* 2^63 saves: never in practice */
+        return 0;
+    }
+    sqlite3_stmt *st = c->put;
+    sqlite3_bind_text(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)e);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)op->writer.incarnation);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)op->writer.activation);
+    if (op->len > 0)
+        sqlite3_bind_blob64(st, 5, op->data, op->len, SQLITE_STATIC);
+    else
+        sqlite3_bind_zeroblob(st, 5, 0);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)mp_crc32c(op->data, op->len));
+    rc = step_done(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_OK) return MP_ESTORAGE;
+    *counter = e;
+    op->etag = e;
+    op->status = 0;
+    return 0;
+}
+
+static int do_clear(sq_ctx *c, mp_storage_op *op)
+{
+    uint64_t cur = 0;
+    int rc = read_etag(c, op, &cur);
+    if (rc == MP_ESTORAGE) return rc;
+    if (rc == MP_ECORRUPT) {
+        op->status = MP_ECORRUPT;
+        return 0;
+    }
+    if (cur != op->expected_etag) {
+        op->status = MP_ECONFLICT;
+        return 0;
+    }
+    if (cur != 0) {
+        sqlite3_bind_text(c->del, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+        rc = step_done(c->del);
+        sqlite3_clear_bindings(c->del);
+        if (rc != SQLITE_OK) return MP_ESTORAGE;
+    }
+    op->status = 0;
+    return 0;
+}
+
+static int read_counter(sq_ctx *c, uint64_t *out)
+{
+    int rc = sqlite3_step(c->ctr_get);
+    int res = 0;
+    if (rc == SQLITE_ROW) {
+        sqlite3_int64 v = sqlite3_column_int64(c->ctr_get, 0);
+        if (sqlite3_column_type(c->ctr_get, 0) != SQLITE_INTEGER || v < 0)
+            res = MP_ECORRUPT;
+        else
+            *out = (uint64_t)v;
+    } else if (rc == SQLITE_DONE) {
+        *out = 0; /* created lazily */
+    } else {
+        res = MP_ESTORAGE;
+    }
+    sqlite3_reset(c->ctr_get);
+    return res;
+}
+
+static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
+{
+    sq_ctx *c = ctx;
+    bool writes = false;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->kind != MP_SOP_LOAD) writes = true;
+    /* BEGIN IMMEDIATE takes the write lock up front, so the counter read
+     * below cannot race another process sharing the file. */
+    int fail = 0;
+    uint64_t counter = 0, counter0 = 0;
+    if (step_done(writes ? c->begin_w : c->begin_r) != SQLITE_OK) {
+        fail = MP_ESTORAGE;
+        goto out;
+    }
+    if (writes) {
+        fail = read_counter(c, &counter);
+        if (fail == MP_ECORRUPT) fail = MP_ESTORAGE;
+        if (fail) goto rollback;
+        counter0 = counter;
+    }
+    for (size_t i = 0; i < n && !fail; i++) {
+        mp_storage_op *op = ops[i];
+        switch (op->kind) {
+        case MP_SOP_LOAD: fail = do_load(c, op); break;
+        case MP_SOP_SAVE: fail = do_save(c, op, &counter); break;
+        case MP_SOP_CLEAR: fail = do_clear(c, op); break;
+        }
+    }
+    if (fail) goto rollback;
+    if (counter != counter0) {
+        sqlite3_bind_int64(c->ctr_put, 1, (sqlite3_int64)counter);
+        if (step_done(c->ctr_put) != SQLITE_OK) {
+            fail = MP_ESTORAGE;
+            goto rollback;
+        }
+    }
+    if (step_done(c->commit) != SQLITE_OK) {
+        fail = MP_ESTORAGE;
+        goto rollback;
+    }
+    return 1;
+rollback:
+    step_done(c->rollback);
+out:
+    for (size_t i = 0; i < n; i++) {
+        mp_storage_op_reset_result_(ops[i]);
+        ops[i]->status = fail;
+    }
+    return 0;
+}
+
+static const mp_storage_vtbl sq_vtbl = {
+    .name = "sqlite",
+    .submit = mp_batch_submit,
+    .close = mp_batch_close,
+    .free_now = mp_batch_free_now,
+};
+
+static const mp_batch_backend sq_backend = {
+    .vt = &sq_vtbl,
+    .run = sq_run,
+    .shutdown = sq_shutdown,
+};
+
+/* ---- open (loop thread, synchronous) ------------------------------------ */
+
+static int map_open_error(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_AUTH:
+        return MP_EIO;
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+        return MP_ECORRUPT;
+    case SQLITE_NOMEM:
+        return MP_ENOMEM;
+    default:
+        return MP_ESTORAGE;
+    }
+}
+
+static int exec(sq_ctx *c, const char *path, const char *sql)
+{
+    char *err = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        mp_env_log(c->env, MP_LOG_ERROR, "sqlite %s: %s: %s", path, sql,
+                   err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        return map_open_error(rc);
+    }
+    return 0;
+}
+
+/* Run a query returning one integer. */
+static int query_int(sq_ctx *c, const char *path, const char *sql,
+                     sqlite3_int64 *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        mp_env_log(c->env, MP_LOG_ERROR, "sqlite %s: %s: %s", path, sql,
+                   sqlite3_errmsg(c->db));
+        return map_open_error(rc);
+    }
+    return 0;
+}
+
+static const char SCHEMA[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE moonpool_state ("
+    " key TEXT PRIMARY KEY NOT NULL,"
+    " etag INTEGER NOT NULL,"
+    " writer_inc INTEGER NOT NULL,"
+    " writer_act INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " crc INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE moonpool_meta (k TEXT PRIMARY KEY NOT NULL, v INTEGER NOT NULL);"
+    "INSERT INTO moonpool_meta VALUES ('etag', 0);"
+    "PRAGMA user_version = 1836056577;" /* MP_SQLITE_SCHEMA */
+    "COMMIT;";
+
+static int setup_schema(sq_ctx *c, const char *path)
+{
+    sqlite3_int64 ver = 0, tables = 0;
+    int rc = query_int(c, path, "PRAGMA user_version", &ver);
+    if (rc) return rc;
+    if (ver == 0) {
+        rc = query_int(c, path, "SELECT count(*) FROM sqlite_master", &tables);
+        if (rc) return rc;
+        if (tables != 0) {
+            mp_env_log(c->env, MP_LOG_ERROR,
+                       "sqlite %s: not a moonpool database (has %lld other "
+                       "objects); refusing to touch it",
+                       path, (long long)tables);
+            return MP_EVERSION;
+        }
+        rc = exec(c, path, SCHEMA);
+        if (rc) {
+            (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        /* Another process may have created it first: re-read below. */
+        rc = query_int(c, path, "PRAGMA user_version", &ver);
+        if (rc) return rc;
+    }
+    if (ver != MP_SQLITE_SCHEMA) {
+        mp_env_log(c->env, MP_LOG_ERROR,
+                   "sqlite %s: schema version %lld, expected %d (moonpool "
+                   "schema 1); refusing to open",
+                   path, (long long)ver, MP_SQLITE_SCHEMA);
+        return MP_EVERSION;
+    }
+    return 0;
+}
+
+static int prepare(sq_ctx *c, const char *path, const char *sql,
+                   sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                out, NULL);
+    if (rc != SQLITE_OK) {
+        mp_env_log(c->env, MP_LOG_ERROR,
+                   "sqlite %s: schema mismatch: %s: %s", path, sql,
+                   sqlite3_errmsg(c->db));
+        return (rc & 0xff) == SQLITE_ERROR ? MP_EVERSION : map_open_error(rc);
+    }
+    return 0;
+}
+
+int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
+{
+    if (out) *out = NULL;
+    if (!env || !path || !*path || !out) return MP_EINVAL;
+    if (!mp_env_is_uv(env)) {
+        mp_env_log(env, MP_LOG_ERROR,
+                   "sqlite storage needs the libuv env (it uses the threadpool)");
+        return MP_EINVAL;
+    }
+    if (strlen(path) > 4096) return MP_EINVAL;
+    sq_ctx *c = calloc(1, sizeof *c);
+    if (!c) return MP_ENOMEM;
+    c->env = env;
+    int rc = sqlite3_open_v2(path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        mp_env_log(env, MP_LOG_ERROR, "sqlite %s: cannot open: %s", path,
+                   c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        int st = map_open_error(rc);
+        sq_close_ctx(c);
+        return st;
+    }
+    /* Another process holding the write lock: wait a while, then fail the
+     * batch with MP_ESTORAGE rather than block forever. */
+    sqlite3_busy_timeout(c->db, 5000);
+    sqlite3_int64 dummy;
+    if ((rc = query_int(c, path, "PRAGMA journal_mode=WAL", &dummy)) ||
+        (rc = exec(c, path, "PRAGMA synchronous=FULL")) ||
+        (rc = setup_schema(c, path)) ||
+        (rc = prepare(c, path, "BEGIN", &c->begin_r)) ||
+        (rc = prepare(c, path, "BEGIN IMMEDIATE", &c->begin_w)) ||
+        (rc = prepare(c, path, "COMMIT", &c->commit)) ||
+        (rc = prepare(c, path, "ROLLBACK", &c->rollback)) ||
+        (rc = prepare(c, path,
+                      "SELECT etag, writer_inc, writer_act, data, crc "
+                      "FROM moonpool_state WHERE key = ?1",
+                      &c->get)) ||
+        (rc = prepare(c, path, "SELECT etag FROM moonpool_state WHERE key = ?1",
+                      &c->get_etag)) ||
+        (rc = prepare(c, path,
+                      "INSERT INTO moonpool_state "
+                      "(key, etag, writer_inc, writer_act, data, crc) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                      "ON CONFLICT(key) DO UPDATE SET etag = excluded.etag, "
+                      "writer_inc = excluded.writer_inc, "
+                      "writer_act = excluded.writer_act, "
+                      "data = excluded.data, crc = excluded.crc",
+                      &c->put)) ||
+        (rc = prepare(c, path, "DELETE FROM moonpool_state WHERE key = ?1",
+                      &c->del)) ||
+        (rc = prepare(c, path,
+                      "SELECT v FROM moonpool_meta WHERE k = 'etag'",
+                      &c->ctr_get)) ||
+        (rc = prepare(c, path,
+                      "INSERT INTO moonpool_meta (k, v) VALUES ('etag', ?1) "
+                      "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                      &c->ctr_put))) {
+        sq_close_ctx(c);
+        return rc;
+    }
+    mp_storage *s = mp_batch_create(env, &sq_backend, c);
+    if (!s) {
+        sq_close_ctx(c);
+        return MP_ENOMEM;
+    }
+    *out = s;
+    return 0;
+}

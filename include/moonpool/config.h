@@ -1,0 +1,158 @@
+/*
+ * moonpool node configuration file: parser, validation and formatter.
+ *
+ * A node process runs from one small text file. The format is INI-like
+ * because every operator can read and edit it without a manual, and a
+ * hand-written strict parser for it is a few hundred lines (a TOML library
+ * would be more code than the runtime needs, and still accept much more
+ * than we want). Strictness is the point: every mistake (unknown section or
+ * key, duplicate key, bad value, missing required key) is an error naming
+ * the file and line, e.g.
+ *
+ *     cluster.conf:7: unknown key 'adress' in [node] (did you mean 'address'?)
+ *
+ * because a typo that silently falls back to a default is a production
+ * incident waiting to happen. The full reference is docs/config.md.
+ *
+ * Format:
+ *   - Lines end with LF or CRLF; a UTF-8 byte-order mark at the start is
+ *     skipped. A line holds at most MP_CONFIG_MAX_LINE bytes, the whole text
+ *     at most MP_CONFIG_MAX_SIZE bytes; NUL and other control bytes (except
+ *     tab) are errors.
+ *   - '#' starts a comment at the start of a line or after a space or tab
+ *     (so "password=a#b" keeps its '#').
+ *   - "[section]" opens a section; each section at most once.
+ *   - "key = value" inside a section; each key at most once. Values are
+ *     taken verbatim (no quotes, no escapes) with surrounding blanks removed.
+ *   - A list value (cluster.members) is comma-separated; a list line that
+ *     ends with ',' continues on the next line.
+ *   - Durations need a unit: 250ms, 30s, 10m, 1h. Sizes need a unit:
+ *     512B, 64KiB, 1MiB, 1GiB.
+ *
+ *   [cluster]  namespace (required), members (required)
+ *   [node]     address, data_dir, log_level
+ *   [storage]  provider (sqlite|postgres|memory), path, conninfo
+ *   [timeouts] call, idle, shutdown
+ *   [limits]   max_message, max_pending_calls, mailbox_warn_depth
+ *
+ * node.address may be left out of a file shared by every node of a cluster;
+ * the tool then picks it from the command line (mp_config_set_address,
+ * mp_config_select_member) before mp_config_to_node_config.
+ *
+ * Memory: a parsed mp_config owns all its strings in one allocation,
+ * released by mp_config_free. Thread safety: none needed; functions touch
+ * only their arguments.
+ *
+ * Parsing is pure (no I/O) and belongs to the runtime library. Reading the
+ * file (mp_config_load) is a tool concern, kept out of src/ so the runtime
+ * stays free of file I/O: it is defined in tools/config_file.c and linked
+ * only into the moonpool program.
+ */
+#ifndef MOONPOOL_CONFIG_H
+#define MOONPOOL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moonpool/env.h"
+#include "moonpool/node.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_CONFIG_MAX_SIZE (1024u * 1024u) /* bytes of config text */
+#define MP_CONFIG_MAX_LINE 4096u           /* bytes per line, without EOL */
+#define MP_CONFIG_NAMESPACE_MAX 64u
+#define MP_CONFIG_ADDR_MAX 64u             /* "host:port" text */
+#define MP_CONFIG_MAX_MEMBERS 256u         /* = MP_MAX_MEMBERS (node.h) */
+
+typedef enum mp_config_storage {
+    MP_CONFIG_STORAGE_SQLITE = 0, /* default; path defaults to data_dir/state.db */
+    MP_CONFIG_STORAGE_POSTGRES = 1, /* needs conninfo */
+    MP_CONFIG_STORAGE_MEMORY = 2  /* volatile; tests and demos */
+} mp_config_storage;
+
+typedef struct mp_config {
+    const char *origin;            /* the name errors use (file path) */
+    /* [cluster] */
+    const char *cluster_namespace;
+    const char *const *members;    /* member_count addresses, no duplicates */
+    size_t member_count;           /* 1 .. MP_CONFIG_MAX_MEMBERS */
+    /* [node] */
+    const char *address;           /* one of members[]; NULL if not given */
+    const char *data_dir;          /* default "." */
+    mp_log_level log_level;        /* default MP_LOG_INFO */
+    /* [storage] */
+    mp_config_storage storage;     /* default sqlite */
+    const char *storage_path;      /* sqlite only; NULL otherwise */
+    const char *storage_conninfo;  /* postgres only; NULL otherwise */
+    /* [timeouts], nanoseconds */
+    uint64_t call_timeout_ns;      /* default 30 s */
+    uint64_t idle_timeout_ns;      /* default 10 min */
+    uint64_t shutdown_timeout_ns;  /* default 10 s */
+    /* [limits] */
+    uint64_t max_message;          /* bytes; default 1 MiB */
+    uint64_t max_pending_calls;    /* default 1,000,000 */
+    uint64_t mailbox_warn_depth;   /* default 10,000; 0 disables the warning */
+    void *arena_;                  /* private: the one allocation */
+} mp_config;
+
+/* Where and why parsing failed. line is 1-based, 0 when the error is not
+ * tied to one line (missing file, missing section). message is complete and
+ * printable as is: "origin:line: reason" (or "origin: reason"). */
+typedef struct mp_config_error {
+    int line;
+    char message[256];
+} mp_config_error;
+
+/* Parse and validate len bytes of text (need not be NUL-terminated).
+ * origin names the source in messages (NULL: "<config>"). On success *out
+ * owns its memory (mp_config_free). On failure *out is zeroed, nothing is
+ * allocated, err (may be NULL) says why, and the result is MP_EINVAL
+ * (MP_ETOOBIG for text over MP_CONFIG_MAX_SIZE, MP_ENOMEM). */
+int mp_config_parse(const char *text, size_t len, const char *origin,
+                    mp_config *out, mp_config_error *err);
+
+/* Read the file at path and parse it (origin = path). A missing or
+ * unreadable file is MP_ENOTFOUND / MP_EIO with the reason in err.
+ * Defined in tools/config_file.c (not part of the runtime library). */
+int mp_config_load(const char *path, mp_config *out, mp_config_error *err);
+
+/* Release the memory of a parsed config and zero it. Safe on a zeroed
+ * struct and twice. */
+void mp_config_free(mp_config *c);
+
+/* Command-line override of node.address: addr must be one of the members.
+ * MP_EINVAL (reason in err, may be NULL) otherwise; c is unchanged then. */
+int mp_config_set_address(mp_config *c, const char *addr, mp_config_error *err);
+
+/* The same, choosing the member by its 1-based position in the list
+ * (--id 2 is the second member). */
+int mp_config_select_member(mp_config *c, size_t id, mp_config_error *err);
+
+/* Fill the runtime struct: mp_node_config_init defaults, then every field
+ * the file sets. Pointers point into c, which must outlive *out. Fields the
+ * file cannot express (incarnation, hooks, storage handle) keep their
+ * defaults for the caller to set. MP_EINVAL if c has no address yet. */
+int mp_config_to_node_config(const mp_config *c, mp_node_config *out);
+
+/* Write c as config text that parses back to an equal config (every key
+ * explicit, canonical units, comments dropped). Returns the length of the
+ * whole text without its NUL; if that is >= cap, buf holds a NUL-terminated
+ * prefix (when cap > 0) and the caller retries with a larger buffer, as
+ * with snprintf. MP_EINVAL if c is NULL or not a parsed config. */
+int mp_config_format(const mp_config *c, char *buf, size_t cap);
+
+/* Whether two configs hold the same settings (origin not compared). */
+bool mp_config_equal(const mp_config *a, const mp_config *b);
+
+/* Names used in the file, for messages: "sqlite", "info", ... */
+const char *mp_config_storage_name(mp_config_storage s);
+const char *mp_config_log_level_name(mp_log_level l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

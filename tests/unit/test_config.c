@@ -1,0 +1,700 @@
+/*
+ * Tests for the node configuration parser (src/config/config.c) and its
+ * file loader (tools/config_file.c).
+ *
+ * The parser's promise is that every mistake in a config file is reported
+ * with the right file, the right line and a reason an operator can act on,
+ * so most tests here feed a small broken text and check the exact line
+ * number and the key words of the message. The good paths check every field,
+ * the defaults, line-ending and comment handling, the command-line override
+ * of the address, the mapping onto mp_node_config, and that the formatter's
+ * output parses back to an equal config.
+ *
+ * The loader is not part of the runtime library (the lint keeps file I/O
+ * out of src/), so its one source file is compiled into this test directly.
+ * Files are written under the system temp directory; tests may use the OS.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "moonpool/config.h"
+
+#include "../../tools/config_file.c"
+
+#define ORIGIN "test.conf"
+
+static const char FULL[] =
+    "# comment\n"                                                    /* 1 */
+    "[cluster]\n"                                                    /* 2 */
+    "namespace = bank\n"                                             /* 3 */
+    "members = 127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003\n"     /* 4 */
+    "[node]\n"                                                       /* 5 */
+    "address = 127.0.0.1:7002        # may be overridden by --id\n"  /* 6 */
+    "data_dir = ./demo-data/node1\n"                                 /* 7 */
+    "log_level = warn\n"                                             /* 8 */
+    "[storage]\n"                                                    /* 9 */
+    "provider = sqlite               # sqlite | postgres | memory\n" /* 10 */
+    "path = ./demo-data/node1/state.db\n"                            /* 11 */
+    "[timeouts]\n"                                                   /* 12 */
+    "call = 250ms\n"                                                 /* 13 */
+    "idle = 2h\n"                                                    /* 14 */
+    "shutdown = 10s\n"                                               /* 15 */
+    "[limits]\n"                                                     /* 16 */
+    "max_message = 2MiB\n"                                           /* 17 */
+    "max_pending_calls = 5000\n"                                     /* 18 */
+    "mailbox_warn_depth = 0\n";                                      /* 19 */
+
+/* Lines 1-3 of most error tests. */
+#define BASE "[cluster]\nnamespace = bank\nmembers = 127.0.0.1:7001, 127.0.0.1:7002\n"
+
+static int parse(const char *text, mp_config *c, mp_config_error *err)
+{
+    return mp_config_parse(text, strlen(text), ORIGIN, c, err);
+}
+
+/* Parse must fail with MP_EINVAL at `line`, the message must start with
+ * "test.conf:LINE: " (or "test.conf: " for line 0) and contain `needle`. */
+static void expect_error_rc(const char *text, size_t len, int rc_want, int line,
+                            const char *needle)
+{
+    mp_config c;
+    mp_config_error err;
+    memset(&c, 0x5a, sizeof c);
+    int rc = mp_config_parse(text, len, ORIGIN, &c, &err);
+    if (rc != rc_want || err.line != line || !strstr(err.message, needle))
+        print_error("text:\n%.*s\ngot rc %d line %d message '%s', want rc %d line %d '%s'\n",
+                    (int)(len > 400 ? 400 : len), text, rc, err.line, err.message, rc_want,
+                    line, needle);
+    assert_int_equal(rc, rc_want);
+    assert_int_equal(err.line, line);
+    assert_non_null(strstr(err.message, needle));
+    char prefix[64];
+    if (line > 0) snprintf(prefix, sizeof prefix, ORIGIN ":%d: ", line);
+    else snprintf(prefix, sizeof prefix, ORIGIN ": ");
+    assert_memory_equal(err.message, prefix, strlen(prefix));
+    /* A failed parse leaves nothing allocated and the output zeroed. */
+    assert_null(c.arena_);
+    assert_null(c.members);
+    mp_config_free(&c);
+}
+
+static void expect_error(const char *text, int line, const char *needle)
+{
+    expect_error_rc(text, strlen(text), MP_EINVAL, line, needle);
+}
+
+/* format -> parse must give an equal config, and formatting that gives the
+ * same text again (a fixed point). */
+static void check_round_trip(const mp_config *c)
+{
+    int n = mp_config_format(c, NULL, 0);
+    assert_true(n > 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(mp_config_format(c, buf, (size_t)n + 1), n);
+    assert_int_equal(strlen(buf), (size_t)n);
+    mp_config d;
+    mp_config_error err;
+    int rc = mp_config_parse(buf, (size_t)n, "formatted", &d, &err);
+    if (rc) print_error("%s\n%s\n", err.message, buf);
+    assert_int_equal(rc, MP_OK);
+    assert_true(mp_config_equal(c, &d));
+    char *buf2 = malloc((size_t)n + 1);
+    assert_non_null(buf2);
+    assert_int_equal(mp_config_format(&d, buf2, (size_t)n + 1), n);
+    assert_string_equal(buf, buf2);
+    free(buf2);
+    free(buf);
+    mp_config_free(&d);
+}
+
+/* ------------------------------------------------------------ good files */
+
+static void test_full_file(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_config_error err;
+    assert_int_equal(parse(FULL, &c, &err), MP_OK);
+    assert_int_equal(err.line, 0);
+    assert_string_equal(err.message, "");
+    assert_string_equal(c.origin, ORIGIN);
+    assert_string_equal(c.cluster_namespace, "bank");
+    assert_int_equal(c.member_count, 3);
+    assert_string_equal(c.members[0], "127.0.0.1:7001");
+    assert_string_equal(c.members[1], "127.0.0.1:7002");
+    assert_string_equal(c.members[2], "127.0.0.1:7003");
+    assert_ptr_equal(c.address, c.members[1]);
+    assert_string_equal(c.data_dir, "./demo-data/node1");
+    assert_int_equal(c.log_level, MP_LOG_WARN);
+    assert_int_equal(c.storage, MP_CONFIG_STORAGE_SQLITE);
+    assert_string_equal(c.storage_path, "./demo-data/node1/state.db");
+    assert_null(c.storage_conninfo);
+    assert_int_equal(c.call_timeout_ns, 250ull * 1000000);
+    assert_int_equal(c.idle_timeout_ns, 2ull * 3600 * 1000000000);
+    assert_int_equal(c.shutdown_timeout_ns, 10ull * 1000000000);
+    assert_int_equal(c.max_message, 2u * 1024 * 1024);
+    assert_int_equal(c.max_pending_calls, 5000);
+    assert_int_equal(c.mailbox_warn_depth, 0);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_null(c.arena_);
+    mp_config_free(&c); /* twice is harmless */
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    mp_config c;
+    assert_int_equal(parse("[cluster]\nnamespace=x\nmembers=localhost:1\n", &c, NULL), MP_OK);
+    assert_string_equal(c.cluster_namespace, "x");
+    assert_int_equal(c.member_count, 1);
+    assert_null(c.address);
+    assert_string_equal(c.data_dir, ".");
+    assert_int_equal(c.log_level, MP_LOG_INFO);
+    assert_int_equal(c.storage, MP_CONFIG_STORAGE_SQLITE);
+    assert_string_equal(c.storage_path, "./state.db");
+    assert_int_equal(c.call_timeout_ns, 30ull * 1000000000);
+    assert_int_equal(c.idle_timeout_ns, 600ull * 1000000000);
+    assert_int_equal(c.shutdown_timeout_ns, 10ull * 1000000000);
+    assert_int_equal(c.max_message, 1024 * 1024);
+    assert_int_equal(c.max_pending_calls, 1000000);
+    assert_int_equal(c.mailbox_warn_depth, 10000);
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* The default sqlite path follows data_dir, with or without a slash. */
+    assert_int_equal(parse(BASE "[node]\ndata_dir = /var/lib/mp/\n", &c, NULL), MP_OK);
+    assert_string_equal(c.storage_path, "/var/lib/mp/state.db");
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[node]\ndata_dir = /var/lib/mp\n", &c, NULL), MP_OK);
+    assert_string_equal(c.storage_path, "/var/lib/mp/state.db");
+    mp_config_free(&c);
+}
+
+static void test_storage_providers(void **state)
+{
+    (void)state;
+    mp_config c;
+    assert_int_equal(parse(BASE "[storage]\nprovider = postgres\n"
+                                "conninfo = host=db1 dbname=mp password=a#b  # c\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_int_equal(c.storage, MP_CONFIG_STORAGE_POSTGRES);
+    assert_null(c.storage_path);
+    assert_string_equal(c.storage_conninfo, "host=db1 dbname=mp password=a#b");
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* A '#' right after the key's '=' is a comment, one after a later '='
+     * is not: postgres passwords may hold '#'. */
+    assert_int_equal(parse(BASE "[storage]\nprovider = postgres\n"
+                                "conninfo=password=#x\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_string_equal(c.storage_conninfo, "password=#x");
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    assert_int_equal(parse(BASE "[storage]\nprovider = memory\n", &c, NULL), MP_OK);
+    assert_int_equal(c.storage, MP_CONFIG_STORAGE_MEMORY);
+    assert_null(c.storage_path);
+    assert_null(c.storage_conninfo);
+    check_round_trip(&c);
+    mp_config_free(&c);
+}
+
+static void test_crlf_bom_comments_whitespace(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "\xEF\xBB\xBF# written on Windows\r\n"
+        "\r\n"
+        "  [ cluster ]  # section comment\r\n"
+        "\tnamespace\t=\tbank.prod-1_a\t\r\n"
+        "members=127.0.0.1:7001,127.0.0.1:7002   \r\n"
+        "   # indented comment\r\n"
+        "[node]\r\n"
+        "address =127.0.0.1:7001#not a comment? no: part of the address\r\n";
+    mp_config c;
+    mp_config_error err;
+    /* "127.0.0.1:7001#not" is one value (no blank before '#'): bad address. */
+    assert_int_equal(parse(text, &c, &err), MP_EINVAL);
+    assert_int_equal(err.line, 8);
+
+    static const char good[] =
+        "\xEF\xBB\xBF# written on Windows\r\n"
+        "\r\n"
+        "  [ cluster ]  # section comment\r\n"
+        "\tnamespace\t=\tbank.prod-1_a\t\r\n"
+        "members=127.0.0.1:7001,127.0.0.1:7002   \r\n"
+        "   # indented comment\r\n"
+        "[node]\r\n"
+        "address =127.0.0.1:7001 #comment\r\n"
+        "data_dir = /srv/my data   \r\n"
+        "[timeouts]\r\n"
+        "call = 5 s\r\n"
+        "idle = 90m\r"; /* last line: CR but no LF */
+    assert_int_equal(parse(good, &c, &err), MP_OK);
+    assert_string_equal(c.cluster_namespace, "bank.prod-1_a");
+    assert_int_equal(c.member_count, 2);
+    assert_string_equal(c.members[1], "127.0.0.1:7002");
+    assert_string_equal(c.address, "127.0.0.1:7001");
+    assert_string_equal(c.data_dir, "/srv/my data");
+    assert_int_equal(c.call_timeout_ns, 5ull * 1000000000);
+    assert_int_equal(c.idle_timeout_ns, 90ull * 60 * 1000000000);
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* No trailing newline, empty file parts. */
+    assert_int_equal(parse("[cluster]\nnamespace = a\nmembers = h:1", &c, NULL), MP_OK);
+    assert_string_equal(c.members[0], "h:1");
+    mp_config_free(&c);
+}
+
+static void test_member_continuation(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_config_error err;
+    assert_int_equal(parse("[cluster]\n"
+                           "namespace = n\n"
+                           "members = a:1, b:2,   # first rack\n"
+                           "\n"
+                           "  # second rack\n"
+                           "          c:3,\n"
+                           "          d:4\n"
+                           "[node]\naddress = d:4\n",
+                           &c, &err),
+                     MP_OK);
+    assert_int_equal(c.member_count, 4);
+    assert_string_equal(c.members[2], "c:3");
+    assert_string_equal(c.address, "d:4");
+    mp_config_free(&c);
+
+    /* 256 members with long names need many lines; the formatter wraps. */
+    size_t cap = 256 * 80 + 256;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "[cluster]\nnamespace = n\nmembers = ");
+    for (int i = 0; i < 256; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s%s%052d.example:%d", i ? "," : "",
+                              i % 4 == 0 && i ? "\n  " : " ", i, 1 + i);
+    n += (size_t)snprintf(text + n, cap - n, "\n");
+    assert_int_equal(mp_config_parse(text, n, ORIGIN, &c, &err), MP_OK);
+    assert_int_equal(c.member_count, 256);
+    assert_int_equal(strlen(c.members[255]), 64);
+    check_round_trip(&c);
+    assert_int_equal(mp_config_select_member(&c, 256, &err), MP_OK);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    free(text);
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void test_error_structure(void **state)
+{
+    (void)state;
+    /* The message from the brief, with a hint. */
+    expect_error(BASE "[node]\nadress = 127.0.0.1:7001\n", 5,
+                 "unknown key 'adress' in [node] (did you mean 'address'?)");
+    expect_error(BASE "[node]\nfoo = 1\n", 5, "unknown key 'foo' in [node]");
+    expect_error(BASE "[nodes]\n", 4, "unknown section [nodes] (did you mean [node]?)");
+    expect_error(BASE "[zzzzzzzz]\n", 4, "unknown section [zzzzzzzz]");
+    expect_error(BASE "[node]\ncall = 1s\n", 5, "key 'call' belongs in [timeouts], not in [node]");
+    expect_error(BASE "[node]\nlog_level = info\nlog_level = warn\n", 6,
+                 "duplicate key 'log_level' in [node] (first at line 5)");
+    expect_error(BASE "[node]\n[limits]\n[node]\n", 6, "duplicate section [node] (first at line 4)");
+    expect_error("namespace = x\n", 1, "outside of any section");
+    expect_error(BASE "[node]\njust words\n", 5, "expected 'key = value' or '[section]'");
+    expect_error(BASE "[node]\n= x\n", 5, "missing key name");
+    expect_error(BASE "[node\n", 4, "bad section header");
+    expect_error(BASE "[node]\ndata_dir =   # nothing\n", 5, "empty value for 'data_dir'");
+    expect_error(BASE "[node]\ndata_dir=#x\n", 5, "empty value for 'data_dir'");
+    expect_error(BASE "[cluster]\n", 4, "duplicate section [cluster]");
+}
+
+static void test_error_missing(void **state)
+{
+    (void)state;
+    expect_error("", 0, "missing section [cluster]");
+    expect_error("# nothing\n[node]\n", 0, "missing section [cluster]");
+    expect_error("# x\n[cluster]\nnamespace = a\n", 2, "missing required key 'members' in [cluster]");
+    expect_error("[cluster]\nmembers = a:1\n", 1, "missing required key 'namespace' in [cluster]");
+    expect_error(BASE "[storage]\nprovider = postgres\n", 5,
+                 "provider postgres needs 'conninfo'");
+}
+
+static void test_error_values(void **state)
+{
+    (void)state;
+    expect_error("[cluster]\nnamespace = ba nk\n", 2, "bad namespace 'ba nk'");
+    expect_error("[cluster]\nnamespace = b/k\n", 2, "allowed characters");
+    expect_error("[cluster]\nnamespace = "
+                 "a234567890123456789012345678901234567890123456789012345678901234X\n",
+                 2, "longer than 64 bytes");
+    expect_error("[cluster]\nnamespace = x\nmembers = 1.2.3.4\n", 3, "bad member address '1.2.3.4'");
+    expect_error("[cluster]\nnamespace = x\nmembers = 1.2.3.4:0\n", 3, "port 1..65535");
+    expect_error("[cluster]\nnamespace = x\nmembers = 1.2.3.4:65536\n", 3, "bad member address");
+    expect_error("[cluster]\nnamespace = x\nmembers = a:1, a:2, a:1\n", 3,
+                 "duplicate member 'a:1' (first at line 3)");
+    expect_error("[cluster]\nnamespace = x\nmembers = a:1,\n b:2,\n\n a:1\n", 6,
+                 "duplicate member 'a:1' (first at line 3)");
+    expect_error("[cluster]\nnamespace = x\nmembers = a:1,,b:2\n", 3, "empty item");
+    expect_error("[cluster]\nnamespace = x\nmembers = a:1,\n", 3, "ends with ','");
+    expect_error("[cluster]\nnamespace = x\nmembers = a:1,\n# c\n[node]\n", 3, "ends with ','");
+    expect_error("[cluster]\nmembers = a:1,\nnamespace = x\n", 2, "ends with ','");
+    expect_error(BASE "[node]\naddress = 127.0.0.1:7009\n", 5,
+                 "address '127.0.0.1:7009' is not one of the members");
+    expect_error(BASE "[node]\naddress = nope\n", 5, "bad address 'nope'");
+    expect_error(BASE "[node]\nlog_level = verbose\n", 5, "bad log_level 'verbose'");
+    expect_error(BASE "[node]\nlog_level = INFO\n", 5, "bad log_level");
+    expect_error(BASE "[storage]\nprovider = mysql\n", 5, "unknown storage provider 'mysql'");
+    expect_error(BASE "[storage]\nconninfo = host=x\n", 5,
+                 "'conninfo' is only for provider postgres (provider is sqlite (the default))");
+    expect_error(BASE "[storage]\npath = x.db\nprovider = memory\n", 5,
+                 "'path' is only for provider sqlite (provider is memory)");
+
+    /* Too many members: 257 distinct addresses on continuation lines. */
+    char *text = malloc(257 * 24 + 64);
+    assert_non_null(text);
+    size_t n = (size_t)sprintf(text, "[cluster]\nnamespace = x\nmembers = h:1");
+    for (int i = 2; i <= 257; i++) n += (size_t)sprintf(text + n, ",\n h:%d", i);
+    expect_error(text, 3 + 256, "too many members (at most 256)");
+    free(text);
+}
+
+static void test_error_numbers(void **state)
+{
+    (void)state;
+    expect_error(BASE "[timeouts]\ncall = 30\n", 5, "needs a unit (ms, s, m, h), e.g. 30s");
+    expect_error(BASE "[timeouts]\ncall = 30sec\n", 5, "unknown unit 'sec' in '30sec'");
+    expect_error(BASE "[timeouts]\ncall = s\n", 5, "bad duration 's'");
+    expect_error(BASE "[timeouts]\ncall = -5s\n", 5, "bad duration '-5s'");
+    expect_error(BASE "[timeouts]\ncall = 1.5s\n", 5, "unknown unit '.5s'");
+    expect_error(BASE "[timeouts]\ncall = 0ms\n", 5, "'call' must be between 1ms and 24h");
+    expect_error(BASE "[timeouts]\ncall = 25h\n", 5, "'call' must be between 1ms and 24h (got '25h')");
+    expect_error(BASE "[timeouts]\nidle = 999ms\n", 5, "'idle' must be between 1s and 168h");
+    expect_error(BASE "[timeouts]\nshutdown = 99999999999999999999999h\n", 5, "must be between");
+    expect_error(BASE "[timeouts]\nshutdown = 18446744073709551615h\n", 5, "must be between");
+    expect_error(BASE "[limits]\nmax_message = 1048576\n", 5, "needs a unit (B, KiB, MiB, GiB)");
+    expect_error(BASE "[limits]\nmax_message = 1MB\n", 5, "unknown unit 'MB'");
+    expect_error(BASE "[limits]\nmax_message = 2GiB\n", 5,
+                 "'max_message' must be between 4KiB and 1GiB");
+    expect_error(BASE "[limits]\nmax_message = 4095B\n", 5, "must be between 4KiB and 1GiB");
+    expect_error(BASE "[limits]\nmax_pending_calls = 0\n", 5,
+                 "'max_pending_calls' must be between 1 and 1000000000");
+    expect_error(BASE "[limits]\nmax_pending_calls = 10k\n", 5, "bad number '10k'");
+    expect_error(BASE "[limits]\nmax_pending_calls = 0x10\n", 5, "bad number");
+    expect_error(BASE "[limits]\nmailbox_warn_depth = 1000000001\n", 5, "must be between 0 and");
+
+    /* The bounds themselves are accepted. */
+    mp_config c;
+    assert_int_equal(parse(BASE "[timeouts]\ncall = 1ms\nidle = 168h\nshutdown = 3600s\n"
+                                "[limits]\nmax_message = 1GiB\nmax_pending_calls = 1\n"
+                                "mailbox_warn_depth = 1000000000\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_int_equal(c.call_timeout_ns, 1000000);
+    assert_int_equal(c.idle_timeout_ns, 168ull * 3600 * 1000000000);
+    assert_int_equal(c.shutdown_timeout_ns, 3600ull * 1000000000);
+    assert_int_equal(c.max_message, 1024u * 1024 * 1024);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[limits]\nmax_message = 4096B\n", &c, NULL), MP_OK);
+    assert_int_equal(c.max_message, 4096);
+    mp_config_free(&c);
+}
+
+static void test_error_bytes_and_limits(void **state)
+{
+    (void)state;
+    static const char nul[] = BASE "[node]\nlog_level = in\0fo\n";
+    expect_error_rc(nul, sizeof nul - 1, MP_EINVAL, 5, "NUL byte");
+    expect_error(BASE "[node]\nlog_level = in\x01" "fo\n", 5, "control character 0x01");
+    expect_error(BASE "[node]\nlog_level = in\x7f" "fo\n", 5, "control character 0x7f");
+    expect_error(BASE "[node]\nlog_level = in\rfo\n", 5, "stray carriage return");
+    expect_error(BASE "\r\r\n", 4, "stray carriage return");
+
+    /* Line length: 4096 bytes pass (a comment), 4097 do not. */
+    char *text = malloc(2 * MP_CONFIG_MAX_LINE + 256);
+    assert_non_null(text);
+    strcpy(text, BASE "#");
+    size_t n = strlen(text);
+    memset(text + n, 'x', MP_CONFIG_MAX_LINE - 1);
+    n += MP_CONFIG_MAX_LINE - 1;
+    strcpy(text + n, "\r\n");
+    mp_config c;
+    assert_int_equal(parse(text, &c, NULL), MP_OK);
+    mp_config_free(&c);
+    strcpy(text + n, "x\n");
+    expect_error(text, 4, "line is longer than 4096 bytes");
+    free(text);
+
+    /* Text size: 1 MiB of comments passes, one byte more does not. */
+    size_t big = MP_CONFIG_MAX_SIZE + 1;
+    text = malloc(big);
+    assert_non_null(text);
+    memset(text, '\n', big);
+    memcpy(text, BASE, strlen(BASE));
+    assert_int_equal(mp_config_parse(text, big - 1, ORIGIN, &c, NULL), MP_OK);
+    mp_config_free(&c);
+    expect_error_rc(text, big, MP_ETOOBIG, 0, "larger than 1 MiB");
+    free(text);
+
+    /* Non-ASCII bytes are fine in free text (UTF-8 paths), shown as '?' in
+     * messages. */
+    assert_int_equal(parse(BASE "[node]\ndata_dir = /srv/d\xc3\xa9j\xc3\xa0\n", &c, NULL), MP_OK);
+    assert_string_equal(c.data_dir, "/srv/d\xc3\xa9j\xc3\xa0");
+    check_round_trip(&c);
+    mp_config_free(&c);
+    expect_error(BASE "[n\xc3\xa9ud]\n", 4, "unknown section [n??ud]");
+
+    /* Arguments. */
+    mp_config_error err;
+    assert_int_equal(mp_config_parse(NULL, 3, ORIGIN, &c, &err), MP_EINVAL);
+    assert_int_equal(mp_config_parse("", 0, ORIGIN, NULL, &err), MP_EINVAL);
+    assert_int_equal(mp_config_parse(NULL, 0, NULL, &c, &err), MP_EINVAL);
+    assert_string_equal(err.message, "<config>: missing section [cluster] (it needs 'namespace' "
+                                     "and 'members')");
+}
+
+static void test_long_origin_and_value_in_message(void **state)
+{
+    (void)state;
+    char origin[400];
+    memset(origin, 'd', sizeof origin);
+    memcpy(origin + sizeof origin - 12, "/clust.conf", 12);
+    char text[300];
+    snprintf(text, sizeof text, BASE "[node]\nlog_level = %0200d\n", 7);
+    mp_config c;
+    mp_config_error err;
+    assert_int_equal(mp_config_parse(text, strlen(text), origin, &c, &err), MP_EINVAL);
+    /* The origin is cut at the front, the reason survives. */
+    assert_memory_equal(err.message, "...", 3);
+    assert_non_null(strstr(err.message, "/clust.conf:5: bad log_level '000"));
+    assert_non_null(strstr(err.message, "...' (use debug"));
+    assert_true(strlen(err.message) < sizeof err.message - 1);
+}
+
+/* ------------------------------------------------------------ overrides */
+
+static void test_address_override(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_config_error err;
+    mp_node_config nc;
+    assert_int_equal(parse(BASE, &c, &err), MP_OK);
+    assert_null(c.address);
+    /* No address yet: the runtime struct cannot be filled. */
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_EINVAL);
+
+    assert_int_equal(mp_config_set_address(&c, "127.0.0.1:7003", &err), MP_EINVAL);
+    assert_string_equal(err.message,
+                        ORIGIN ": address '127.0.0.1:7003' is not one of the 2 members");
+    assert_null(c.address);
+    assert_int_equal(mp_config_set_address(&c, "127.0.0.1:7002", &err), MP_OK);
+    assert_ptr_equal(c.address, c.members[1]);
+
+    assert_int_equal(mp_config_select_member(&c, 0, &err), MP_EINVAL);
+    assert_string_equal(err.message, ORIGIN ": member id 0 out of range 1..2");
+    assert_int_equal(mp_config_select_member(&c, 3, &err), MP_EINVAL);
+    assert_ptr_equal(c.address, c.members[1]); /* unchanged by a failure */
+    assert_int_equal(mp_config_select_member(&c, 1, &err), MP_OK);
+    assert_string_equal(c.address, "127.0.0.1:7001");
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* The command line overrides an address given in the file. */
+    assert_int_equal(parse(FULL, &c, &err), MP_OK);
+    assert_string_equal(c.address, "127.0.0.1:7002");
+    assert_int_equal(mp_config_select_member(&c, 3, &err), MP_OK);
+    assert_string_equal(c.address, "127.0.0.1:7003");
+    mp_config_free(&c);
+
+    assert_int_equal(mp_config_set_address(NULL, "a:1", &err), MP_EINVAL);
+    assert_int_equal(mp_config_set_address(&c, "a:1", NULL), MP_EINVAL); /* freed config */
+}
+
+static void test_to_node_config(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_node_config nc, defaults;
+    assert_int_equal(parse(FULL, &c, NULL), MP_OK);
+    memset(&nc, 0x5a, sizeof nc);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    mp_node_config_init(&defaults);
+    assert_ptr_equal(nc.cluster_namespace, c.cluster_namespace);
+    assert_ptr_equal(nc.self_addr, c.address);
+    assert_ptr_equal(nc.members, c.members);
+    assert_int_equal(nc.member_count, 3);
+    assert_int_equal(nc.incarnation, defaults.incarnation);
+    assert_int_equal(nc.call_timeout_ns, 250ull * 1000000);
+    assert_int_equal(nc.idle_timeout_ns, 2ull * 3600 * 1000000000);
+    assert_int_equal(nc.max_message, 2u * 1024 * 1024);
+    assert_int_equal(nc.max_pending_calls, 5000);
+    assert_int_equal(nc.mailbox_warn_depth, 0);
+    assert_null(nc.on_mailbox_depth);
+    assert_null(nc.hook_ud);
+    assert_null(nc.storage);
+    mp_config_free(&c);
+
+    /* The config defaults agree with the runtime's own. */
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n", &c, NULL), MP_OK);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_int_equal(nc.call_timeout_ns, defaults.call_timeout_ns);
+    assert_int_equal(nc.idle_timeout_ns, defaults.idle_timeout_ns);
+    assert_int_equal(nc.max_message, defaults.max_message);
+    assert_int_equal(nc.max_pending_calls, defaults.max_pending_calls);
+    mp_config_free(&c);
+    assert_int_equal(mp_config_to_node_config(NULL, &nc), MP_EINVAL);
+}
+
+static void test_names_match_runtime(void **state)
+{
+    (void)state;
+    for (int l = MP_LOG_DEBUG; l <= MP_LOG_OFF; l++) {
+        mp_log_level back;
+        assert_int_equal(mp_log_level_parse(mp_config_log_level_name((mp_log_level)l), &back),
+                         MP_OK);
+        assert_int_equal(back, l);
+    }
+    assert_string_equal(mp_config_log_level_name((mp_log_level)9), "?");
+    assert_string_equal(mp_config_storage_name(MP_CONFIG_STORAGE_POSTGRES), "postgres");
+    assert_string_equal(mp_config_storage_name((mp_config_storage)7), "?");
+}
+
+/* ------------------------------------------------------------ format */
+
+static void test_format_buffer(void **state)
+{
+    (void)state;
+    mp_config c;
+    assert_int_equal(parse(FULL, &c, NULL), MP_OK);
+    int n = mp_config_format(&c, NULL, 0);
+    assert_true(n > 100);
+    char small[32];
+    memset(small, 'z', sizeof small);
+    /* Too small: snprintf semantics, a NUL-terminated prefix. */
+    assert_int_equal(mp_config_format(&c, small, sizeof small), n);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_memory_equal(small, "[cluster]\nnamespace = bank\n", 27);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(mp_config_format(&c, buf, (size_t)n + 1), n);
+    assert_non_null(strstr(buf, "call = 250ms\nidle = 2h\nshutdown = 10s\n"));
+    assert_non_null(strstr(buf, "max_message = 2MiB\n"));
+    assert_non_null(strstr(buf, "members = 127.0.0.1:7001, 127.0.0.1:7002, 127.0.0.1:7003\n"));
+    free(buf);
+    assert_int_equal(mp_config_format(NULL, small, sizeof small), MP_EINVAL);
+    assert_int_equal(mp_config_format(&c, NULL, 5), MP_EINVAL);
+
+    /* Canonical units: 90s stays 90s, 120s becomes 2m, 3072KiB becomes 3MiB. */
+    mp_config d;
+    assert_int_equal(parse(BASE "[timeouts]\ncall = 90s\nidle = 120s\n"
+                                "[limits]\nmax_message = 3072KiB\n",
+                           &d, NULL),
+                     MP_OK);
+    n = mp_config_format(&d, NULL, 0);
+    buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    mp_config_format(&d, buf, (size_t)n + 1);
+    assert_non_null(strstr(buf, "call = 90s\nidle = 2m\n"));
+    assert_non_null(strstr(buf, "max_message = 3MiB\n"));
+    free(buf);
+    assert_false(mp_config_equal(&c, &d));
+    assert_true(mp_config_equal(&d, &d));
+    mp_config_free(&d);
+    mp_config_free(&c);
+}
+
+/* ------------------------------------------------------------ files */
+
+static void tmp_path(char *buf, size_t cap, const char *name)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/mp_test_config_%ld_%s", dir && *dir ? dir : "/tmp", (long)getpid(),
+             name);
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    char path[512];
+    mp_config c;
+    mp_config_error err;
+    tmp_path(path, sizeof path, "missing.conf");
+    assert_int_equal(mp_config_load(path, &c, &err), MP_ENOTFOUND);
+    assert_int_equal(err.line, 0);
+    assert_memory_equal(err.message, path, strlen(path));
+    assert_non_null(strstr(err.message, ": cannot open config file: No such file"));
+
+    tmp_path(path, sizeof path, "cluster.conf");
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(BASE "[node]\nadress = 127.0.0.1:7001\n", f);
+    fclose(f);
+    assert_int_equal(mp_config_load(path, &c, &err), MP_EINVAL);
+    assert_int_equal(err.line, 5);
+    char want[600];
+    snprintf(want, sizeof want, "%s:5: unknown key 'adress' in [node]", path);
+    assert_memory_equal(err.message, want, strlen(want));
+
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(FULL, 1, sizeof FULL - 1, f);
+    fclose(f);
+    assert_int_equal(mp_config_load(path, &c, &err), MP_OK);
+    assert_string_equal(c.origin, path);
+    assert_string_equal(c.address, "127.0.0.1:7002");
+    mp_config_free(&c);
+
+    /* Over 1 MiB: rejected without parsing. */
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    for (unsigned i = 0; i <= MP_CONFIG_MAX_SIZE; i++) fputc('\n', f);
+    fclose(f);
+    assert_int_equal(mp_config_load(path, &c, &err), MP_ETOOBIG);
+    assert_non_null(strstr(err.message, "larger than 1 MiB"));
+    unlink(path);
+
+    /* A directory is not a config file. */
+    const char *dir = getenv("TMPDIR");
+    assert_int_equal(mp_config_load(dir && *dir ? dir : "/tmp", &c, &err), MP_EIO);
+    assert_non_null(strstr(err.message, "cannot read config file"));
+    assert_null(c.arena_);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_storage_providers),
+        cmocka_unit_test(test_crlf_bom_comments_whitespace),
+        cmocka_unit_test(test_member_continuation),
+        cmocka_unit_test(test_error_structure),
+        cmocka_unit_test(test_error_missing),
+        cmocka_unit_test(test_error_values),
+        cmocka_unit_test(test_error_numbers),
+        cmocka_unit_test(test_error_bytes_and_limits),
+        cmocka_unit_test(test_long_origin_and_value_in_message),
+        cmocka_unit_test(test_address_override),
+        cmocka_unit_test(test_to_node_config),
+        cmocka_unit_test(test_names_match_runtime),
+        cmocka_unit_test(test_format_buffer),
+        cmocka_unit_test(test_load_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

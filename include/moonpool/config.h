@@ -44,9 +44,8 @@
  * only their arguments.
  *
  * Parsing is pure (no I/O) and belongs to the runtime library. Reading the
- * file (mp_config_load) is a tool concern, kept out of src/ so the runtime
- * stays free of file I/O: it is defined in tools/config_file.c and linked
- * only into the moonpool program.
+ * file (mp_config_load) belongs to the process host (src/host/), the only
+ * part of the library besides env and storage allowed to touch the OS.
  */
 #ifndef MOONPOOL_CONFIG_H
 #define MOONPOOL_CONFIG_H
@@ -117,7 +116,7 @@ int mp_config_parse(const char *text, size_t len, const char *origin,
 
 /* Read the file at path and parse it (origin = path). A missing or
  * unreadable file is MP_ENOTFOUND / MP_EIO with the reason in err.
- * Defined in tools/config_file.c (not part of the runtime library). */
+ * Defined in src/host/config_file.c. Call from the process's main thread. */
 int mp_config_load(const char *path, mp_config *out, mp_config_error *err);
 
 /* Release the memory of a parsed config and zero it. Safe on a zeroed

@@ -22,7 +22,7 @@
  *     followed by '#', surrounding blanks), which is what makes the
  *     parse -> format -> parse round trip exact (checked by the fuzzer).
  *
- * No I/O here: reading files is tools/config_file.c's job.
+ * No I/O here: reading files is src/host/config_file.c's job.
  */
 #include "moonpool/config.h"
 

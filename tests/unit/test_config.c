@@ -27,7 +27,7 @@
 
 #include "moonpool/config.h"
 
-#include "../../tools/config_file.c"
+
 
 #define ORIGIN "test.conf"
 

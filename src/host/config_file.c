@@ -1,10 +1,10 @@
 /*
  * mp_config_load: read a config file and hand it to mp_config_parse.
  *
- * It lives in tools/, not src/, on purpose: the runtime library never opens
- * files by itself (the determinism lint forbids fopen under src/), and only
- * the moonpool program reads its config from disk. Parsing stays in
- * src/config/config.c, pure and fuzzable.
+ * It lives in src/host/, the process shell around a node (with mp_node_run),
+ * not in the runtime proper: the runtime never opens files by itself (the
+ * determinism lint forbids fopen outside src/env, src/storage and src/host).
+ * Parsing stays in src/config/config.c, pure and fuzzable.
  *
  * The file is read whole, but never more than MP_CONFIG_MAX_SIZE + 1 bytes:
  * one byte past the limit is enough to know the file is too large, so a

@@ -355,7 +355,6 @@ static int query_int(sq_ctx *c, const char *path, const char *sql,
 }
 
 static const char SCHEMA[] =
-    "BEGIN IMMEDIATE;"
     "CREATE TABLE moonpool_state ("
     " key TEXT PRIMARY KEY NOT NULL,"
     " etag INTEGER NOT NULL,"
@@ -365,32 +364,41 @@ static const char SCHEMA[] =
     " crc INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE moonpool_meta (k TEXT PRIMARY KEY NOT NULL, v INTEGER NOT NULL);"
     "INSERT INTO moonpool_meta VALUES ('etag', 0);"
-    "PRAGMA user_version = 1836056577;" /* MP_SQLITE_SCHEMA */
-    "COMMIT;";
+    "PRAGMA user_version = 1836056577;"; /* MP_SQLITE_SCHEMA */
 
+/* Create the schema of a new file, or check the one found. Several node
+ * processes may open one shared file for the first time at once, so the
+ * "is it new?" check and the creation happen inside one write transaction
+ * (BEGIN IMMEDIATE waits for the others through the busy timeout): the
+ * second opener then sees the first one's schema instead of failing on
+ * "table already exists". */
 static int setup_schema(sq_ctx *c, const char *path)
 {
     sqlite3_int64 ver = 0, tables = 0;
     int rc = query_int(c, path, "PRAGMA user_version", &ver);
     if (rc) return rc;
     if (ver == 0) {
-        rc = query_int(c, path, "SELECT count(*) FROM sqlite_master", &tables);
-        if (rc) return rc;
-        if (tables != 0) {
+        if ((rc = exec(c, path, "BEGIN IMMEDIATE"))) return rc;
+        if ((rc = query_int(c, path, "PRAGMA user_version", &ver)) ||
+            (ver == 0 &&
+             (rc = query_int(c, path, "SELECT count(*) FROM sqlite_master", &tables)))) {
+            (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        if (ver == 0 && tables != 0) {
+            (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
             mp_env_log(c->env, MP_LOG_ERROR,
                        "sqlite %s: not a moonpool database (has %lld other "
                        "objects); refusing to touch it",
                        path, (long long)tables);
             return MP_EVERSION;
         }
-        rc = exec(c, path, SCHEMA);
-        if (rc) {
+        if ((ver == 0 && (rc = exec(c, path, SCHEMA))) ||
+            (rc = exec(c, path, "COMMIT"))) {
             (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
         }
-        /* Another process may have created it first: re-read below. */
-        rc = query_int(c, path, "PRAGMA user_version", &ver);
-        if (rc) return rc;
+        if ((rc = query_int(c, path, "PRAGMA user_version", &ver))) return rc;
     }
     if (ver != MP_SQLITE_SCHEMA) {
         mp_env_log(c->env, MP_LOG_ERROR,

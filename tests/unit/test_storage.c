@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "env/env_uv.h"
@@ -473,6 +474,50 @@ static void test_sqlite_two_handles(void **state)
     st_res_clear(&r);
 }
 
+/* Several node processes opening one new shared file at the same moment:
+ * exactly one creates the schema, every one of them opens it. Children wait
+ * on a pipe so that they all start together when the parent closes it. */
+static void test_sqlite_concurrent_first_open(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    char dir[] = "/tmp/mp_storage_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/shared.db", dir);
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t kids[N];
+    for (int i = 0; i < N; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            char b;
+            close(gate[1]);
+            while (read(gate[0], &b, 1) > 0) {
+            }
+            mp_env *env = mp_env_uv_create(NULL, (uint64_t)i + 1);
+            mp_storage *s = NULL;
+            _exit(env && mp_storage_sqlite_open(env, path, &s) == 0 && s ? 0 : 1);
+        }
+    }
+    close(gate[0]);
+    close(gate[1]); /* go */
+    for (int i = 0; i < N; i++) {
+        int st = 0;
+        assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    uv_fix *u = uv_fix_new();
+    mp_storage *s = NULL;
+    assert_int_equal(mp_storage_sqlite_open(u->f.env, path, &s), 0);
+    close_storage(&(st_fix){.s = s, .env = u->f.env, .run_until = uv_run_until});
+    uv_fix_free(u);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_sqlite_bench(void **state)
 {
     st_fix *f = *state;
@@ -648,6 +693,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sqlite_group_commit, sqlite_setup,
                                         uv_teardown),
         cmocka_unit_test(test_sqlite_open_errors),
+        cmocka_unit_test(test_sqlite_concurrent_first_open),
         cmocka_unit_test_setup_teardown(test_sqlite_two_handles, sqlite_setup,
                                         uv_teardown),
         cmocka_unit_test(test_sim_synced_survives_kill),

@@ -1,11 +1,15 @@
 #!/bin/sh
-# `make bench`: the benchmark table grows with the runtime (issue 7). Today it
-# measures the simulator's speed and the wire codec.
+# `make bench`: run the benchmark table of issue 7 (tools/cmd_bench.c).
+# Usage: scripts/bench.sh [BUILD_DIR] [moonpool bench options...]
+#   e.g. scripts/bench.sh build --quick --json /tmp/bench.json
+# The table goes to stdout (every line starts with the scenario name); the
+# column header and progress lines go to stderr. docs/bench.md explains the
+# figures.
 set -eu
 build=${1:-build}
-echo "== simulator speed: pingpong, 100 seeds =="
-"$build/moonpool" sim --workload pingpong --seeds 1..100 | tail -n 2
-if [ -x "$build/tests/test_wire" ]; then
-    echo "== wire codec (100-byte payloads) =="
-    MP_WIRE_BENCH=1 "$build/tests/test_wire" 2>&1 | grep -i -E 'encode|decode' || true
+[ $# -gt 0 ] && shift
+if [ ! -x "$build/moonpool" ]; then
+    echo "bench.sh: $build/moonpool not found; run 'make build' first" >&2
+    exit 1
 fi
+exec "$build/moonpool" bench "$@"

@@ -1,12 +1,59 @@
-/* Placeholder until the `node` command lands; replaced by its author. */
+/*
+ * `moonpool node --config FILE [--id ADDR|N]`: run one cluster node.
+ *
+ * All the work is in the library (mp_node_run, src/host/run.c) so users'
+ * own programs get the same process behaviour; this command only parses
+ * its flags and hosts the example actor types shipped with moonpool.
+ */
 #include <stdio.h>
+#include <string.h>
 
 #include "commands.h"
+#include "../examples/bank/bank.h"
+#include "moonpool/host.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: moonpool node --config FILE [--id ADDR|N]\n"
+            "\n"
+            "Run one node of a cluster until SIGINT or SIGTERM (graceful shutdown).\n"
+            "  --config FILE  the node's config file (docs/config.md)\n"
+            "  --id ADDR|N    this node's address: a member address, or its 1-based\n"
+            "                 position in [cluster] members; overrides [node] address\n"
+            "\n"
+            "Prints one line 'moonpool node ready: ...' once it listens. Exit status:\n"
+            "0 clean shutdown, 1 the node could not run, 2 bad config or usage.\n"
+            "Hosted actor types: " MP_BANK_TYPE "\n");
+}
 
 int mp_cmd_node(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "moonpool node: not available in this build yet\n");
-    return MP_EXIT_FAIL;
+    const char *config = NULL, *id = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return MP_EXIT_OK;
+        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            config = a + 9;
+        } else if (strcmp(a, "--id") == 0 && i + 1 < argc) {
+            id = argv[++i];
+        } else if (strncmp(a, "--id=", 5) == 0) {
+            id = a + 5;
+        } else {
+            fprintf(stderr, "moonpool node: unexpected argument '%s'\n\n", a);
+            usage(stderr);
+            return MP_EXIT_USAGE;
+        }
+    }
+    if (!config) {
+        fprintf(stderr, "moonpool node: --config FILE is required\n\n");
+        usage(stderr);
+        return MP_EXIT_USAGE;
+    }
+    const mp_actor_type *types[] = {mp_bank_account_type()};
+    return mp_node_run(config, id, types, sizeof types / sizeof types[0]);
 }

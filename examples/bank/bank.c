@@ -25,12 +25,12 @@
  * index). A transfer to oneself is refused for the same reason.
  *
  * Memory: an activation's instance holds one pointer to a heap account
- * (balance, op set, transfer in flight). Accounts are also linked on a
- * thread-local list so that mp_bank_release_node can free them when a node
- * is destroyed without deactivation hooks (a simulated kill). A transfer
- * whose deposit call is still outstanding when its account goes away is
- * orphaned, not freed, because the runtime may still deliver that call's
- * callback; the callback then frees it.
+ * (balance, op set, transfer in flight), freed by the type's release hook,
+ * which the runtime runs on every path, a simulated kill included. The
+ * runtime guarantees that none of the activation's calls completes after
+ * release, so a transfer whose deposit call is still outstanding is simply
+ * freed with its account. A thread-local count of live accounts lets tests
+ * check that nothing leaks.
  */
 #include "bank.h"
 
@@ -44,6 +44,7 @@
 
 #include "moonpool/buggify.h"
 #include "moonpool/codec.h"
+#include "moonpool/state.h"
 #include "util/hash.h"
 
 /* ---- op-id set ------------------------------------------------------------ */
@@ -111,133 +112,6 @@ static void opset_free(opset *s)
     memset(s, 0, sizeof *s);
 }
 
-/* ---- accounts ------------------------------------------------------------- */
-
-struct account;
-
-typedef struct xfer {
-    struct xfer *prev, *next; /* orphan list while orphaned */
-    struct account *acct;     /* NULL once orphaned */
-    mp_node *node;
-    mp_actor *self;           /* the source activation (its turn is held) */
-    mp_msg *msg;              /* the client's transfer, replied at the end */
-    mp_ref to;
-    char leg_op[MP_BANK_OP_MAX + 1];
-    int64_t amount;
-    uint32_t attempts;
-    bool call_out;            /* a deposit call's callback is owed */
-    mp_timer_id retry;
-} xfer;
-
-typedef struct account {
-    struct account *prev, *next; /* thread-local list of live accounts */
-    struct account **inst;       /* the activation's instance slot */
-    mp_node *node;
-    mp_env *env;
-    int64_t balance;
-    opset applied;
-    xfer *xf; /* transfer in flight (the turn is held), or NULL */
-} account;
-
-typedef struct instance {
-    account *a;
-} instance;
-
-static __thread account *g_accounts;
-static __thread xfer *g_orphans;
-static __thread uint64_t g_live;
-static __thread uint64_t g_xfers; /* transfers with a pending deposit leg */
-
-static void xfer_free(xfer *x)
-{
-    assert(!x->acct);
-    if (x->prev) x->prev->next = x->next;
-    else if (g_orphans == x) g_orphans = x->next;
-    if (x->next) x->next->prev = x->prev;
-    free(x);
-}
-
-/* Detach a transfer from its dying account. `can_cancel`: cancel its retry
- * timer (false when the env is being destroyed with the node anyway). */
-static void xfer_orphan(xfer *x, bool can_cancel)
-{
-    account *a = x->acct;
-    assert(a && a->xf == x);
-    a->xf = NULL;
-    assert(g_xfers > 0);
-    g_xfers--;
-    x->acct = NULL;
-    if (x->retry && can_cancel) mp_env_timer_cancel(a->env, x->retry);
-    x->retry = 0;
-    if (!x->call_out) {
-        free(x);
-        return;
-    }
-    x->prev = NULL;
-    x->next = g_orphans;
-    if (g_orphans) g_orphans->prev = x;
-    g_orphans = x;
-}
-
-static void account_free(account *a, bool can_cancel)
-{
-    if (a->xf) xfer_orphan(a->xf, can_cancel);
-    if (a->prev) a->prev->next = a->next;
-    else g_accounts = a->next;
-    if (a->next) a->next->prev = a->prev;
-    if (a->inst) *a->inst = NULL;
-    opset_free(&a->applied);
-    free(a);
-    assert(g_live > 0);
-    g_live--;
-}
-
-static int on_activate(mp_actor *self, void *inst_)
-{
-    instance *inst = inst_;
-    /* A failing activation is legal (the runtime must fail the queued
-     * messages cleanly and activate again later); let the simulator make
-     * it happen. Nothing was allocated yet, so nothing is lost. */
-    if (MP_BUGGIFY_P(0.02)) return MP_EBUSY;
-    account *a = calloc(1, sizeof *a);
-    if (!a) return MP_ENOMEM;
-    a->inst = &inst->a;
-    a->node = mp_actor_node(self);
-    a->env = mp_actor_env(self);
-    a->next = g_accounts;
-    if (g_accounts) g_accounts->prev = a;
-    g_accounts = a;
-    g_live++;
-    inst->a = a;
-    return 0;
-}
-
-static void on_deactivate(mp_actor *self, void *inst_, mp_deactivate_reason r)
-{
-    instance *inst = inst_;
-    if (inst->a) account_free(inst->a, true);
-}
-
-void mp_bank_release_node(mp_node *node)
-{
-    account *a = g_accounts;
-    while (a) {
-        account *next = a->next;
-        if (a->node == node) account_free(a, false);
-        a = next;
-    }
-    xfer *x = g_orphans;
-    while (x) {
-        xfer *next = x->next;
-        if (x->node == node) xfer_free(x);
-        x = next;
-    }
-}
-
-uint64_t mp_bank_live_accounts(void) { return g_live; }
-
-uint64_t mp_bank_transfers_in_flight(void) { return g_xfers; }
-
 /* ---- payloads ------------------------------------------------------------- */
 
 static void reply_json(mp_msg *msg, json_t *v)
@@ -256,13 +130,15 @@ static void reply_json(mp_msg *msg, json_t *v)
     mp_bytes_release(&b);
 }
 
-static void reply_balance(mp_msg *msg, const account *a, bool dup)
+static void reply_bal(mp_msg *msg, int64_t balance, bool dup)
 {
-    json_t *v = dup ? json_pack("{s:I,s:b}", "balance", (json_int_t)a->balance,
+    json_t *v = dup ? json_pack("{s:I,s:b}", "balance", (json_int_t)balance,
                                 "dup", 1)
-                    : json_pack("{s:I}", "balance", (json_int_t)a->balance);
+                    : json_pack("{s:I}", "balance", (json_int_t)balance);
     reply_json(msg, v);
 }
+
+#define reply_balance(msg, a, dup) reply_bal((msg), (a)->balance, (dup))
 
 static bool op_id_valid(const char *s, size_t len, size_t max)
 {
@@ -362,10 +238,275 @@ bad:
     return false;
 }
 
+/* ---- accounts ------------------------------------------------------------- */
+
+struct account;
+
+/* A transfer's deposit leg that is owed: recorded (and persisted) with the
+ * withdrawal, removed once the destination accepted the deposit. */
+typedef struct leg {
+    char op[MP_BANK_OP_MAX + 1]; /* "<transfer op>.d" */
+    char to[MP_BANK_OP_MAX + 1]; /* destination account key */
+    int64_t amount;
+} leg;
+
+/* The deposit leg being driven (the turn is held meanwhile). */
+typedef struct xfer {
+    struct account *acct;
+    mp_actor *self;  /* the source activation (its turn is held) */
+    mp_msg *msg;     /* the transfer (or resume) being answered at the end */
+    mp_ref to;
+    char leg_op[MP_BANK_OP_MAX + 1];
+    int64_t amount;
+    uint32_t attempts;
+    bool call_out;   /* a deposit call's callback is owed */
+    bool resume;     /* driving legs loaded from storage */
+    mp_timer_id retry;
+} xfer;
+
+typedef void (*persist_k)(struct account *a, int status);
+
+typedef struct account {
+    mp_node *node;
+    mp_env *env;
+    mp_actor *self;
+    bool durable;  /* state persisted (mp_state_available) */
+    int64_t balance;
+    opset applied;
+    leg *legs;     /* owed deposit legs */
+    size_t nlegs, caplegs;
+    xfer *xf;      /* leg in flight (the turn is held), or NULL */
+    /* a persist in flight: its continuation and the message it answers */
+    persist_k pk;
+    mp_msg *pmsg;
+} account;
+
+typedef struct instance {
+    account *a;
+} instance;
+
+static __thread uint64_t g_live;
+static __thread uint64_t g_xfers; /* owed deposit legs in live accounts */
+
+static int legs_add(account *a, const char *op, size_t op_len, const char *to,
+                    int64_t amount)
+{
+    if (op_len > MP_BANK_OP_MAX || strlen(to) > MP_BANK_OP_MAX) return MP_EINVAL;
+    if (a->nlegs == a->caplegs) {
+        size_t cap = a->caplegs ? a->caplegs * 2 : 2;
+        leg *p = realloc(a->legs, cap * sizeof *p);
+        if (!p) return MP_ENOMEM;
+        a->legs = p;
+        a->caplegs = cap;
+    }
+    leg *l = &a->legs[a->nlegs++];
+    memcpy(l->op, op, op_len);
+    l->op[op_len] = '\0';
+    snprintf(l->to, sizeof l->to, "%s", to);
+    l->amount = amount;
+    g_xfers++;
+    return MP_OK;
+}
+
+static void legs_remove(account *a, const char *op)
+{
+    for (size_t i = 0; i < a->nlegs; i++) {
+        if (strcmp(a->legs[i].op, op) != 0) continue;
+        memmove(&a->legs[i], &a->legs[i + 1], (a->nlegs - i - 1) * sizeof *a->legs);
+        a->nlegs--;
+        assert(g_xfers > 0);
+        g_xfers--;
+        return;
+    }
+}
+
+static void xfer_drop(account *a)
+{
+    xfer *x = a->xf;
+    if (!x) return;
+    a->xf = NULL;
+    if (x->retry) mp_env_timer_cancel(a->env, x->retry);
+    free(x);
+}
+
+static void account_free(account *a)
+{
+    xfer_drop(a);
+    assert(g_xfers >= a->nlegs);
+    g_xfers -= a->nlegs;
+    free(a->legs);
+    opset_free(&a->applied);
+    free(a);
+    assert(g_live > 0);
+    g_live--;
+}
+
+/* ---- state (durable accounts) -------------------------------------------- */
+
+/* The stored form: {"balance":B,"ops":[ids...],"legs":[{"op","to","amount"}]}
+ * built from the account before each persist (state.h: the runtime holds
+ * the JSON value; the account keeps its own C form for fast lookups). */
+static json_t *state_of(const account *a)
+{
+    json_t *ops = json_array();
+    json_t *legs = json_array();
+    if (!ops || !legs) goto oom;
+    for (size_t i = 0; i < a->applied.cap; i++)
+        if (a->applied.slot[i] &&
+            json_array_append_new(ops, json_string(a->applied.slot[i])) != 0)
+            goto oom;
+    for (size_t i = 0; i < a->nlegs; i++) {
+        json_t *l = json_pack("{s:s,s:s,s:I}", "op", a->legs[i].op, "to",
+                              a->legs[i].to, "amount",
+                              (json_int_t)a->legs[i].amount);
+        if (!l || json_array_append_new(legs, l) != 0) goto oom;
+    }
+    return json_pack("{s:I,s:o,s:o}", "balance", (json_int_t)a->balance, "ops",
+                     ops, "legs", legs);
+oom:
+    json_decref(ops);
+    json_decref(legs);
+    return NULL;
+}
+
+/* Fill a fresh account from its stored state. Every field is validated:
+ * storage is input too. */
+static int state_load(account *a, json_t *s)
+{
+    json_t *bal = json_object_get(s, "balance");
+    json_t *ops = json_object_get(s, "ops");
+    json_t *legs = json_object_get(s, "legs");
+    if (!json_is_object(s) || json_object_size(s) != 3 || !json_is_integer(bal) ||
+        !json_is_array(ops) || !json_is_array(legs))
+        return MP_ECORRUPT;
+    json_int_t b = json_integer_value(bal);
+    if (b < 0) return MP_ECORRUPT;
+    a->balance = (int64_t)b;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ops, i, v)
+    {
+        if (!json_is_string(v)) return MP_ECORRUPT;
+        const char *id = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (!op_id_valid(id, len, MP_BANK_OP_MAX) || opset_has(&a->applied, id, len))
+            return MP_ECORRUPT;
+        if (opset_add(&a->applied, id, len) != 0) return MP_ENOMEM;
+    }
+    json_array_foreach(legs, i, v)
+    {
+        json_t *op = json_object_get(v, "op");
+        json_t *to = json_object_get(v, "to");
+        json_t *am = json_object_get(v, "amount");
+        if (!json_is_object(v) || json_object_size(v) != 3 || !json_is_string(op) ||
+            !json_is_string(to) || !json_is_integer(am) ||
+            !op_id_valid(json_string_value(op), json_string_length(op),
+                         MP_BANK_OP_MAX) ||
+            json_string_length(to) == 0 ||
+            strlen(json_string_value(to)) != json_string_length(to) ||
+            json_integer_value(am) < 1 || json_integer_value(am) > MP_BANK_AMOUNT_MAX)
+            return MP_ECORRUPT;
+        int rc = legs_add(a, json_string_value(op), json_string_length(op),
+                          json_string_value(to), (int64_t)json_integer_value(am));
+        if (rc != 0) return rc == MP_ENOMEM ? rc : MP_ECORRUPT;
+    }
+    return MP_OK;
+}
+
+static void persist_cb(void *ud, int status)
+{
+    account *a = ud;
+    persist_k k = a->pk;
+    a->pk = NULL;
+    assert(k);
+    k(a, status);
+}
+
+/* Store the account's state, then continue with k(a, status). Memory
+ * accounts continue at once with 0. */
+static void persist(account *a, mp_msg *msg, persist_k k)
+{
+    assert(!a->pk);
+    a->pmsg = msg;
+    if (!a->durable) {
+        k(a, 0);
+        return;
+    }
+    json_t *s = state_of(a);
+    int rc = s ? 0 : MP_ENOMEM;
+    if (s) {
+        mp_state_set(a->self, s);
+        a->pk = k;
+        rc = mp_state_persist(a->self, persist_cb, a);
+        if (rc != 0) a->pk = NULL;
+    }
+    if (rc != 0) k(a, rc);
+}
+
+/* A failed persist: memory may hold what storage does not. Report it and
+ * let a fresh activation reload the truth (S12: the caller hears the
+ * error, never success). */
+static void persist_failed(account *a, mp_msg *msg, int status)
+{
+    char text[96];
+    snprintf(text, sizeof text, "persist failed: %s", mp_strerror(status));
+    MP_SOMETIMES(true, "bank_durable.persist_failed_reported");
+    mp_actor_deactivate(a->self);
+    mp_reply_error(msg, status, text);
+}
+
+static int on_activate(mp_actor *self, void *inst_)
+{
+    instance *inst = inst_;
+    /* A failing activation is legal (the runtime must fail the queued
+     * messages cleanly and activate again later); let the simulator make
+     * it happen. Nothing was allocated yet, so nothing is lost. */
+    if (MP_BUGGIFY_P(0.02)) return MP_EBUSY;
+    account *a = calloc(1, sizeof *a);
+    if (!a) return MP_ENOMEM;
+    g_live++;
+    inst->a = a; /* from here release frees it, whatever happens */
+    a->node = mp_actor_node(self);
+    a->env = mp_actor_env(self);
+    a->self = self;
+    a->durable = mp_state_available(self);
+    json_t *s = a->durable ? mp_state_get(self) : NULL;
+    if (s) {
+        int rc = state_load(a, s);
+        if (rc != 0) {
+            mp_env_log(a->env, MP_LOG_ERROR, "bank: stored state of %s is invalid",
+                       mp_actor_ref(self)->id);
+            return rc;
+        }
+        if (a->nlegs) {
+            /* Deposit legs owed from before (a kill, a failed persist):
+             * drive them in a turn of their own. */
+            MP_SOMETIMES(true, "bank_durable.legs_resumed");
+            int rc2 = mp_send(a->node, mp_actor_ref(self), "resume", "{}", 2);
+            if (rc2 != 0) return rc2;
+        }
+    }
+    return 0;
+}
+
+/* Every path that frees an activation ends here (kills included). */
+static void release(void *inst_)
+{
+    instance *inst = inst_;
+    if (inst->a) account_free(inst->a);
+    inst->a = NULL;
+}
+
+void mp_bank_release_node(mp_node *node) { (void)node; }
+
+uint64_t mp_bank_live_accounts(void) { return g_live; }
+
+uint64_t mp_bank_transfers_in_flight(void) { return g_xfers; }
+
 /* ---- handlers ------------------------------------------------------------- */
 
 /* The instance's account; a message that arrives with none (activation ran
- * out of memory, or the node was released) is refused. */
+ * out of memory) is refused. */
 static account *acct_of(mp_msg *msg, void *inst_)
 {
     instance *inst = inst_;
@@ -376,6 +517,18 @@ static account *acct_of(mp_msg *msg, void *inst_)
 static void note_balance(const account *a)
 {
     MP_ALWAYS(a->balance >= 0, "bank.balance_never_negative");
+}
+
+/* A deposit or withdrawal was applied in memory: answer once stored. */
+static void mutation_stored(account *a, int status)
+{
+    mp_msg *msg = a->pmsg;
+    a->pmsg = NULL;
+    if (status != 0) {
+        persist_failed(a, msg, status);
+        return;
+    }
+    reply_balance(msg, a, false);
 }
 
 static void h_deposit(mp_actor *self, void *inst, mp_msg *msg,
@@ -395,12 +548,12 @@ static void h_deposit(mp_actor *self, void *inst, mp_msg *msg,
     } else {
         a->balance += r.amount;
         note_balance(a);
-        reply_balance(msg, a, false);
+        persist(a, msg, mutation_stored);
     }
     json_decref(r.root);
 }
 
-/* Withdraw r->amount under op r->op: 0, or an error already replied. */
+/* Withdraw r->amount under op r->op: true, or false with an error replied. */
 static bool withdraw_apply(account *a, mp_msg *msg, const req *r)
 {
     if (a->balance < r->amount) {
@@ -426,7 +579,7 @@ static void h_withdraw(mp_actor *self, void *inst, mp_msg *msg,
     if (opset_has(&a->applied, r.op, r.op_len))
         reply_balance(msg, a, true);
     else if (withdraw_apply(a, msg, &r))
-        reply_balance(msg, a, false);
+        persist(a, msg, mutation_stored);
     json_decref(r.root);
 }
 
@@ -453,12 +606,13 @@ static void h_op_status(mp_actor *self, void *inst, mp_msg *msg,
 }
 
 static void leg_send(xfer *x);
+static bool leg_start(account *a, mp_msg *msg, const leg *l, bool resume);
 
 static void leg_retry_fire(void *ud)
 {
     xfer *x = ud;
     x->retry = 0;
-    assert(x->acct); /* an orphan's timer was cancelled */
+    assert(x->acct); /* a dropped transfer's timer was cancelled */
     leg_send(x);
 }
 
@@ -478,15 +632,28 @@ static void leg_retry(xfer *x)
     }
 }
 
+/* After a leg completed and its removal was stored (or not: a leg left in
+ * storage is driven again later, harmlessly, since the destination dedups
+ * it): answer the transfer, or drive the next owed leg of a resume. */
+static void leg_cleanup_stored(account *a, int status)
+{
+    mp_msg *msg = a->pmsg;
+    a->pmsg = NULL;
+    bool resume = a->xf && a->xf->resume;
+    xfer_drop(a);
+    if (resume) {
+        if (a->nlegs && leg_start(a, msg, &a->legs[0], true)) return;
+        mp_reply(msg, NULL, 0);
+        return;
+    }
+    reply_balance(msg, a, false);
+}
+
 static void leg_done(void *ud, int status, const void *data, size_t len)
 {
     xfer *x = ud;
-    assert(x->call_out);
+    assert(x->call_out && x->acct);
     x->call_out = false;
-    if (!x->acct) { /* the account went away meanwhile */
-        xfer_free(x);
-        return;
-    }
     account *a = x->acct;
     if (status != 0) {
         mp_env_log(a->env, MP_LOG_INFO,
@@ -497,13 +664,8 @@ static void leg_done(void *ud, int status, const void *data, size_t len)
         leg_retry(x);
         return;
     }
-    a->xf = NULL;
-    x->acct = NULL;
-    assert(g_xfers > 0);
-    g_xfers--;
-    mp_msg *msg = x->msg;
-    free(x);
-    reply_balance(msg, a, false);
+    legs_remove(a, x->leg_op);
+    persist(a, x->msg, leg_cleanup_stored);
 }
 
 static void leg_send(xfer *x)
@@ -526,6 +688,47 @@ static void leg_send(xfer *x)
     x->call_out = true;
 }
 
+/* Start driving leg l (the turn is held until it succeeded). False (and
+ * nothing started) on a leg that cannot be driven: out of memory, or a
+ * malformed destination, which the caller reports. */
+static bool leg_start(account *a, mp_msg *msg, const leg *l, bool resume)
+{
+    assert(!a->xf);
+    xfer *x = calloc(1, sizeof *x);
+    if (!x) return false;
+    if (mp_ref_get(a->node, MP_BANK_TYPE, l->to, &x->to) != 0) {
+        free(x);
+        return false;
+    }
+    x->acct = a;
+    x->self = a->self;
+    x->msg = msg;
+    x->amount = l->amount;
+    x->resume = resume;
+    snprintf(x->leg_op, sizeof x->leg_op, "%s", l->op);
+    a->xf = x;
+    leg_send(x);
+    return true;
+}
+
+/* The withdrawal (with its owed leg) was stored: drive the leg. */
+static void withdrawal_stored(account *a, int status)
+{
+    mp_msg *msg = a->pmsg;
+    a->pmsg = NULL;
+    assert(a->nlegs > 0);
+    if (status != 0) {
+        persist_failed(a, msg, status); /* the leg is dropped with memory */
+        return;
+    }
+    if (!leg_start(a, msg, &a->legs[a->nlegs - 1], false)) {
+        /* Stored but not startable now (out of memory): a later
+         * activation resumes it. */
+        mp_actor_deactivate(a->self);
+        mp_reply_error(msg, MP_ENOMEM, "out of memory");
+    }
+}
+
 static void h_transfer(mp_actor *self, void *inst, mp_msg *msg,
                        const void *payload, size_t len)
 {
@@ -537,35 +740,41 @@ static void h_transfer(mp_actor *self, void *inst, mp_msg *msg,
     assert(!a->xf); /* turns do not overlap */
     const mp_ref *me = mp_actor_ref(self);
     mp_ref to;
+    char leg_op[MP_BANK_OP_MAX + 1];
+    snprintf(leg_op, sizeof leg_op, "%.*s.d", (int)r.op_len, r.op);
     if (strlen(r.to) == me->key_len && memcmp(r.to, me->id + me->key_off, me->key_len) == 0) {
         mp_reply_error(msg, MP_EINVAL, "bad request: transfer to self");
-    } else if (mp_ref_get(a->node, MP_BANK_TYPE, r.to, &to) != 0) {
+    } else if (strlen(r.to) > MP_BANK_OP_MAX ||
+               mp_ref_get(a->node, MP_BANK_TYPE, r.to, &to) != 0) {
         mp_reply_error(msg, MP_EINVAL, "bad request: malformed \"to\" key");
     } else if (opset_has(&a->applied, r.op, r.op_len)) {
-        /* Applied before: its deposit leg completed within that turn. */
+        /* Applied before: its deposit leg completed, or is owed and will
+         * be driven by this account. */
         reply_balance(msg, a, true);
+    } else if (a->balance < r.amount) {
+        MP_SOMETIMES(true, "bank.insufficient_funds");
+        mp_reply_error(msg, MP_EACTOR, "insufficient funds");
+    } else if (legs_add(a, leg_op, strlen(leg_op), r.to, r.amount) != 0) {
+        mp_reply_error(msg, MP_ENOMEM, "out of memory");
+    } else if (!withdraw_apply(a, msg, &r)) {
+        legs_remove(a, leg_op);
     } else {
-        /* Allocate before withdrawing: once the withdrawal is recorded the
-         * leg must happen. */
-        xfer *x = calloc(1, sizeof *x);
-        if (!x) {
-            mp_reply_error(msg, MP_ENOMEM, "out of memory");
-        } else if (!withdraw_apply(a, msg, &r)) {
-            free(x);
-        } else {
-            x->acct = a;
-            x->node = a->node;
-            x->self = self;
-            x->msg = msg;
-            x->to = to;
-            x->amount = r.amount;
-            snprintf(x->leg_op, sizeof x->leg_op, "%.*s.d", (int)r.op_len, r.op);
-            a->xf = x;
-            g_xfers++;
-            leg_send(x);
-        }
+        /* The withdrawal and the owed leg are stored together: after that,
+         * the leg happens whatever dies (a later activation resumes it). */
+        persist(a, msg, withdrawal_stored);
     }
     json_decref(r.root);
+}
+
+/* Drive the legs owed from before this activation (sent to itself by
+ * on_activate); holds the turn until all are delivered. */
+static void h_resume(mp_actor *self, void *inst, mp_msg *msg,
+                     const void *payload, size_t len)
+{
+    account *a = acct_of(msg, inst);
+    if (!a) return;
+    if (a->nlegs == 0 || !leg_start(a, msg, &a->legs[0], true))
+        mp_reply(msg, NULL, 0);
 }
 
 /* ---- the type ------------------------------------------------------------- */
@@ -573,19 +782,22 @@ static void h_transfer(mp_actor *self, void *inst, mp_msg *msg,
 static const mp_method_def methods[] = {
     {"deposit", h_deposit},   {"withdraw", h_withdraw},
     {"balance", h_balance},   {"transfer", h_transfer},
-    {"op_status", h_op_status},
+    {"op_status", h_op_status}, {"resume", h_resume},
 };
+
+static const mp_state_type bank_state = {.codec = NULL}; /* JSON */
 
 static const mp_actor_type bank_type = {
     .name = MP_BANK_TYPE,
     .instance_size = sizeof(instance),
     .on_activate = on_activate,
-    .on_deactivate = on_deactivate,
+    .on_deactivate = NULL,
     .methods = methods,
     .method_count = sizeof methods / sizeof methods[0],
     .placement = MP_PLACE_TWO_CHOICES,
     .idle_timeout_ns = 0,
-    .state = NULL,
+    .state = &bank_state,
+    .release = release,
 };
 
 const mp_actor_type *mp_bank_account_type(void) { return &bank_type; }

@@ -27,10 +27,26 @@
  * MP_BANK_AMOUNT_MAX. A transfer's deposit-leg id is the transfer id plus
  * ".d", so transfer ids must be at most MP_BANK_OP_MAX - 2 bytes.
  *
- * State is in memory only (no persistence yet): a deactivated account
- * starts again at zero. The type uses the node's idle timeout (10 min by
- * default), far longer than a simulated run, so the workload never sees an
- * idle deactivation; accounts that survive one wait for mp_state.
+ * Persistence (state.h). On a node with a storage provider an account is
+ * durable: its state {"balance":B,"ops":[applied op ids],"legs":[{"op",
+ * "to","amount"}]} is loaded before activation and persisted after every
+ * change, and a mutating op is answered only once its save reported back.
+ * A failed save is answered with the storage error (MP_ESTORAGE,
+ * MP_ECONFLICT: the op may or may not be stored, like a timeout) and the
+ * account deactivates, so its next activation reloads what storage holds.
+ * A transfer stores its withdrawal together with the deposit leg it owes;
+ * the leg is removed (and stored) once the destination accepted it. An
+ * activation that loads owed legs (its predecessor died, or failed to
+ * store the removal) sends itself "resume" and drives them before its later
+ * messages are answered; the destination's op-id dedup makes that safe.
+ * On a node without storage accounts live in memory only (a deactivated
+ * account starts again at zero). Stored state is validated on load; an
+ * invalid record fails the activation (MP_EACTIVATION).
+ *
+ *   resume    (internal, sent by the account to itself) {} -> no reply
+ *
+ * The type uses the node's idle timeout (the bank-durable workload sets
+ * 2 s, so accounts deactivate and reload during its runs).
  *
  * Thread: the node's loop thread, like every actor.
  */
@@ -58,18 +74,18 @@ extern "C" {
 /* The BankAccount type, to register on a node. */
 const mp_actor_type *mp_bank_account_type(void);
 
-/* Free what every live account of `node` owns, as if each had been
- * deactivated, without running anything else. For a simulated process kill
- * or world teardown: call it just before mp_node_free_now(node), which does
- * not run deactivation hooks (node.h). Safe when the node has no accounts. */
+/* Deprecated no-op: accounts are freed by the type's release hook, which
+ * mp_node_free_now runs (actor.h). Kept so that older callers still build;
+ * remove the calls. */
 void mp_bank_release_node(mp_node *node);
 
 /* Number of accounts (on all nodes of this thread) whose memory is live:
  * for leak checks in tests. */
 uint64_t mp_bank_live_accounts(void);
 
-/* Transfers (on all nodes of this thread) whose deposit leg has not yet
- * succeeded: the simulation workload waits for 0 before its final checks. */
+/* Deposit legs owed by live accounts (on all nodes of this thread): those
+ * of transfers in progress and those loaded from storage awaiting their
+ * resume. The simulation workloads wait for 0 before their final checks. */
 uint64_t mp_bank_transfers_in_flight(void);
 
 /* ---- the `bank` simulation workload (tests/sim/bank.c) --------------------- */

@@ -88,7 +88,9 @@ typedef enum mp_deactivate_reason {
 const char *mp_deactivate_reason_name(mp_deactivate_reason r);
 
 typedef enum mp_placement {
-    MP_PLACE_TWO_CHOICES = 0, /* default: two random nodes, fewer activations */
+    MP_PLACE_TWO_CHOICES = 0, /* default: random nodes, the one with fewer
+                                 activations wins (two samples; three on
+                                 clusters of 3+, see directory.h) */
     MP_PLACE_RANDOM = 1,
     MP_PLACE_PREFER_LOCAL = 2,
     MP_PLACE_HASH = 3 /* a node chosen by the actor id's hash */
@@ -116,16 +118,31 @@ typedef struct mp_actor_type {
      * 0, or an error to fail the activation: queued messages then fail with
      * MP_EACTIVATION and no activation remains. May be NULL. */
     int (*on_activate)(mp_actor *self, void *instance);
-    /* Runs exactly once for every activation whose on_activate succeeded
-     * (unless its process died). Free what the instance owns here. May be
-     * NULL. */
+    /* Runs exactly once for every activation whose on_activate succeeded,
+     * unless its process died (mp_node_free_now), whatever the reason:
+     *   IDLE, EXPLICIT, DIRECTORY, SHUTDOWN: after the current turn ended
+     *     (SHUTDOWN past the shutdown deadline: even while a turn is still
+     *     open; the handler must then not reply);
+     *   ACTIVATION_FAILED, LOST_RACE: never (on_activate did not succeed or
+     *     never ran).
+     * Persisted state is not saved here automatically: persist during turns.
+     * May be NULL. */
     void (*on_deactivate)(mp_actor *self, void *instance,
                           mp_deactivate_reason reason);
     const mp_method_def *methods;
     size_t method_count;
     mp_placement placement;
     uint64_t idle_timeout_ns; /* 0: the node's default */
-    const struct mp_state_type *state; /* persisted state (storage.h); NULL: none */
+    const struct mp_state_type *state; /* persisted state (state.h); NULL: none */
+    /* Runs exactly once for every activation, just before its instance
+     * memory is freed, on every path: after on_deactivate on graceful paths,
+     * after a failed or never-run on_activate (the instance is then as
+     * on_activate left it, or zeroed), and alone (no on_deactivate) in
+     * mp_node_free_now. Free what the instance owns here, so nothing leaks
+     * at a simulated kill. It must not call into the node (no calls, no
+     * replies): the node may be half torn down. Outstanding calls of the
+     * activation never complete after it ran. May be NULL. */
+    void (*release)(void *instance);
 } mp_actor_type;
 
 /* ---- inside a handler ---------------------------------------------------- */

@@ -43,7 +43,21 @@ typedef struct mp_node_config {
      * (once per crossing). May be NULL. */
     void (*on_mailbox_depth)(void *ud, const mp_ref *actor, size_t depth);
     void *hook_ud;
-    struct mp_storage *storage;    /* storage.h; NULL: no persistence */
+    struct mp_storage *storage;    /* storage.h; NULL: no persistence. Not
+                                      owned: it must outlive the node (a
+                                      graceful shutdown waits for the node's
+                                      storage operations to complete) */
+    /* Client mode: the node is NOT in members, hosts no activation, owns no
+     * directory partition and places nothing. Every mp_call/mp_send goes as
+     * a REQUEST to a gateway member (chosen by the actor id's hash), which
+     * routes it as if a member had sent it and relays the reply back. A
+     * call whose gateway is unreachable (connection lost or refused,
+     * MP_EUNAVAIL from a member shutting down) fails over to the next
+     * member in turn until one answers or the call's deadline passes; a
+     * request failed over after a broken connection may therefore run
+     * twice (use idempotent ops or op ids). self_addr may use port 0 in
+     * real mode (mp_node_addr then tells the bound address after start). */
+    bool client_only;
 } mp_node_config;
 
 /* Fill the defaults; the caller then sets namespace, addresses, members. */
@@ -59,11 +73,14 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out);
  * outlive the node; nothing is copied. MP_EINVAL on a bad or duplicate name. */
 int mp_node_register_type(mp_node *node, const mp_actor_type *type);
 
-/* Listen and join the cluster (a one-member cluster opens no transport).
- * Starts load reports to the other members (every 500 ms). A node restarted
- * with incarnation > 1 answers directory lookups for unknown ids with
- * MP_EBUSY for 2 s, so the survivors re-register the activations its
- * partition owned before anyone places a second one (callers retry).
+/* Listen (every node, a one-member cluster too, so that client-only nodes
+ * can reach it; port 0 in real mode binds any free port, see
+ * mp_node_addr) and join the cluster. Starts load reports to the other members (every 100 ms). A node restarted
+ * with incarnation > 1 answers directory lookups and new registrations of
+ * unknown ids with MP_EBUSY for up to 5 s (less once every other member
+ * reported its re-registrations), so the survivors re-register the
+ * activations its partition owned before anyone places a second one
+ * (callers and registrants retry; lost re-registrations are resent).
  * Returns 0, MP_EINVAL (already started), or a transport error. */
 int mp_node_start(mp_node *node);
 
@@ -79,10 +96,29 @@ void mp_node_shutdown(mp_node *node, uint64_t deadline_ns,
                       void (*cb)(void *ud), void *ud);
 
 /* Release everything now, without callbacks and without running
- * deactivation hooks (instance memory is freed; what an instance owns
- * leaks): for a simulated process kill only, where the env runs no callback
- * again. */
+ * deactivation hooks; each activation's type `release` hook runs (so what
+ * an instance owns is freed): for a simulated process kill only, where the
+ * env runs no callback again. Storage operations still in flight are
+ * forgotten: if the provider lives on (one shared by several nodes) their
+ * completions are ignored; if it was the node's own, free it with
+ * mp_storage_free_now too. */
 void mp_node_free_now(mp_node *node);
+
+/* Ask the node at member_addr (a member, or this node's own address) for
+ * its counters: cb runs once (never inside this call) with status 0 and a
+ * JSON object (mp_node_stats_json's format), or an error (MP_ETIMEDOUT,
+ * MP_EUNAVAIL, ...). Works from a client-only node. Returns 0, or at once
+ * MP_EINVAL (NULL, unknown address), MP_ECLOSED (not started / closing),
+ * MP_EQUEUEFULL, MP_ENOMEM. */
+int mp_node_request_stats(mp_node *node, const char *member_addr,
+                          mp_reply_cb cb, void *ud);
+
+/* This node's counters as one JSON object (NUL-terminated text, malloc'd:
+ * free() it; NULL on out-of-memory): every mp_node_stats field by name,
+ * plus "addr", "incarnation", "client_only", "types" (object: type name ->
+ * live activations) and "persist_p50_ms" / "persist_p99_ms" (null until the
+ * node persisted something). *len (may be NULL) gets the length. */
+char *mp_node_stats_json(mp_node *node, size_t *len);
 
 /* Accessors; the strings are owned by the node. */
 mp_env *mp_node_env(mp_node *node);
@@ -100,6 +136,11 @@ typedef struct mp_node_stats {
     uint64_t pending_calls;
     uint64_t dir_lookups;  /* directory lookups started (one per id burst) */
     uint64_t placements;   /* new activations placed by this node */
+    uint64_t state_loads;       /* persisted states loaded (any outcome) */
+    uint64_t state_load_errors; /* loads that failed or did not decode */
+    uint64_t persists;          /* mp_state_persist completions */
+    uint64_t persist_errors;    /* ... that reported an error */
+    uint64_t activation_failures; /* load or on_activate failures */
 } mp_node_stats;
 
 /* A snapshot of the counters. activations counts activations in the

@@ -160,6 +160,11 @@ void mp_actor_delete(mp_actor *a)
     assert(mp_list_empty(&a->mailbox));
     assert(!mp_list_node_linked(&a->work.link));
     assert(!mp_list_node_linked(&a->cat_link));
+    /* S9: on_deactivate is owed to every activation whose on_activate
+     * succeeded, except when its process dies. */
+    MP_ALWAYS(!a->activated || a->node->killing, "actor.deactivate_hook_ran");
+    if (a->type->release) a->type->release(a->instance);
+    mp_state_drop(a);
     free(a->instance);
     free(a);
 }
@@ -198,7 +203,7 @@ void mp_actor_schedule(mp_actor *a)
     if (mp_list_node_linked(&a->work.link)) return;
     bool runnable = false;
     if (a->state == MP_ACT_ACTIVATING) {
-        runnable = true;
+        runnable = !a->loading; /* the load's completion reschedules */
     } else if (a->state == MP_ACT_VALID && !a->current) {
         runnable = a->deactivate_requested || !mp_list_empty(&a->mailbox);
     }

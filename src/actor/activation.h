@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "moonpool/actor.h"
+#include "moonpool/storage.h"
 #include "util/list.h"
 
 #define MP_MSG_INLINE 64 /* payload bytes stored inside the message */
@@ -123,8 +124,16 @@ struct mp_actor {
     mp_deactivate_reason deact_reason;
     uint64_t last_used; /* ns, end of the last turn */
     int register_attempts;
+    int busy_retries; /* registrations refused by a recovering owner */
     mp_timer_id timer; /* registration delay or retry */
     void *instance;
+    /* persisted state (state.c) */
+    void *state_value;   /* codec value; NULL: none */
+    uint64_t etag;       /* of the last load/save; 0: no record */
+    bool state_loaded;   /* load done (or not needed): on_activate may run */
+    bool loading;        /* load in flight */
+    bool persisting;     /* save (or reload + save) in flight */
+    bool etag_unsure;    /* last save failed ambiguously: reload first */
 };
 
 /* ---- messages ---- */
@@ -159,6 +168,41 @@ mp_msg *mp_actor_pop(mp_actor *a);
 /* Run one step: activation, deactivation request or one message's turn.
  * Called by the node's drain only. */
 void mp_actor_step(mp_actor *a);
+/* ---- persisted state (state.c) ---- */
+
+/* Storage operation in flight. Found again by (ref, act_id), never by an
+ * activation pointer, so an activation gone meanwhile is simply not
+ * found. Owned by the node's list; freed at completion or with the node.
+ * The provider gets a token, not the pointer (state.c says why). */
+typedef struct mp_sop {
+    mp_list_node link; /* node->sops */
+    mp_node *node;
+    uint64_t token;    /* the provider's ud: looked up, never dereferenced */
+    mp_ref ref;
+    uint64_t act_id;
+    uint8_t kind; /* MP_SOP_* */
+    void (*cb)(void *ud, int status);
+    void *ud;
+    void *data;      /* encoded value of a save (malloc'd), NULL: clear */
+    size_t len;
+    bool clear;
+    uint64_t started;
+    char key[MP_STORAGE_KEY_MAX + 1];
+    size_t key_len;
+} mp_sop;
+
+enum { MP_SOP_LOAD = 1, MP_SOP_RELOAD = 2, MP_SOP_SAVE = 3 };
+
+/* Start loading a's state (a is Activating). Returns 0 (the activation
+ * continues when it completes) or an error (the caller fails the
+ * activation). A type without state, or a node without storage, is marked
+ * loaded at once. */
+int mp_state_load_start(mp_node *node, mp_actor *a);
+/* Free a's state value (at delete). */
+void mp_state_drop(mp_actor *a);
+/* Free every storage op record of a node being released. */
+void mp_state_node_free(mp_node *node);
+
 /* Resolve a method by name; NULL if the type has none. */
 const mp_method_def *mp_actor_type_method(const mp_actor_type *t,
                                           const char *name, size_t len);

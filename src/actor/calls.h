@@ -59,6 +59,16 @@ typedef struct mp_calls {
 /* Initialise. limit: max outstanding calls (0 = unlimited). */
 int mp_calls_init(mp_calls *c, mp_env *env, size_t limit);
 
+/* Correlation ids from now on start at base + 1. The node uses its
+ * incarnation in the high bits, so ids never repeat across restarts: a
+ * reply addressed to a previous incarnation (queued in a peer's transport
+ * while this node was down) then matches no call of the new one and is
+ * dropped as late, instead of completing an unrelated call. */
+static inline void mp_calls_set_base(mp_calls *c, uint64_t base)
+{
+    c->next_corr = base + 1;
+}
+
 /* Release everything. run_callbacks: complete every outstanding call with
  * `status` (graceful shutdown) in deadline order; otherwise drop them
  * silently (simulated kill). */

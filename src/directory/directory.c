@@ -18,7 +18,7 @@ int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
                 size_t self, uint64_t seed)
 {
     memset(d, 0, sizeof *d);
-    assert(n >= 1 && self < n);
+    assert(n >= 1 && (self < n || self == MP_DIR_NO_SELF));
     mp_list_init(&d->table_list);
     mp_list_init(&d->cache_list);
     d->n = n;
@@ -273,6 +273,10 @@ size_t mp_dir_place(mp_directory *d, mp_placement strategy, const mp_ref *ref,
             size_t b = (size_t)mp_env_random_below(env, d->n - 1);
             if (b >= a) b++;
             pick = load_of(d, b, self_load) < load_of(d, a, self_load) ? b : a;
+            if (d->n > 2) {
+                size_t c = (size_t)mp_env_random_below(env, d->n);
+                if (load_of(d, c, self_load) < load_of(d, pick, self_load)) pick = c;
+            }
         }
         break;
     }

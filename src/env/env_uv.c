@@ -7,11 +7,22 @@
  * it leaves room, and why.
  *
  * Time. now_ns is uv_hrtime() minus an origin taken when the env is created,
- * read live on every call rather than the loop's cached millisecond clock
- * (env.h calls it "the loop's cached time" to say it is cheap; uv_hrtime is a
- * vDSO read, just as cheap). The cached uv_now() has millisecond resolution
- * and goes stale during long callbacks, which would make a timeout measured
- * with it off by more than the 10% S7 allows for short timeouts.
+ * with nanosecond resolution (not the loop's millisecond uv_now(), which
+ * would make short timeouts off by more than the 10% S7 allows). The clock
+ * is read when the loop enters one of our hot callbacks (timer pass,
+ * deferred flush, read, write completion), and inside it that value serves
+ * the next UE_NOW_REUSE now_ns calls before the clock is read again. Why:
+ * the runtime reads the time on every call it submits and every request it
+ * receives, and the vDSO read was ~12% of a local call (profile in
+ * docs/bench.md). Correctness: time stays monotonic; a value is at most 64
+ * reads old (the work of ~64 calls, microseconds), so a deadline computed
+ * from it is early by no more than that, far inside S7's 10%, even in a
+ * long callback such as a run-queue drain of 65536 turns (a value frozen for
+ * a whole callback would have been milliseconds early there). Timers still
+ * fire in deadline order and never before now_ns reaches their deadline.
+ * Outside those callbacks (tests, tools, embedders' own callbacks on a
+ * borrowed loop, rare connect/accept/close callbacks) every call reads the
+ * clock.
  *
  * Timers. We keep our own binary min-heap of (deadline_ns, start sequence)
  * and drive it with ONE uv_timer armed for the earliest deadline. Why not one
@@ -46,8 +57,10 @@
  * test's `while (!done) mp_env_uv_run_once(env, 1)` could sleep until an
  * unrelated event. A turn that ran any of our timer or deferred callbacks
  * before its poll therefore polls without blocking (the idle handle again):
- * run_once(env, 1) returns soon after something happened. Under uv_run it
- * costs one extra non-blocking poll after such a turn.
+ * run_once(env, 1) returns soon after something happened. Only inside
+ * run_once: under uv_run (mp_env_uv_run, a borrowed loop) nothing returns
+ * after a turn, so that extra non-blocking poll would be one wasted
+ * epoll_wait per turn (one per remote call at 1 in flight, docs/bench.md).
  *
  * Streams. TCP with TCP_NODELAY (the transport batches itself). Every
  * libuv-reported status goes through one mapping function (map_uv_err). Reads
@@ -105,6 +118,9 @@
 #define UE_INLINE_IOV 8
 #define UE_NONE UINT32_MAX
 #define UE_NS_PER_MS 1000000ull
+/* now_ns reads served from the cache before the clock is read again inside
+ * one callback (see "Time"). */
+#define UE_NOW_REUSE 64u
 
 typedef struct ue_env ue_env;
 
@@ -149,7 +165,13 @@ struct ue_env {
     int firing;       /* inside the timer pass */
     int tick_pending; /* arm the tick from the prepare phase */
     int ran;          /* a timer or deferred callback ran this turn */
+    int once;         /* inside mp_env_uv_run_once: see "Run once" */
+    uint32_t now_depth; /* inside a callback that caches now_ns */
+    uint32_t now_uses;  /* reads served from now_cache since it was read */
+    uint64_t now_cache; /* now_ns when last read from the clock */
     uint64_t origin_ns;
+    struct ue_write_req *wfree; /* recycled write requests */
+    uint32_t nwfree;
     mp_prng prng;
     ue_hooks *hooks;
     ue_dqueue defers; /* queued for the next flush */
@@ -196,7 +218,12 @@ typedef struct ue_write_req {
     uv_write_t req;
     mp_write_cb cb;
     void *ud;
+    struct ue_write_req *next_free;
 } ue_write_req;
+
+/* Write requests kept for reuse: one malloc/free per write was measurable on
+ * the cross-node path; a few cover every stream's in-flight writes. */
+#define UE_WREQ_KEEP 64
 
 static const mp_env_ops ue_ops;
 
@@ -231,7 +258,34 @@ static int map_uv_err(int err)
 static uint64_t ue_now(mp_env *e)
 {
     ue_env *env = ue(e);
-    return uv_hrtime() - env->origin_ns;
+    if (env->now_depth > 0 && env->now_uses < UE_NOW_REUSE) {
+        env->now_uses++;
+        return env->now_cache;
+    }
+    uint64_t t = uv_hrtime() - env->origin_ns;
+    if (env->now_depth > 0) {
+        env->now_cache = t; /* never older than UE_NOW_REUSE reads */
+        env->now_uses = 0;
+    }
+    return t;
+}
+
+/* Start caching now_ns for the callback the loop is entering ("Time"). Every
+ * now_enter is paired with a now_leave before the env can be destroyed:
+ * only used in callbacks during which destroy refuses (a timer pass, a
+ * flush, an open stream's read or write callback). */
+static void now_enter(ue_env *env)
+{
+    if (env->now_depth++ == 0) {
+        env->now_cache = uv_hrtime() - env->origin_ns;
+        env->now_uses = 0;
+    }
+}
+
+static void now_leave(ue_env *env)
+{
+    assert(env->now_depth > 0);
+    env->now_depth--;
 }
 
 /* ---- deferred work hooks --------------------------------------------------- */
@@ -242,7 +296,7 @@ static void on_idle(uv_idle_t *i);
 static void hooks_update(ue_env *env)
 {
     ue_hooks *hk = env->hooks;
-    int want = env->defers.len > 0 || env->tick_pending || env->ran;
+    int want = env->defers.len > 0 || env->tick_pending || (env->ran && env->once);
     if (want == hk->active) return;
     hk->active = want;
     if (want) {
@@ -353,6 +407,7 @@ static void on_tick(uv_timer_t *h)
     ue_env *env = hk->env;
     assert(env && !env->firing);
     env->firing = 1;
+    now_enter(env);
     /* Timers started by these callbacks wait for a later pass, even at
      * delay 0: `limit` excludes them and `now` is fixed for the pass. */
     uint64_t now = ue_now(&env->base);
@@ -369,6 +424,7 @@ static void on_tick(uv_timer_t *h)
         cb(ud);
     }
     env->firing = 0;
+    now_leave(env); /* the check below wants the live clock */
     hooks_update(env); /* env->ran: this turn's poll must not block */
     if (env->nheap > 0 && env->slots[env->heap[0]].deadline_ns <= ue_now(&env->base)) {
         /* Due already: arming with 0 here would run it in this same libuv
@@ -463,6 +519,7 @@ static void on_prepare(uv_prepare_t *p)
     ue_env *env = hk->env;
     assert(env && !env->flushing);
     env->flushing = 1;
+    now_enter(env);
     /* Run this turn's batch; what it defers goes to a fresh queue. */
     ue_dqueue batch = env->defers;
     env->defers = env->spare;
@@ -474,6 +531,7 @@ static void on_prepare(uv_prepare_t *p)
     assert(env->spare.items == NULL);
     env->spare = batch;
     env->flushing = 0;
+    now_leave(env);
     if (env->tick_pending) {
         env->tick_pending = 0;
         tick_update(env); /* due timers fire after this turn's poll */
@@ -484,7 +542,7 @@ static void on_prepare(uv_prepare_t *p)
      * event. The next prepare (nothing ran) stops it. */
     env->ran = 0;
     hooks_update(env);
-    if (ran && !env->hooks->active) {
+    if (ran && env->once && !env->hooks->active) {
         env->hooks->active = 1;
         uv_prepare_start(&env->hooks->prep, on_prepare);
         uv_idle_start(&env->hooks->idle, on_idle);
@@ -590,8 +648,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (s->state != ST_OPEN || !s->reading) return; /* closed or stopped */
     if (nread > 0) {
         assert((size_t)nread <= UE_READ_BUF_SIZE);
+        ue_env *env = ue(s->env);
+        now_enter(env);
         s->read_cb(s->read_ud, (mp_stream *)s, (const uint8_t *)buf->base,
                    (size_t)nread, MP_OK);
+        now_leave(env);
         return;
     }
     if (nread == 0) return; /* EAGAIN: nothing this time */
@@ -633,13 +694,41 @@ static int ue_read_stop(mp_stream *ms)
     return MP_OK;
 }
 
+static ue_write_req *wreq_get(ue_env *env)
+{
+    ue_write_req *w = env->wfree;
+    if (!w) return malloc(sizeof *w);
+    env->wfree = w->next_free;
+    env->nwfree--;
+    return w;
+}
+
+static void wreq_put(ue_env *env, ue_write_req *w)
+{
+    if (env->nwfree >= UE_WREQ_KEEP) {
+        free(w);
+        return;
+    }
+    w->next_free = env->wfree;
+    env->wfree = w;
+    env->nwfree++;
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     ue_write_req *w = req->data;
+    /* The stream (and so the env) outlives its write callbacks: libuv runs
+     * them, cancelled ones included, before the stream's close callback. */
+    ue_stream *s = req->handle->data;
+    ue_env *env = ue(s->env);
     mp_write_cb cb = w->cb;
     void *ud = w->ud;
-    free(w);
-    if (cb) cb(ud, map_uv_err(status));
+    wreq_put(env, w);
+    if (cb) {
+        now_enter(env);
+        cb(ud, map_uv_err(status));
+        now_leave(env);
+    }
 }
 
 static int ue_write(mp_stream *ms, const mp_iovec *iov, int iovcnt,
@@ -651,7 +740,8 @@ static int ue_write(mp_stream *ms, const mp_iovec *iov, int iovcnt,
     for (int i = 0; i < iovcnt; i++) {
         if (!iov[i].base && iov[i].len) return MP_EINVAL;
     }
-    ue_write_req *w = malloc(sizeof *w);
+    ue_env *env = ue(s->env);
+    ue_write_req *w = wreq_get(env);
     if (!w) return MP_ENOMEM;
     uv_buf_t inline_bufs[UE_INLINE_IOV];
     uv_buf_t *bufs = inline_bufs;
@@ -659,7 +749,7 @@ static int ue_write(mp_stream *ms, const mp_iovec *iov, int iovcnt,
     if (n > UE_INLINE_IOV) {
         bufs = malloc(n * sizeof *bufs);
         if (!bufs) {
-            free(w);
+            wreq_put(env, w);
             return MP_ENOMEM;
         }
     }
@@ -678,7 +768,7 @@ static int ue_write(mp_stream *ms, const mp_iovec *iov, int iovcnt,
     int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, n, on_write);
     if (bufs != inline_bufs) free(bufs); /* uv_write copied the array */
     if (rc != 0) {
-        free(w);
+        wreq_put(env, w);
         rc = map_uv_err(rc);
         return rc == MP_ENOMEM || rc == MP_ECONNRESET ? rc : MP_ECLOSED;
     }
@@ -977,7 +1067,9 @@ int mp_env_uv_run_once(mp_env *e, int wait)
     assert(!env->running && "mp_env_uv_run_once is not re-entrant");
     if (env->running) return 0;
     env->running = 1;
+    env->once = 1;
     int r = uv_run(env->loop, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    env->once = 0;
     env->running = 0;
     return r != 0;
 }
@@ -1037,6 +1129,11 @@ int mp_env_uv_destroy(mp_env *e)
         } else {
             rc = MP_EINTERNAL; /* leak the loop rather than free it in use */
         }
+    }
+    while (env->wfree) {
+        ue_write_req *w = env->wfree;
+        env->wfree = w->next_free;
+        free(w);
     }
     free(env->slots);
     free(env->heap);

@@ -30,8 +30,27 @@
  * Everything that waits (lookups, registrations, relays) is found again by
  * actor id and activation id, never through a pointer kept across a wait, so
  * an activation that died meanwhile is simply not found.
+ *
+ * Persisted state (src/actor/state.c) slots in between winning the
+ * registration and on_activate: the activation stays Activating while its
+ * load is out, and a load failure is an activation failure like a failing
+ * hook. A graceful shutdown keeps the node's memory until its storage
+ * operations completed (their callbacks always come).
+ *
+ * Restarts. Correlation ids carry the incarnation in their high bits, so a
+ * reply addressed to a previous incarnation (queued at a peer while this
+ * node was down) matches nothing. A restarted owner refuses new
+ * registrations of ids it does not know while it recovers (MP_EBUSY, the
+ * registrant retries), and survivors resend re-registrations that got no
+ * answer: together they keep single activation across owner restarts
+ * (bank-durable workload).
+ *
+ * Client-only nodes skip all of the above: mp_call goes to a gateway member
+ * (client_submit), with fail-over to the next member when the connection to
+ * the gateway breaks or it answers MP_EUNAVAIL.
  */
 #include <assert.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +66,7 @@
  * long for a frame lost with a broken connection. */
 #define SYS_TIMEOUT_MAX_NS (1000ull * NS_PER_MS)
 #define REGISTER_ATTEMPTS 3
+#define BUSY_RETRY_NS (200ull * NS_PER_MS)
 #define DEFAULT_CALL_TIMEOUT_NS (30ull * 1000 * NS_PER_MS)
 #define DEFAULT_IDLE_TIMEOUT_NS (600ull * 1000 * NS_PER_MS)
 
@@ -524,6 +544,7 @@ static int decode_entry(const mp_directory *d, const uint8_t *p, size_t len,
 
 static void send_unregister(mp_node *n, const mp_ref *ref, uint64_t act_id,
                             bool want_answer);
+static void register_timer(void *ud);
 
 static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
                           int status, const mp_dir_entry *w)
@@ -538,6 +559,15 @@ static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
         if (status == MP_OK && w->member == n->dir.self && w->act_id == act_id)
             send_unregister(n, ref, act_id, false);
         return;
+    }
+    if (status == MP_EBUSY && !n->closing &&
+        a->busy_retries++ < (int)(MP_DIR_RECOVERY_NS / BUSY_RETRY_NS) + 5) {
+        /* The owner restarted and is still recovering its table: it takes
+         * no new registrations until the survivors re-registered theirs
+         * (else a new activation could win against a live one). */
+        MP_SOMETIMES(true, "actor.register_while_recovering");
+        a->timer = mp_env_timer_start(n->env, BUSY_RETRY_NS, register_timer, a);
+        if (a->timer) return;
     }
     if (status < 0) {
         if (++a->register_attempts < REGISTER_ATTEMPTS && !n->closing) {
@@ -583,6 +613,22 @@ static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
     }
 }
 
+static void rereg_retry_fire(void *ud);
+
+/* Send a re-registration again later (attempt counts them). */
+static void rereg_schedule(mp_node *n, const mp_ref *ref, uint64_t act_id,
+                           uint32_t attempt)
+{
+    if (attempt >= MP_REREG_ATTEMPTS || n->closing) return;
+    MP_SOMETIMES(true, "actor.reregister_retried");
+    mp_ctx *r = ctx_new(n, MP_CTX_REREG_RETRY, ref);
+    if (!r) return;
+    r->act_id = act_id;
+    r->incarnation = attempt;
+    r->timer = mp_env_timer_start(n->env, MP_REREG_RETRY_NS, rereg_retry_fire, r);
+    if (!r->timer) ctx_free(r);
+}
+
 static void register_cb(void *ud, int status, const void *data, size_t len)
 {
     mp_ctx *c = ud;
@@ -596,9 +642,19 @@ static void register_cb(void *ud, int status, const void *data, size_t len)
     mp_ref ref = c->ref;
     uint64_t act_id = c->act_id;
     uint8_t kind = c->kind;
+    uint32_t attempts = c->incarnation;
     ctx_free(c);
     if (kind == MP_CTX_REREGISTER) {
         mp_actor *a = mp_catalog_get(&n->catalog, ref.id, ref.len);
+        if (status < 0 && status != MP_EPROTO && a && a->act_id == act_id &&
+            (a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) &&
+            !n->closing) {
+            /* Lost with a broken connection, most likely: the restarted
+             * owner must learn of this activation before its recovery
+             * ends, or it lets a second one be placed. */
+            rereg_schedule(n, &ref, act_id, attempts + 1);
+            return;
+        }
         if (status == MP_OK && a && a->act_id == act_id &&
             !(w.member == n->dir.self && w.act_id == act_id) &&
             a->state == MP_ACT_VALID) {
@@ -635,13 +691,39 @@ static int send_system(mp_node *n, size_t member, const char *method,
     return rc;
 }
 
-/* Returns 0 when the request left (or was handled locally). */
+static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
+                         uint32_t attempt);
+
+static void rereg_retry_fire(void *ud)
+{
+    mp_ctx *r = ud;
+    r->timer = 0;
+    mp_node *n = r->node;
+    mp_ref ref = r->ref;
+    uint64_t act_id = r->act_id;
+    uint32_t attempt = r->incarnation;
+    ctx_free(r);
+    mp_actor *a = mp_catalog_get(&n->catalog, ref.id, ref.len);
+    if (a && a->act_id == act_id && !n->closing &&
+        (a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING))
+        (void)do_register_n(n, a, MP_CTX_REREGISTER, attempt);
+}
+
 static int do_register(mp_node *n, mp_actor *a, uint8_t kind)
+{
+    return do_register_n(n, a, kind, 0);
+}
+
+/* Returns 0 when the request left (or was handled locally). */
+static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
+                         uint32_t attempt)
 {
     size_t owner = mp_dir_owner(&n->dir, &a->ref);
     if (owner == n->dir.self) {
         mp_dir_entry w;
-        int rc = mp_dir_register(&n->dir, &a->ref, (uint16_t)n->dir.self,
+        int rc = MP_EBUSY;
+        if (!recovering(n) || mp_dir_table_get(&n->dir, a->ref.id, a->ref.len))
+            rc = mp_dir_register(&n->dir, &a->ref, (uint16_t)n->dir.self,
                                  n->incarnation, a->act_id, &w);
         mp_ref ref = a->ref; /* register_done may free a */
         if (kind == MP_CTX_REGISTER) register_done(n, &ref, a->act_id, rc, &w);
@@ -651,6 +733,7 @@ static int do_register(mp_node *n, mp_actor *a, uint8_t kind)
     int rc = MP_ENOMEM;
     if (c) {
         c->act_id = a->act_id;
+        c->incarnation = attempt;
         uint8_t p[12];
         put_u32(p, n->incarnation);
         put_u64(p + 4, a->act_id);
@@ -660,6 +743,8 @@ static int do_register(mp_node *n, mp_actor *a, uint8_t kind)
                          &a->ref, p, sizeof p, c, register_cb);
         if (rc < 0) ctx_free(c);
     }
+    if (rc < 0 && kind == MP_CTX_REREGISTER)
+        rereg_schedule(n, &a->ref, a->act_id, attempt + 1);
     if (rc < 0 && kind == MP_CTX_REGISTER) {
         mp_ref ref = a->ref;
         register_done(n, &ref, a->act_id, rc, NULL);
@@ -753,6 +838,8 @@ void mp_node_deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason)
     assert(a->state == MP_ACT_VALID && !a->current);
     a->deactivate_requested = false;
     if (!mp_actor_set_state(a, MP_ACT_DEACTIVATING)) return;
+    /* A Valid activation always passed on_activate: its hook is owed. */
+    MP_ALWAYS(a->activated, "actor.deactivate_hook_owed");
     if (a->activated) {
         a->activated = false;
         if (a->type->on_deactivate)
@@ -764,10 +851,41 @@ void mp_node_deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason)
     send_unregister(n, &ref, a->act_id, true);
 }
 
+void mp_node_activation_failed(mp_node *n, mp_actor *a, const char *why)
+{
+    MP_SOMETIMES(true, "actor.activation_failed");
+    n->stats.activation_failures++;
+    mp_actor_set_state(a, MP_ACT_INVALID);
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_msg *m;
+    while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
+    mp_ref ref = a->ref;
+    uint64_t act_id = a->act_id;
+    destroy_activation(n, a);
+    send_unregister(n, &ref, act_id, false);
+    mp_env_log(n->env, MP_LOG_INFO, "node: activation of %s failed: %s", ref.id,
+               why);
+    fail_list(n, &msgs, MP_EACTIVATION, why);
+    if (n->closing) check_shutdown_done(n);
+}
+
 void mp_node_activate(mp_node *n, mp_actor *a)
 {
     assert(a->state == MP_ACT_ACTIVATING);
-    /* Seam: persisted state is loaded here before on_activate (storage). */
+    if (a->loading) return; /* its completion schedules us again */
+    if (!a->state_loaded) {
+        /* Persisted state first (state.h): on_activate sees it. */
+        int lrc = mp_state_load_start(n, a);
+        if (lrc < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "activation failed: cannot load state: %s",
+                     mp_strerror(lrc));
+            mp_node_activation_failed(n, a, why);
+            return;
+        }
+        if (!a->state_loaded) return; /* loading */
+    }
     int rc = 0;
     if (a->type->on_activate) rc = a->type->on_activate(a, a->instance);
     if (rc == 0) {
@@ -783,18 +901,10 @@ void mp_node_activate(mp_node *n, mp_actor *a)
         return;
     }
     /* The hook failed: queued messages fail, no activation remains. */
-    MP_SOMETIMES(true, "actor.activation_failed");
-    mp_actor_set_state(a, MP_ACT_INVALID);
-    mp_list_node msgs;
-    mp_list_init(&msgs);
-    mp_msg *m;
-    while ((m = mp_actor_pop(a)) != NULL) mp_list_push_back(&msgs, &m->link);
-    mp_ref ref = a->ref;
-    uint64_t act_id = a->act_id;
-    destroy_activation(n, a);
-    send_unregister(n, &ref, act_id, false);
-    fail_list(n, &msgs, MP_EACTIVATION, "activation failed");
-    if (n->closing) check_shutdown_done(n);
+    char why[96];
+    snprintf(why, sizeof why, "activation failed: on_activate returned %s",
+             mp_status_name(rc));
+    mp_node_activation_failed(n, a, why);
 }
 
 void mp_node_turn_ended(mp_node *n, mp_actor *a)
@@ -1002,6 +1112,205 @@ static void route(mp_node *n, mp_msg *m)
     pending_add(n, m);
 }
 
+/* ---- client-only nodes ---- */
+
+/* A gateway attempt failed in a way another member may not share: the
+ * connection to it broke or was refused, or it said it cannot serve. */
+static bool client_retryable(int status)
+{
+    return status == MP_EUNAVAIL || status == MP_ECONNRESET ||
+           status == MP_ECONNREFUSED || status == MP_EOF ||
+           status == MP_EQUEUEFULL;
+}
+
+/* Every member is tried once per round; a call then waits a little before
+ * the next round (the cluster may be restarting), up to its deadline. */
+#define CLIENT_ROUNDS 4
+#define CLIENT_ROUND_PAUSE_NS (100ull * NS_PER_MS)
+
+static int client_frame(mp_node *n, const mp_msg *m, size_t gw, uint64_t corr)
+{
+    uint64_t now = mp_env_now(n->env);
+    if (m->deadline && now >= m->deadline) return MP_ETIMEDOUT;
+    uint64_t remaining = m->deadline ? m->deadline - now : n->call_timeout_ns;
+    uint64_t ttl_ms = (remaining + NS_PER_MS - 1) / NS_PER_MS;
+    if (ttl_ms > UINT32_MAX) ttl_ms = UINT32_MAX;
+    mp_frame f;
+    frame_init(&f, corr ? MP_FRAME_REQUEST : MP_FRAME_ONEWAY);
+    f.correlation_id = corr;
+    f.ttl_ms = (uint32_t)ttl_ms;
+    f.target = mp_bytes_make(m->target.id, m->target.len);
+    f.method = mp_bytes_make(m->method, m->method_len);
+    f.payload = mp_bytes_make(m->data, m->len);
+    int rc = send_frame(n, mp_dir_addr(&n->dir, gw), &f);
+    DBG(n, "client send %s.%s to %s corr=%llu rc=%d", m->target.id, m->method,
+        mp_dir_addr(&n->dir, gw), (unsigned long long)corr, rc);
+    return rc;
+}
+
+static void ccall_cb(void *ud, int status, const void *data, size_t len);
+
+static void ccall_free(mp_node *n, mp_ccall *cc)
+{
+    mp_list_remove(&cc->link);
+    if (cc->timer) mp_env_timer_cancel(n->env, cc->timer);
+    if (cc->corr) mp_calls_cancel(&n->calls, cc->corr);
+    mp_msg_release(n, cc->m);
+    free(cc);
+}
+
+/* The call's outcome: runs the caller's callback (from a loop callback,
+ * never inside mp_call) and forgets the call. */
+static void ccall_finish(mp_node *n, mp_ccall *cc, int status,
+                         const void *data, size_t len)
+{
+    mp_reply_cb cb = cc->cb;
+    void *ud = cc->ud;
+    cc->corr = 0;
+    ccall_free(n, cc);
+    cb(ud, status, data, len);
+}
+
+/* Send the next attempt (gateway first + tries). Returns the send status;
+ * on failure nothing is registered. */
+static int client_attempt_once(mp_node *n, mp_ccall *cc)
+{
+    cc->gw = (uint16_t)((cc->m->target.hash + cc->tries) % n->dir.n);
+    int rc = mp_calls_add_at(&n->calls, cc->m->deadline, ccall_cb, cc,
+                             &cc->corr);
+    if (rc < 0) {
+        cc->corr = 0;
+        return rc;
+    }
+    rc = client_frame(n, cc->m, cc->gw, cc->corr);
+    if (rc < 0) {
+        mp_calls_cancel(&n->calls, cc->corr);
+        cc->corr = 0;
+    }
+    return rc;
+}
+
+static void client_next(mp_node *n, mp_ccall *cc, int status,
+                        const void *data, size_t len);
+
+static void client_retry_fire(void *ud)
+{
+    mp_ccall *cc = ud;
+    cc->timer = 0;
+    mp_node *n = cc->node;
+    int rc = client_attempt_once(n, cc);
+    if (rc < 0) client_next(n, cc, rc, mp_strerror(rc), strlen(mp_strerror(rc)));
+}
+
+/* The current attempt failed with `status`: fail over to the next gateway
+ * while that makes sense, else report the failure. Runs from loop
+ * callbacks only. */
+static void client_next(mp_node *n, mp_ccall *cc, int status,
+                        const void *data, size_t len)
+{
+    for (;;) {
+        uint64_t now = mp_env_now(n->env);
+        bool more = client_retryable(status) && !n->closing &&
+                    cc->tries + 1 < CLIENT_ROUNDS * n->dir.n &&
+                    (!cc->m->deadline || now < cc->m->deadline);
+        if (!more) {
+            ccall_finish(n, cc, status, data, len);
+            return;
+        }
+        MP_SOMETIMES(true, "actor.client_failover");
+        cc->tries++;
+        if (cc->tries % n->dir.n == 0) {
+            cc->timer = mp_env_timer_start(n->env, CLIENT_ROUND_PAUSE_NS,
+                                           client_retry_fire, cc);
+            if (cc->timer) return;
+        }
+        int rc = client_attempt_once(n, cc);
+        if (rc == 0) return;
+        status = rc;
+        data = mp_strerror(rc);
+        len = strlen(data);
+    }
+}
+
+static void ccall_cb(void *ud, int status, const void *data, size_t len)
+{
+    mp_ccall *cc = ud;
+    mp_node *n = cc->node;
+    cc->corr = 0;
+    if (client_retryable(status))
+        client_next(n, cc, status, data, len);
+    else
+        ccall_finish(n, cc, status, data, len);
+}
+
+/* A gateway's connection broke or could not be made: the calls waiting on
+ * it go to the next member (their frame may still arrive there later: a
+ * failed-over request can run twice, see node.h). */
+static void client_peer_down(mp_node *n, uint16_t member, int status)
+{
+    mp_list_node moved;
+    mp_list_init(&moved);
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->ccalls)
+    {
+        mp_ccall *cc = MP_CONTAINER_OF(ln, mp_ccall, link);
+        if (cc->corr && cc->gw == member) {
+            mp_list_remove(&cc->link);
+            mp_list_push_back(&moved, &cc->link);
+        }
+    }
+    if (status >= 0) status = MP_ECONNRESET;
+    static const char why[] = "connection to the gateway lost";
+    /* One at a time, each back in the main list before anything runs:
+     * callbacks may add calls (never remove others). */
+    while ((ln = mp_list_pop_front(&moved)) != NULL) {
+        mp_ccall *cc = MP_CONTAINER_OF(ln, mp_ccall, link);
+        mp_list_push_back(&n->ccalls, &cc->link);
+        mp_calls_cancel(&n->calls, cc->corr);
+        cc->corr = 0;
+        client_next(n, cc, status, why, sizeof why - 1);
+    }
+}
+
+/* Submit from a client-only node: consumes m. */
+static int client_submit(mp_node *n, mp_msg *m, mp_reply_cb cb, void *ud,
+                         bool oneway)
+{
+    int rc = MP_EUNAVAIL;
+    if (oneway) {
+        for (size_t i = 0; i < n->dir.n && rc < 0; i++)
+            rc = client_frame(n, m, (m->target.hash + i) % n->dir.n, 0);
+        mp_msg_release(n, m);
+        if (rc == 0) n->stats.calls_out++;
+        return rc < 0 ? rc : MP_OK;
+    }
+    mp_ccall *cc = calloc(1, sizeof *cc);
+    if (!cc) {
+        mp_msg_release(n, m);
+        return MP_ENOMEM;
+    }
+    cc->node = n;
+    cc->m = m;
+    cc->cb = cb;
+    cc->ud = ud;
+    m->origin = MP_ORIGIN_LOCAL;
+    mp_list_node_init(&cc->link);
+    mp_list_push_back(&n->ccalls, &cc->link);
+    /* The first round is tried at once; if no gateway takes the frame the
+     * call fails here and cb never runs. */
+    for (;;) {
+        rc = client_attempt_once(n, cc);
+        if (rc == 0) break;
+        if (!client_retryable(rc) || cc->tries + 1 >= n->dir.n) {
+            ccall_free(n, cc);
+            return rc;
+        }
+        cc->tries++;
+    }
+    n->stats.calls_out++;
+    return MP_OK;
+}
+
 /* ---- the call API ---- */
 
 static bool ref_ok(const mp_ref *r)
@@ -1053,6 +1362,7 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
         memcpy(m->sender, sender->ref.id, slen + 1);
         m->sender_len = (uint16_t)slen;
     }
+    if (n->client_only) return client_submit(n, m, cb, ud, oneway);
     if (oneway) {
         m->origin = MP_ORIGIN_NONE;
     } else {
@@ -1168,7 +1478,7 @@ static void on_response(mp_node *n, const mp_frame *f)
 {
     DBG(n, "response corr=%llu status=%d", (unsigned long long)f->correlation_id,
         f->status);
-    for (uint16_t i = 0; i < f->cache_update_count; i++) {
+    for (uint16_t i = 0; i < f->cache_update_count && !n->client_only; i++) {
         const mp_frame_cache_update *u = &f->cache_updates[i];
         mp_ref r;
         if (mp_ref_parse(&r, (const char *)u->actor_id.ptr, u->actor_id.len) != MP_OK)
@@ -1282,6 +1592,14 @@ static void on_system(mp_node *n, int peer_idx, const char *peer,
         return;
     }
     if (rereg && recovering(n) && n->rereg_count) n->rereg_count[peer_idx]++;
+    if (!rereg && recovering(n) && !mp_dir_table_get(&n->dir, ref.id, ref.len)) {
+        /* A new registration while the survivors' re-registrations may
+         * still be on their way: first-wins would let it beat a live
+         * activation. The registrant retries (register_done). */
+        send_response(n, peer, f->correlation_id, MP_EBUSY,
+                      "directory recovering", 20, NULL, -1);
+        return;
+    }
     /* Never delayed while recovering: the recovery must not end before the
      * re-registrations it counted are in the table. */
     if (!recovering(n) && MP_BUGGIFY_P(0.2)) {
@@ -1303,21 +1621,61 @@ static void on_system(mp_node *n, int peer_idx, const char *peer,
     owner_register(n, peer, peer_idx, f->correlation_id, &ref, inc, act_id);
 }
 
+static void on_stats_request(mp_node *n, const char *peer, const mp_frame *f)
+{
+    if (!f->correlation_id) return;
+    size_t len = 0;
+    char *json = mp_node_stats_json(n, &len);
+    if (!json) {
+        send_response(n, peer, f->correlation_id, MP_ENOMEM, "out of memory",
+                      13, NULL, -1);
+        return;
+    }
+    send_response(n, peer, f->correlation_id, 0, json, len, NULL, -1);
+    free(json);
+}
+
+/* Frames from any handshaken peer of our namespace. Members speak the whole
+ * protocol; a non-member (a client-only node) may send requests and ask for
+ * stats, nothing that touches the directory. */
 static void on_frame(void *ud, const char *peer, const mp_frame *f)
 {
     mp_node *n = ud;
     if (n->freed || !peer) return;
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
-    if (idx < 0 || (size_t)idx == n->dir.self) {
-        mp_env_log(n->env, MP_LOG_WARN, "node: frame from non-member %s dropped",
+    if (idx >= 0 && (size_t)idx == n->dir.self) {
+        mp_env_log(n->env, MP_LOG_WARN, "node: frame from own address %s dropped",
                    peer);
         return;
     }
     switch (f->kind) {
     case MP_FRAME_REQUEST:
-    case MP_FRAME_ONEWAY: on_request(n, idx, peer, f); break;
+    case MP_FRAME_ONEWAY:
+        if (n->client_only) {
+            static const char no[] = "a client-only node hosts no actors";
+            if (f->kind == MP_FRAME_REQUEST)
+                send_response(n, peer, f->correlation_id, MP_EUNAVAIL, no,
+                              sizeof no - 1, NULL, -1);
+            break;
+        }
+        if (idx < 0) MP_SOMETIMES(true, "actor.request_from_client");
+        on_request(n, idx, peer, f);
+        break;
     case MP_FRAME_RESPONSE: on_response(n, f); break;
-    case MP_FRAME_SYSTEM: on_system(n, idx, peer, f); break;
+    case MP_FRAME_SYSTEM:
+        if (mp_bytes_eq(f->method, mp_bytes_str(MP_SYS_STATS))) {
+            on_stats_request(n, peer, f);
+        } else if (idx < 0 || n->client_only) {
+            static const char no[] = "system request refused: not a member";
+            mp_env_log(n->env, MP_LOG_WARN,
+                       "node: system request from non-member %s refused", peer);
+            if (f->correlation_id)
+                send_response(n, peer, f->correlation_id, MP_EPROTO, no,
+                              sizeof no - 1, NULL, -1);
+        } else {
+            on_system(n, idx, peer, f);
+        }
+        break;
     default: break;
     }
 }
@@ -1329,6 +1687,7 @@ static void on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
     mp_dir_peer_restart(&n->dir, (uint16_t)idx, new_inc);
+    if (n->client_only) return; /* no activations, no say in recovery */
     /* The peer lost its owner table: re-register our activations whose
      * owner it is, or a lookup there would place a second one. Then tell
      * it how many we sent (also when we had none, or never knew it), so it
@@ -1360,6 +1719,10 @@ static void on_peer_down(void *ud, const char *peer, int status)
     if (n->freed || !peer) return;
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
+    if (n->client_only) {
+        client_peer_down(n, (uint16_t)idx, status);
+        return;
+    }
     mp_dir_cache_drop_member(&n->dir, (uint16_t)idx);
 }
 
@@ -1469,7 +1832,10 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
                 return bad_config(env, "duplicate member");
         if (strcmp(cfg->members[i], cfg->self_addr) == 0) self = i;
     }
-    if (self == SIZE_MAX) return bad_config(env, "self address not in members");
+    if (cfg->client_only && self != SIZE_MAX)
+        return bad_config(env, "a client-only node must not be in members");
+    if (!cfg->client_only && self == SIZE_MAX)
+        return bad_config(env, "self address not in members");
     if (cfg->incarnation < 1) return bad_config(env, "incarnation must be >= 1");
     if (cfg->max_message && (cfg->max_message < MP_FRAME_MIN_SIZE + 64 ||
                              cfg->max_message > MP_FRAME_MAX_LIMIT))
@@ -1489,6 +1855,9 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->on_mailbox_depth = cfg->on_mailbox_depth;
     n->hook_ud = cfg->hook_ud;
     n->storage = cfg->storage;
+    n->client_only = cfg->client_only;
+    mp_list_init(&n->ccalls);
+    mp_list_init(&n->sops);
     mp_list_init(&n->runq);
     mp_list_init(&n->pending_list);
     mp_list_init(&n->ctx_list);
@@ -1497,7 +1866,8 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     if (mp_calls_init(&n->calls, env, n->max_pending_calls) != MP_OK ||
         mp_catalog_init(&n->catalog, seed) != MP_OK ||
         mp_map_str_init_seeded(&n->pending, 0, seed ^ 7) != MP_OK ||
-        mp_dir_init(&n->dir, cfg->members, cfg->member_count, self, seed ^ 9) != MP_OK) {
+        mp_dir_init(&n->dir, cfg->members, cfg->member_count,
+                    self == SIZE_MAX ? MP_DIR_NO_SELF : self, seed ^ 9) != MP_OK) {
         mp_calls_free(&n->calls, false, 0);
         mp_catalog_free(&n->catalog);
         mp_map_str_free(&n->pending);
@@ -1505,6 +1875,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
         free(n);
         return MP_ENOMEM;
     }
+    mp_calls_set_base(&n->calls, (uint64_t)n->incarnation << 40);
     *out = n;
     return MP_OK;
 }
@@ -1547,7 +1918,9 @@ int mp_node_start(mp_node *n)
             n->types[i].type->idle_timeout_ns < min_idle)
             min_idle = n->types[i].type->idle_timeout_ns;
     n->sweep_interval_ns = min_idle / 4 ? min_idle / 4 : 1;
-    if (n->dir.n > 1) {
+    /* Every node listens, a one-member cluster too: client-only nodes
+     * (moonpool call, stats) reach the cluster through any member. */
+    {
         mp_transport_config tc;
         mp_transport_config_init(&tc);
         tc.cluster_namespace = n->ns;
@@ -1557,9 +1930,14 @@ int mp_node_start(mp_node *n)
         static const mp_transport_callbacks cbs = {on_frame, on_peer_restart, on_peer_down};
         int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
         if (rc < 0) return rc;
-        n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS, load_timer, n);
+        /* Port 0 (real mode): announce what the OS bound. */
+        snprintf(n->self_addr, sizeof n->self_addr, "%s",
+                 mp_transport_self_addr(n->transport));
+        if (!n->client_only && n->dir.n > 1)
+            n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS,
+                                               load_timer, n);
     }
-    if (n->incarnation > 1 && n->dir.n > 1) {
+    if (n->incarnation > 1 && n->dir.n > 1 && !n->client_only) {
         n->rereg_count = calloc(n->dir.n, sizeof *n->rereg_count);
         n->rereg_done = calloc(n->dir.n, sizeof *n->rereg_done);
         /* Without the counters recovery simply lasts its full time. */
@@ -1614,6 +1992,9 @@ static void release_all(mp_node *n)
     }
     while ((ln = mp_list_front(&n->ctx_list)) != NULL)
         ctx_free(MP_CONTAINER_OF(ln, mp_ctx, link));
+    while ((ln = mp_list_front(&n->ccalls)) != NULL)
+        ccall_free(n, MP_CONTAINER_OF(ln, mp_ccall, link));
+    mp_state_node_free(n);
     mp_calls_free(&n->calls, false, 0);
     mp_catalog_free(&n->catalog);
     mp_map_str_free(&n->pending);
@@ -1632,19 +2013,53 @@ static void release_all(mp_node *n)
 void mp_node_free_now(mp_node *n)
 {
     if (!n) return;
+    n->killing = true;
     if (n->transport) mp_transport_free_now(n->transport);
     n->transport = NULL;
     release_all(n);
 }
 
+static void finish_release(mp_node *n)
+{
+    void (*cb)(void *) = n->shutdown_cb;
+    void *cud = n->shutdown_ud;
+    release_all(n);
+    if (cb) cb(cud);
+}
+
 static void transport_closed(void *ud)
 {
     mp_node *n = ud;
-    void (*cb)(void *) = n->shutdown_cb;
-    void *cud = n->shutdown_ud;
     n->transport = NULL;
-    release_all(n);
-    if (cb) cb(cud);
+    /* Storage operations still out hold pointers to this node: their
+     * callbacks always come (storage.h), so the memory waits for them. */
+    if (!mp_list_empty(&n->sops)) {
+        n->release_waiting = true;
+        return;
+    }
+    finish_release(n);
+}
+
+bool mp_node_sop_done(mp_node *n)
+{
+    if (!n->release_waiting || !mp_list_empty(&n->sops)) return false;
+    n->release_waiting = false;
+    finish_release(n);
+    return true;
+}
+
+void mp_node_note_persist(mp_node *n, uint64_t ns, int status)
+{
+    n->stats.persists++;
+    if (status < 0) n->stats.persist_errors++;
+    uint64_t us = ns / 1000;
+    int b = 0;
+    while (us > 1 && b < MP_PERSIST_BUCKETS - 1) {
+        us >>= 1;
+        b++;
+    }
+    n->persist_hist[b]++;
+    n->persist_count++;
 }
 
 static void shutdown_finish(mp_node *n)
@@ -1653,21 +2068,10 @@ static void shutdown_finish(mp_node *n)
     n->transport_closing = true;
     if (n->shutdown_timer) mp_env_timer_cancel(n->env, n->shutdown_timer);
     n->shutdown_timer = 0;
-    /* Activations still busy at the deadline: their hooks run now. */
     mp_list_node *ln, *tmp;
-    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
-    {
-        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
-        if (a->activated && a->type->on_deactivate) {
-            a->activated = false;
-            a->type->on_deactivate(a, a->instance, MP_DEACTIVATE_SHUTDOWN);
-            n->stats.deactivations_total++;
-        }
-        mp_msg *m;
-        while ((m = mp_actor_pop(a)) != NULL)
-            fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
-    }
-    /* Pending lookups fail, then every outstanding call with MP_ECLOSED. */
+    /* Pending lookups fail, then every outstanding call with MP_ECLOSED,
+     * before any hook runs: an instance released afterwards can rely on
+     * none of its calls calling back later (actor.h, release). */
     while ((ln = mp_list_front(&n->pending_list)) != NULL) {
         mp_pending *p = MP_CONTAINER_OF(ln, mp_pending, link);
         mp_list_node msgs;
@@ -1677,8 +2081,32 @@ static void shutdown_finish(mp_node *n)
         pending_free(n, p);
         fail_list(n, &msgs, MP_ECLOSED, "node shutting down");
     }
+    /* Client calls waiting to fail over: they end now too. */
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->ccalls)
+    {
+        /* Those with an attempt out are completed by mp_calls_free. */
+        mp_ccall *cc = MP_CONTAINER_OF(ln, mp_ccall, link);
+        static const char why[] = "node shutting down";
+        if (!cc->corr) ccall_finish(n, cc, MP_ECLOSED, why, sizeof why - 1);
+    }
+    uint64_t next = n->calls.next_corr;
     mp_calls_free(&n->calls, true, MP_ECLOSED);
     mp_calls_init(&n->calls, n->env, 0); /* empty table: late replies drop */
+    n->calls.next_corr = next;
+    /* Activations still busy at the deadline: their hooks run now. */
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->activated) {
+            a->activated = false;
+            if (a->type->on_deactivate)
+                a->type->on_deactivate(a, a->instance, MP_DEACTIVATE_SHUTDOWN);
+            n->stats.deactivations_total++;
+        }
+        mp_msg *m;
+        while ((m = mp_actor_pop(a)) != NULL)
+            fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
+    }
     if (n->transport) {
         uint64_t now = mp_env_now(n->env);
         uint64_t left = n->shutdown_deadline > now ? n->shutdown_deadline - now : 0;
@@ -1748,6 +2176,122 @@ void mp_node_get_stats(mp_node *n, mp_node_stats *out)
     out->replies_late = n->calls.late;
     out->timeouts = n->calls.timeouts;
     out->pending_calls = mp_calls_pending(&n->calls);
+}
+
+/* A percentile of the persist latency histogram, in ms (the upper bound
+ * of the bucket holding it), or -1 when nothing was persisted. */
+static double persist_pct_ms(const mp_node *n, double q)
+{
+    if (!n->persist_count) return -1;
+    uint64_t want = (uint64_t)((double)n->persist_count * q);
+    if (want >= n->persist_count) want = n->persist_count - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < MP_PERSIST_BUCKETS; i++) {
+        seen += n->persist_hist[i];
+        if (seen > want) return (double)(2ull << i) / 1000.0;
+    }
+    return (double)(2ull << (MP_PERSIST_BUCKETS - 1)) / 1000.0;
+}
+
+char *mp_node_stats_json(mp_node *n, size_t *len)
+{
+    if (len) *len = 0;
+    if (!n) return NULL;
+    mp_node_stats st;
+    mp_node_get_stats(n, &st);
+    json_t *o = json_object();
+    json_t *types = json_object();
+    if (!o || !types) {
+        json_decref(o);
+        json_decref(types);
+        return NULL;
+    }
+    int bad = 0;
+#define SET_U(f) bad |= json_object_set_new(o, #f, json_integer((json_int_t)st.f))
+    SET_U(activations);
+    SET_U(activations_total);
+    SET_U(deactivations_total);
+    SET_U(calls_out);
+    SET_U(calls_in);
+    SET_U(replies_late);
+    SET_U(timeouts);
+    SET_U(forwards);
+    SET_U(cache_updates);
+    SET_U(errors_sent);
+    SET_U(mailbox_depth_total);
+    SET_U(mailbox_depth_max);
+    SET_U(pending_calls);
+    SET_U(dir_lookups);
+    SET_U(placements);
+    SET_U(state_loads);
+    SET_U(state_load_errors);
+    SET_U(persists);
+    SET_U(persist_errors);
+    SET_U(activation_failures);
+#undef SET_U
+    bad |= json_object_set_new(o, "addr", json_string(n->self_addr));
+    bad |= json_object_set_new(o, "namespace", json_string(n->ns));
+    bad |= json_object_set_new(o, "incarnation", json_integer(n->incarnation));
+    bad |= json_object_set_new(o, "client_only", json_boolean(n->client_only));
+    bad |= json_object_set_new(o, "members", json_integer((json_int_t)n->dir.n));
+    for (size_t i = 0; i < n->type_count; i++) {
+        json_int_t c = 0;
+        mp_list_node *ln, *tmp;
+        MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+        {
+            mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+            if (a->type == n->types[i].type) c++;
+        }
+        bad |= json_object_set_new(types, n->types[i].type->name, json_integer(c));
+    }
+    bad |= json_object_set_new(o, "types", types);
+    double p50 = persist_pct_ms(n, 0.5), p99 = persist_pct_ms(n, 0.99);
+    bad |= json_object_set_new(o, "persist_p50_ms", p50 < 0 ? json_null() : json_real(p50));
+    bad |= json_object_set_new(o, "persist_p99_ms", p99 < 0 ? json_null() : json_real(p99));
+    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text && len) *len = strlen(text);
+    return text;
+}
+
+int mp_node_request_stats(mp_node *n, const char *member_addr, mp_reply_cb cb,
+                          void *ud)
+{
+    if (!n || !member_addr || !cb) return MP_EINVAL;
+    if (n->closing || !n->started) return MP_ECLOSED;
+    if (strcmp(member_addr, n->self_addr) == 0) {
+        /* Our own counters: the same path as a local call's reply, so cb
+         * runs from the drain, never inside this call. */
+        size_t len = 0;
+        char *json = mp_node_stats_json(n, &len);
+        if (!json) return MP_ENOMEM;
+        mp_msg *m = mp_msg_alloc(n);
+        int rc = m ? mp_calls_add(&n->calls, n->call_timeout_ns, cb, ud, &m->corr)
+                   : MP_ENOMEM;
+        if (rc < 0) {
+            if (m) mp_msg_release(n, m);
+            free(json);
+            return rc;
+        }
+        m->origin = MP_ORIGIN_LOCAL;
+        mp_node_finish(n, m, 0, json, len);
+        free(json);
+        return MP_OK;
+    }
+    int idx = mp_dir_member(&n->dir, member_addr, strlen(member_addr));
+    if (idx < 0) return MP_EINVAL;
+    mp_frame f;
+    frame_init(&f, MP_FRAME_SYSTEM);
+    f.method = mp_bytes_str(MP_SYS_STATS);
+    f.ttl_ms = (uint32_t)(n->call_timeout_ns / NS_PER_MS);
+    int rc = mp_calls_add(&n->calls, n->call_timeout_ns, cb, ud, &f.correlation_id);
+    if (rc < 0) return rc;
+    rc = send_frame(n, mp_dir_addr(&n->dir, (size_t)idx), &f);
+    if (rc < 0) {
+        mp_calls_cancel(&n->calls, f.correlation_id);
+        return rc;
+    }
+    return MP_OK;
 }
 
 void mp_node_foreach_activation(mp_node *n,

@@ -25,6 +25,15 @@
  *       restarted owner used to know; then dir.reregistered (payload u32
  *       count of them, no answer) lets the owner end its recovery early
  *       once it has received that many from every other member.
+ *     stats: empty target and payload; answered with a RESPONSE whose
+ *       payload is the node's counters as a JSON object
+ *       (mp_node_stats_json). The only SYSTEM request a non-member (a
+ *       client-only node) may send.
+ * Client-only nodes (not in the member list) send REQUEST/ONEWAY frames
+ * with forward_count 0 to a gateway member, which treats them like any
+ * peer's request (proxying with a relay record when the actor lives
+ * elsewhere) and answers on the same connection. Members never send
+ * requests to clients; a client answers any REQUEST with MP_EUNAVAIL.
  * All integers little-endian. Every field read from a peer is validated.
  *
  * Thread: the node's loop thread.
@@ -51,15 +60,26 @@
 #define MP_SYS_LOAD "load"
 #define MP_SYS_REREGISTER "dir.reregister"     /* as register, after a restart */
 #define MP_SYS_REREGISTERED "dir.reregistered" /* u32: re-registrations sent */
+#define MP_SYS_STATS "stats"                   /* answer: JSON counters */
 
-#define MP_LOAD_INTERVAL_NS (500ull * 1000 * 1000)
+/* Load reports: fresh enough for placement (see directory.h), cheap (one
+ * 8-byte frame per peer). */
+#define MP_LOAD_INTERVAL_NS (100ull * 1000 * 1000)
 /* After a restart (incarnation > 1) this node's directory partition is
  * empty while the activations it owned still live on other nodes. For this
  * long it answers "busy, retry" instead of "not found", so the survivors
  * (who re-register on learning of the restart, within a load interval)
  * win back their entries before anyone places a second activation. */
-#define MP_DIR_RECOVERY_NS (2000ull * 1000 * 1000)
+#define MP_DIR_RECOVERY_NS (5000ull * 1000 * 1000)
+/* A re-registration that got no answer (its frame went down with a
+ * connection) is sent again after this, while its activation lives. It
+ * must land within the owner's recovery time, which covers a partition
+ * (up to 2 s in the simulator) plus the transport's reconnect backoff
+ * (up to 2 s); see the bank-durable workload. */
+#define MP_REREG_RETRY_NS (100ull * 1000 * 1000)
+#define MP_REREG_ATTEMPTS 60
 #define MP_MAX_FORWARDS 2
+#define MP_PERSIST_BUCKETS 40
 
 /* Requests waiting for one directory lookup of their target. */
 typedef struct mp_pending {
@@ -81,7 +101,8 @@ typedef enum mp_ctx_kind {
     MP_CTX_UNREGISTER = 3,
     MP_CTX_RELAY = 4,
     MP_CTX_DELAYED_REGISTER = 5, /* owner side: answer later (buggify) */
-    MP_CTX_REREGISTER = 6        /* re-registration after an owner restart */
+    MP_CTX_REREGISTER = 6,       /* re-registration after an owner restart */
+    MP_CTX_REREG_RETRY = 7       /* a lost re-registration, sent again later */
 } mp_ctx_kind;
 
 typedef struct mp_ctx {
@@ -92,10 +113,24 @@ typedef struct mp_ctx {
     uint64_t act_id;    /* register / unregister */
     uint64_t orig_corr; /* relay: the original caller's correlation */
     char peer[MP_ADDR_MAX + 1]; /* relay: the original caller node */
-    uint32_t incarnation;       /* delayed registration */
+    uint32_t incarnation;       /* delayed registration; rereg attempts */
     mp_timer_id timer;          /* delayed registration (buggify) */
     mp_ref ref;
 } mp_ctx;
+
+/* A call of a client-only node: the request is kept so that it can be
+ * resent to another gateway when its gateway turns out unreachable. */
+typedef struct mp_ccall {
+    mp_list_node link; /* node->ccalls */
+    mp_node *node;
+    mp_msg *m;         /* the request (target, method, payload, deadline) */
+    mp_reply_cb cb;
+    void *ud;
+    uint64_t corr;     /* current attempt's id in node->calls; 0: none */
+    mp_timer_id timer; /* delayed next attempt */
+    uint32_t tries;    /* attempts made so far */
+    uint16_t gw;       /* gateway of the current attempt */
+} mp_ccall;
 
 typedef struct mp_type_slot {
     const mp_actor_type *type;
@@ -144,6 +179,11 @@ struct mp_node {
     uint32_t *rereg_count;  /* per member: re-registrations received */
     bool *rereg_done;       /* per member: its dir.reregistered matched */
     bool started, closing, freed;
+    bool client_only;
+    bool killing; /* inside mp_node_free_now: hooks owed are forgiven */
+    mp_list_node ccalls; /* mp_ccall, client-only nodes */
+    mp_list_node sops;   /* mp_sop: storage operations in flight */
+    bool release_waiting; /* shut down: memory goes when sops drain */
     /* shutdown */
     void (*shutdown_cb)(void *ud);
     void *shutdown_ud;
@@ -151,6 +191,9 @@ struct mp_node {
     uint64_t shutdown_deadline;
     bool transport_closing;
     mp_node_stats stats;
+    /* persist latency histogram: bucket i counts [2^i, 2^(i+1)) us */
+    uint64_t persist_hist[MP_PERSIST_BUCKETS];
+    uint64_t persist_count;
 };
 
 /* Put a work item in the run queue and make sure a drain is deferred. */
@@ -165,6 +208,14 @@ void mp_node_finish(mp_node *n, mp_msg *m, int status, const void *data,
 void mp_node_activate(mp_node *n, mp_actor *a);
 /* Start deactivating a Valid, idle activation. */
 void mp_node_deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason);
+/* The activation (Activating) cannot start: its queued messages fail with
+ * MP_EACTIVATION and `why`, it is destroyed and unregistered. */
+void mp_node_activation_failed(mp_node *n, mp_actor *a, const char *why);
+/* A storage operation completed (state.c): a graceful shutdown waiting for
+ * the last one finishes now. Returns true if the node was released. */
+bool mp_node_sop_done(mp_node *n);
+/* Count a persist latency (ns). */
+void mp_node_note_persist(mp_node *n, uint64_t ns, int status);
 /* A turn ended (the message was replied to). */
 void mp_node_turn_ended(mp_node *n, mp_actor *a);
 

@@ -38,9 +38,16 @@
  * holds the source's turn until the destination's deposit succeeds, so a
  * cycle of concurrent transfers would deadlock (examples/bank/bank.c).
  *
- * Why nodes are not killable: accounts keep their state in memory (no
- * persistence yet), so a kill legitimately destroys money and the ledger
- * could prove nothing. Kills join when accounts persist through mp_state.
+ * Why nodes are not killable here: without storage accounts keep their
+ * state in memory, so a kill legitimately destroys money and the ledger
+ * could prove nothing. The durable mode of this driver (the bank-durable
+ * workload, tests/sim/bank_durable.c) adds a shared simulated database,
+ * kills, 2 s idle timeouts, a wake phase after heal (owed transfer legs
+ * resume on activation) and a final check of every stored record (S11).
+ * There, a client op whose node was killed counts as unknown.
+ *
+ * MP_BANK_DEBUG=1 (replaying one seed): the nodes' routing trace and one
+ * line per client op outcome, on stderr.
  *
  * The single-activation check runs every tick during the whole run: it
  * walks every running node's activations and fails on an account active on
@@ -63,6 +70,7 @@
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 #include "moonpool/sim_workload.h"
+#include "moonpool/storage.h"
 #include "workloads.h"
 
 #define BK_PORT 4600
@@ -81,7 +89,21 @@
 
 enum { K_DEPOSIT = 1, K_WITHDRAW, K_TRANSFER, K_BALANCE };
 enum { O_PENDING = 0, O_OK, O_REFUSED, O_UNKNOWN };
-enum { P_CHAOS = 0, P_DRAIN, P_SETTLE, P_RESOLVE, P_FINAL, P_BURST, P_DONE };
+enum {
+    P_CHAOS = 0,
+    P_WAKE,   /* durable: every account activated (owed legs resume) */
+    P_DRAIN,
+    P_SETTLE,
+    P_RESOLVE,
+    P_FINAL,
+    P_BURST,
+    P_STORED, /* durable: the stored records against the ledger (S11) */
+    P_DONE
+};
+
+#define BK_DURABLE_OPS_PER_S 150
+#define BK_DURABLE_IDLE_NS (2 * MP_SIM_NS_PER_S)
+#define BK_DB_ADDR "10.0.0.250:5432"
 
 static const char *kind_name(int k)
 {
@@ -152,7 +174,29 @@ typedef struct bk_world {
     uint64_t final_calls, burst_calls;
     int16_t act_seen[BK_ACCOUNTS]; /* dup check scratch: node index + 1 */
     bool tick_armed;
+    /* durable mode (bank-durable): accounts persist in a shared simulated
+     * database process; nodes are killable */
+    bool durable;
+    int db_pid;
+    void *disk;               /* the db's simulated disk (freed at destroy) */
+    uint64_t n_persist_err;   /* ops answered MP_ESTORAGE / MP_ECONFLICT */
+    uint64_t n_lost_kill;     /* ops whose client died with its node */
+    bool wake_ok[BK_ACCOUNTS];
+    bk_fcall wake[BK_ACCOUNTS];
+    uint32_t wake_out;        /* wake calls in flight */
+    struct bk_stored *stored; /* P_STORED: the records read back */
+    uint32_t stored_done;
 } bk_world;
+
+/* A record read back from the db after the run. */
+typedef struct bk_stored {
+    bk_world *w;
+    int acct;
+    bool done, present;
+    int64_t balance;
+    json_t *ops;  /* the record's op ids (object used as a set) */
+    json_t *legs; /* owed legs still stored */
+} bk_stored;
 
 /* ---- processes ------------------------------------------------------------ */
 
@@ -253,6 +297,10 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
     assert(op->outcome == O_PENDING);
     assert(w->outstanding > 0);
     w->outstanding--;
+    if (getenv("MP_BANK_DEBUG"))
+        fprintf(stderr, "%.6f op o%u %s acct-%u status=%d '%.*s'\n",
+                (double)mp_sim_now(w->sim) / 1e9, s->op, kind_name(op->kind),
+                op->a, status, (int)(len > 60 ? 60 : len), (const char *)data);
     if (status == 0) {
         op->outcome = O_OK;
         w->n_ok++;
@@ -281,6 +329,12 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
                     kind_name(op->kind), s->op, op->a, mp_status_name(status),
                     (int)(len > 100 ? 100 : len), (const char *)data);
     } else {
+        /* Timeouts, unreachable nodes, failed activations, and (durable)
+         * failed persists, which must reach the caller as errors (S12). */
+        if (status == MP_ESTORAGE || status == MP_ECONFLICT) {
+            w->n_persist_err++;
+            MP_SOMETIMES(true, "bank_durable.client_saw_persist_error");
+        }
         op->outcome = O_UNKNOWN;
         w->n_unknown++;
     }
@@ -364,12 +418,23 @@ static void node_teardown(void *state)
 {
     bk_node *n = state;
     if (!n) return;
-    for (int i = 0; i < n->nslots; i++)
-        if (n->slots[i].timer) mp_env_timer_cancel(n->env, n->slots[i].timer);
-    if (n->node) {
-        mp_bank_release_node(n->node);
-        mp_node_free_now(n->node);
+    bk_world *w = n->w;
+    for (int i = 0; i < n->nslots; i++) {
+        bk_cslot *s = &n->slots[i];
+        if (s->timer) mp_env_timer_cancel(n->env, s->timer);
+        if (s->waiting) {
+            /* The client died with its node (a kill): the op may or may
+             * not have been applied; resolved like any unknown. */
+            s->waiting = false;
+            bk_op *op = &w->ops[s->op];
+            op->outcome = O_UNKNOWN;
+            w->n_unknown++;
+            w->n_lost_kill++;
+            assert(w->outstanding > 0);
+            w->outstanding--;
+        }
     }
+    if (n->node) mp_node_free_now(n->node); /* accounts: release hook */
     free(n->slots);
     free(n);
 }
@@ -378,6 +443,8 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
 {
     bk_slot_arg *sa = arg;
     bk_world *w = sa->w;
+    /* MP_BANK_DEBUG=1: the nodes' routing trace (replaying one seed). */
+    if (getenv("MP_BANK_DEBUG")) env->log_level = MP_LOG_DEBUG;
     bk_node *n = calloc(1, sizeof *n);
     if (!n) return MP_ENOMEM;
     n->w = w;
@@ -390,6 +457,14 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     cfg.members = w->members;
     cfg.member_count = (size_t)w->nodes;
     cfg.incarnation = incarnation;
+    if (w->durable) {
+        cfg.storage = mp_sim_process_state(w->sim, w->db_pid);
+        cfg.idle_timeout_ns = BK_DURABLE_IDLE_NS;
+        if (!cfg.storage) {
+            node_teardown(n);
+            return MP_EUNAVAIL;
+        }
+    }
     int rc = mp_node_create(env, &cfg, &n->node);
     if (rc == 0) rc = mp_node_register_type(n->node, mp_bank_account_type());
     if (rc == 0) rc = mp_node_start(n->node);
@@ -418,6 +493,29 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
 }
 
 static const mp_sim_process_ops bk_ops = {node_boot, node_teardown};
+
+/* The database (durable mode): a never-killed process owning one simulated
+ * disk, whose provider every node uses, like a PostgreSQL server shared by
+ * the cluster. Storage faults come from its buggify sites (failed reads and
+ * writes, some writes failing yet landing), so they stop at heal. */
+static int db_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
+{
+    bk_world *w = arg;
+    mp_storage_sim_config sc;
+    mp_storage_sim_config_init(&sc);
+    sc.buggify = true;
+    sc.write_fail_applied_p = 0.5;
+    void **slot = mp_sim_process_disk(w->sim, w->db_pid);
+    mp_storage *s = mp_storage_sim_create(env, slot, &sc);
+    if (!s) return MP_ENOMEM;
+    w->disk = *slot;
+    *out = s;
+    return 0;
+}
+
+static void db_teardown(void *state) { mp_storage_free_now(state); }
+
+static const mp_sim_process_ops db_ops = {db_boot, db_teardown};
 
 /* ---- the driver (world level) --------------------------------------------- */
 
@@ -671,6 +769,17 @@ static bool compute_expected(bk_world *w)
         }
     }
     for (int a = 0; a < BK_ACCOUNTS; a++) {
+        if (w->expected[a] < 0 && getenv("MP_BANK_DEBUG")) {
+            for (uint32_t i = 0; i < w->nops; i++) {
+                bk_op *op = &w->ops[i];
+                if (op->a != a && !(op->kind == K_TRANSFER && op->b == a)) continue;
+                fprintf(stderr, "ledger acct-%d: o%u %s a=%u b=%u amount=%" PRId64
+                                " outcome=%d src=%d/%d dst=%d/%d\n",
+                        a, i, kind_name(op->kind), op->a, op->b, op->amount,
+                        op->outcome, op->src_known, op->src_applied,
+                        op->dst_known, op->dst_applied);
+            }
+        }
         if (w->expected[a] < 0) {
             mp_sim_fail(w->sim, "bank: ledger of acct-%d is negative (%" PRId64
                                 "): a refused withdrawal was applied or an ok one "
@@ -726,6 +835,172 @@ static void start_balances(bk_world *w, uint32_t count, int slot)
         issue_fcall(w, &f[j], "balance", "{}", balance_reply);
 }
 
+/* ---- durable mode: waking accounts, reading the stored records --------- */
+
+static void wake_reply(void *ud, int status, const void *data, size_t len)
+{
+    bk_fcall *f = ud;
+    bk_world *w = f->w;
+    assert(w->wake_out > 0);
+    w->wake_out--;
+    /* Failures are retried by the next tick: right after heal, restarted
+     * nodes may still be recovering their directory partitions. */
+    if (status == 0) w->wake_ok[f->acct] = true;
+}
+
+/* One balance call to every account not yet woken (each activation
+ * resumes the transfer legs its state owes); true once all answered. */
+static bool wake_step(bk_world *w)
+{
+    if (w->wake_out) return false;
+    bool all = true;
+    bk_fcall *wake = w->wake;
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        if (w->wake_ok[a]) continue;
+        all = false;
+        bk_node *n = random_node(w);
+        if (!n) return false;
+        mp_ref ref;
+        int rc = ref_for(n->node, a, &ref);
+        assert(rc == 0);
+        (void)rc;
+        wake[a].w = w;
+        wake[a].acct = (uint16_t)a;
+        mp_call_opts opts = {.timeout_ns = BK_TIMEOUT_NS};
+        if (mp_call(n->node, &ref, "balance", "{}", 2, &opts, wake_reply, &wake[a]) == 0)
+            w->wake_out++;
+    }
+    return all;
+}
+
+static void stored_cb(void *ud, int status, const mp_storage_record *rec)
+{
+    bk_stored *st = ud;
+    bk_world *w = st->w;
+    st->done = true;
+    w->stored_done++;
+    if (status != 0) {
+        mp_sim_fail(w->sim, "bank: reading the stored record of acct-%d failed: %s",
+                    st->acct, mp_status_name(status));
+        return;
+    }
+    if (rec->etag == 0) return; /* never stored */
+    st->present = true;
+    void *v = NULL;
+    if (mp_codec_decode(mp_json_codec(), rec->data, rec->len, &v, NULL) != 0) {
+        mp_sim_fail(w->sim, "bank: stored record of acct-%d does not decode", st->acct);
+        return;
+    }
+    json_t *bal = json_object_get(v, "balance");
+    json_t *ops = json_object_get(v, "ops");
+    json_t *legs = json_object_get(v, "legs");
+    if (!json_is_integer(bal) || !json_is_array(ops) || !json_is_array(legs)) {
+        json_decref(v);
+        mp_sim_fail(w->sim, "bank: stored record of acct-%d is malformed", st->acct);
+        return;
+    }
+    st->balance = (int64_t)json_integer_value(bal);
+    st->ops = json_object();
+    size_t i;
+    json_t *e;
+    json_array_foreach(ops, i, e)
+        if (json_is_string(e)) json_object_set_new(st->ops, json_string_value(e), json_true());
+    st->legs = json_incref(legs);
+    json_decref(v);
+}
+
+static void start_stored(bk_world *w)
+{
+    w->stored = calloc(BK_ACCOUNTS, sizeof *w->stored);
+    if (!w->stored) {
+        mp_sim_fail(w->sim, "bank: out of memory (stored check)");
+        return;
+    }
+    mp_storage *db = mp_sim_process_state(w->sim, w->db_pid);
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        bk_stored *st = &w->stored[a];
+        st->w = w;
+        st->acct = a;
+        char key[32], skey[MP_STORAGE_KEY_MAX + 1];
+        acct_key(a, key, sizeof key);
+        int kl = mp_storage_key(skey, sizeof skey, BK_NS, MP_BANK_TYPE, key);
+        if (kl < 0 || !db ||
+            mp_storage_load_record(db, skey, (size_t)kl, stored_cb, st) != 0) {
+            mp_sim_fail(w->sim, "bank: cannot read the stored record of acct-%d", a);
+            return;
+        }
+    }
+}
+
+static bool stored_has(const bk_stored *st, const char *id)
+{
+    return st->present && json_object_get(st->ops, id) != NULL;
+}
+
+/* S11: the stored records agree with the ledger: balances, and for every
+ * mutating op whether it was applied (ok ops: stored; refused: not;
+ * unknown: as op_status said), transfer legs included; a leg still owed in
+ * storage was delivered. */
+static void check_stored(bk_world *w)
+{
+    if (mp_sim_failed(w->sim)) return;
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        bk_stored *st = &w->stored[a];
+        int64_t bal = st->present ? st->balance : 0;
+        if (bal != w->expected[a]) {
+            mp_sim_fail(w->sim, "bank: stored balance of acct-%d is %" PRId64
+                                ", ledger says %" PRId64,
+                        a, bal, w->expected[a]);
+            return;
+        }
+    }
+    char id[48];
+    for (uint32_t i = 0; i < w->nops; i++) {
+        const bk_op *op = &w->ops[i];
+        if (op->kind == K_BALANCE) continue;
+        bool src = op->outcome == O_OK ||
+                   (op->outcome == O_UNKNOWN && op->src_applied);
+        snprintf(id, sizeof id, "o%u", i);
+        if (stored_has(&w->stored[op->a], id) != src) {
+            mp_sim_fail(w->sim, "bank: %s o%u (%s to the client) is %s the stored "
+                                "record of acct-%u",
+                        kind_name(op->kind), i,
+                        op->outcome == O_OK ? "ok" : op->outcome == O_REFUSED ? "refused" : "unknown",
+                        src ? "missing from" : "present in", op->a);
+            return;
+        }
+        if (op->kind != K_TRANSFER) continue;
+        snprintf(id, sizeof id, "o%u.d", i);
+        if (stored_has(&w->stored[op->b], id) != src) {
+            mp_sim_fail(w->sim, "bank: deposit leg of transfer o%u is %s the stored "
+                                "record of acct-%u",
+                        i, src ? "missing from" : "present in", op->b);
+            return;
+        }
+    }
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        bk_stored *st = &w->stored[a];
+        if (!st->present) continue;
+        size_t i;
+        json_t *l;
+        json_array_foreach(st->legs, i, l)
+        {
+            const char *lop = json_string_value(json_object_get(l, "op"));
+            const char *to = json_string_value(json_object_get(l, "to"));
+            int b = -1;
+            if (to && strncmp(to, "acct-", 5) == 0) b = atoi(to + 5);
+            if (!lop || b < 0 || b >= BK_ACCOUNTS || !stored_has(&w->stored[b], lop)) {
+                mp_sim_fail(w->sim, "bank: acct-%d still owes leg %s to %s, "
+                                    "never delivered",
+                            a, lop ? lop : "?", to ? to : "?");
+                return;
+            }
+            MP_SOMETIMES(true, "bank_durable.stale_leg_in_storage");
+        }
+    }
+    MP_SOMETIMES(true, "bank_durable.stored_state_checked");
+}
+
 static void tick(void *ud)
 {
     bk_world *w = ud;
@@ -734,6 +1009,15 @@ static void tick(void *ud)
     check_single_activation(w);
     switch (w->phase) {
     case P_CHAOS: break;
+    case P_WAKE:
+        if (w->outstanding == 0 && wake_step(w)) w->phase = P_DRAIN;
+        break;
+    case P_STORED:
+        if (w->stored_done == BK_ACCOUNTS) {
+            check_stored(w);
+            w->phase = P_DONE;
+        }
+        break;
     case P_DRAIN:
         if (drained(w)) {
             w->phase = P_SETTLE;
@@ -765,7 +1049,14 @@ static void tick(void *ud)
         }
         break;
     case P_BURST:
-        if (w->f_done == w->f_total) w->phase = P_DONE;
+        if (w->f_done == w->f_total) {
+            if (w->durable) {
+                w->phase = P_STORED;
+                start_stored(w);
+            } else {
+                w->phase = P_DONE;
+            }
+        }
         break;
     default: break;
     }
@@ -830,6 +1121,15 @@ static void bk_destroy(void *state)
     bk_world *w = state;
     if (!w) return;
     for (int i = 0; i < 3; i++) free(w->old_fcalls[i]);
+    if (w->stored) {
+        for (int a = 0; a < BK_ACCOUNTS; a++) {
+            json_decref(w->stored[a].ops);
+            json_decref(w->stored[a].legs);
+        }
+        free(w->stored);
+    }
+    /* the world is gone: its db provider released the disk */
+    mp_storage_sim_disk_free(w->disk);
     free(w->ops);
     free(w->pids);
     free(w->args);
@@ -838,13 +1138,15 @@ static void bk_destroy(void *state)
     free(w);
 }
 
-static int bk_setup(mp_sim *sim, const mp_workload_params *params, void **state)
+static int setup_any(mp_sim *sim, const mp_workload_params *params,
+                     void **state, bool durable)
 {
     int nodes = params ? params->nodes : 0;
     int workers = params ? params->workers : 0;
     if (nodes == 0 && workers == 0) {
         static const int topo[3] = {1, 2, 10};
-        nodes = workers = topo[mp_sim_random_below(sim, 3)];
+        static const int topo_durable[3] = {1, 3, 5};
+        nodes = workers = (durable ? topo_durable : topo)[mp_sim_random_below(sim, 3)];
     } else if (nodes == 0) {
         nodes = workers;
     } else if (workers == 0) {
@@ -857,12 +1159,14 @@ static int bk_setup(mp_sim *sim, const mp_workload_params *params, void **state)
     *state = w; /* the runner owns it from here, even on error */
     memset(&g_report, 0, sizeof g_report);
     w->sim = sim;
+    w->durable = durable;
     w->nodes = nodes;
     w->workers = workers;
     /* The cluster's op rate stays near BK_OPS_PER_S whatever the topology:
      * more slots think longer. */
     uint64_t slots = (uint64_t)workers * BK_SLOTS;
-    w->think_mean_ns = slots * MP_SIM_NS_PER_S / BK_OPS_PER_S;
+    w->think_mean_ns = slots * MP_SIM_NS_PER_S /
+                       (durable ? BK_DURABLE_OPS_PER_S : BK_OPS_PER_S);
     w->pids = calloc((size_t)nodes, sizeof *w->pids);
     w->args = calloc((size_t)nodes, sizeof *w->args);
     w->addrs = calloc((size_t)nodes, sizeof *w->addrs);
@@ -874,10 +1178,18 @@ static int bk_setup(mp_sim *sim, const mp_workload_params *params, void **state)
         w->args[i].w = w;
         w->args[i].index = i;
     }
+    if (durable) {
+        /* Booted first (same instant, earlier event): nodes find it. */
+        w->db_pid = mp_sim_spawn(sim, BK_DB_ADDR, &db_ops, w);
+        if (w->db_pid < 0) return w->db_pid;
+        mp_sim_set_killable(sim, w->db_pid, false);
+    }
     for (int i = 0; i < nodes; i++) {
         int pid = mp_sim_spawn(sim, w->addrs[i], &bk_ops, &w->args[i]);
         if (pid < 0) return pid;
         w->pids[i] = pid;
+        /* With persistence a kill loses nothing acknowledged. */
+        mp_sim_set_killable(sim, pid, durable);
     }
     int rc = mp_sim_schedule(sim, BK_TICK_NS, tick, w);
     if (rc != 0) return rc;
@@ -885,11 +1197,17 @@ static int bk_setup(mp_sim *sim, const mp_workload_params *params, void **state)
     return 0;
 }
 
+static int bk_setup(mp_sim *sim, const mp_workload_params *params, void **state)
+{
+    return setup_any(sim, params, state, false);
+}
+
+
 static void bk_on_heal(mp_sim *sim, void *state)
 {
     bk_world *w = state;
     w->healing = true;
-    w->phase = P_DRAIN;
+    w->phase = w->durable ? P_WAKE : P_DRAIN;
     /* Stop the idle client slots now; busy ones stop when their op ends. */
     for (int i = 0; i < w->nodes; i++) {
         bk_node *n = node_at(w, i);
@@ -938,8 +1256,8 @@ static void bk_check(mp_sim *sim, void *state)
 
 /* The runtime's sometimes-assertions this workload can reach. Not the whole
  * "actor." family: idle deactivation, rerouting after deactivation and
- * owner restarts need accounts that survive deactivation and kills, which
- * waits for persistence (see the top of this file). */
+ * owner restarts need accounts that survive deactivation and kills: the
+ * durable mode requires those (tests/sim/bank_durable.c). */
 static const char *const bk_coverage[] = {
     "bank.",
     "actor.activation_race_lost",
@@ -966,3 +1284,15 @@ const mp_sim_workload mp_workload_bank = {
     .check = bk_check,
     .destroy = bk_destroy,
 };
+
+/* The same driver with persistence (tests/sim/bank_durable.c describes
+ * it); exported through workloads.h. */
+int mp_bank_wl_setup_durable(mp_sim *sim, const mp_workload_params *params,
+                             void **state)
+{
+    return setup_any(sim, params, state, true);
+}
+void mp_bank_wl_on_heal(mp_sim *sim, void *state) { bk_on_heal(sim, state); }
+bool mp_bank_wl_quiescent(mp_sim *sim, void *state) { return bk_quiescent(sim, state); }
+void mp_bank_wl_check(mp_sim *sim, void *state) { bk_check(sim, state); }
+void mp_bank_wl_destroy(void *state) { bk_destroy(state); }

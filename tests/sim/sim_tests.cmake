@@ -9,9 +9,11 @@
 if(MP_SANITIZE)
   set(MP_SIM_PINGPONG_SEEDS 1..200)
   set(MP_SIM_BANK_SEEDS 1..300)
+  set(MP_SIM_BANK_DURABLE_SEEDS 1..150)
 else()
   set(MP_SIM_PINGPONG_SEEDS 1..1000)
   set(MP_SIM_BANK_SEEDS 1..1000)
+  set(MP_SIM_BANK_DURABLE_SEEDS 1..500)
 endif()
 
 add_test(NAME sim.pingpong.seeds
@@ -34,6 +36,17 @@ add_test(NAME sim.bank.determinism
                  --check-determinism)
 set_tests_properties(sim.bank.seeds sim.bank.10x10 sim.bank.determinism PROPERTIES
                      TIMEOUT 900 LABELS sim)
+
+# The bank with persisted accounts under kills (S11, S12, single activation
+# across restarts): ~16 s for 1..500 in the normal build.
+add_test(NAME sim.bank_durable.seeds
+         COMMAND $<TARGET_FILE:moonpool> sim --workload bank-durable
+                 --seeds ${MP_SIM_BANK_DURABLE_SEEDS})
+add_test(NAME sim.bank_durable.determinism
+         COMMAND $<TARGET_FILE:moonpool> sim --workload bank-durable
+                 --seeds 2000..2020 --check-determinism)
+set_tests_properties(sim.bank_durable.seeds sim.bank_durable.determinism
+                     PROPERTIES TIMEOUT 900 LABELS sim)
 
 # Usage errors must exit with status 2 (not 1, which means "seeds failed").
 add_test(NAME cli.sim.badflag

@@ -14,6 +14,7 @@
 static const mp_sim_workload *const builtin[] = {
     &mp_workload_pingpong,
     &mp_workload_bank,
+    &mp_workload_bank_durable,
 };
 
 void mp_sim_workloads_register_builtin(void)

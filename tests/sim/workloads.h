@@ -18,4 +18,17 @@ extern const mp_sim_workload mp_workload_pingpong;
  * a ledger checked after heal (tests/sim/bank.c). */
 extern const mp_sim_workload mp_workload_bank;
 
+/* The bank with persisted accounts, killed and restarted nodes, short idle
+ * timeouts and a final check of the stored records (tests/sim/
+ * bank_durable.c). */
+extern const mp_sim_workload mp_workload_bank_durable;
+
+/* The bank driver's callbacks (tests/sim/bank.c), shared by both. */
+int mp_bank_wl_setup_durable(mp_sim *sim, const mp_workload_params *params,
+                             void **state);
+void mp_bank_wl_on_heal(mp_sim *sim, void *state);
+bool mp_bank_wl_quiescent(mp_sim *sim, void *state);
+void mp_bank_wl_check(mp_sim *sim, void *state);
+void mp_bank_wl_destroy(void *state);
+
 #endif

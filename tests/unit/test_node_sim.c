@@ -33,6 +33,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "directory/directory.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
@@ -51,7 +53,7 @@ typedef struct counter {
     mp_timer_id timer;
 } counter;
 
-static int g_activations, g_deactivations, g_overlaps;
+static int g_activations, g_deactivations, g_overlaps, g_releases;
 static int g_deact_reasons[8];
 
 static void reply_value(mp_msg *msg, int64_t v) { mp_reply(msg, &v, sizeof v); }
@@ -202,6 +204,13 @@ static void on_deactivate(mp_actor *self, void *inst, mp_deactivate_reason why)
     if ((int)why < 8) g_deact_reasons[why]++;
 }
 
+/* The release hook: runs for every activation whose memory goes. */
+static void counter_release(void *inst)
+{
+    (void)inst;
+    g_releases++;
+}
+
 static const mp_method_def counter_methods[] = {
     {"add", m_add},       {"get", m_get},     {"echo", m_echo},
     {"fail", m_fail},     {"later", m_later}, {"hang", m_hang},
@@ -217,6 +226,7 @@ static const mp_actor_type counter_type = {
     .on_deactivate = on_deactivate,
     .methods = counter_methods,
     .method_count = sizeof counter_methods / sizeof *counter_methods,
+    .release = counter_release,
 };
 
 /* Same methods, placed on the calling node: makes activation races certain
@@ -306,7 +316,7 @@ static cluster *cluster_new_faults(int n, uint64_t seed, bool buggify,
 {
     cluster *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    g_activations = g_deactivations = g_overlaps = 0;
+    g_activations = g_deactivations = g_overlaps = g_releases = 0;
     memset(g_deact_reasons, 0, sizeof g_deact_reasons);
     mp_sim_config cfg;
     mp_sim_config_init(&cfg);
@@ -691,6 +701,316 @@ static void test_idle_deactivation(void **state)
     wait_for(c, q, 2);
     assert_int_equal(q[1].status, 0);
     assert_int_equal(g_deact_reasons[MP_DEACTIVATE_EXPLICIT], 1);
+    cluster_free(c);
+}
+
+
+/* ---- client-only nodes, stats, release hook ---- */
+
+typedef struct client_arg {
+    cluster *c;
+    const char *addr;
+} client_arg;
+
+static int client_boot(mp_env *env, void *arg, uint32_t inc, void **state)
+{
+    client_arg *ca = arg;
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = ca->addr;
+    cfg.members = ca->c->members;
+    cfg.member_count = (size_t)ca->c->n;
+    cfg.incarnation = inc;
+    cfg.client_only = true;
+    mp_node *node;
+    int rc = mp_node_create(env, &cfg, &node);
+    if (rc < 0) return rc;
+    if ((rc = mp_node_start(node)) < 0) {
+        mp_node_free_now(node);
+        return rc;
+    }
+    node_holder *h = calloc(1, sizeof *h);
+    if (!h) {
+        mp_node_free_now(node);
+        return MP_ENOMEM;
+    }
+    h->node = node;
+    *state = h;
+    return 0;
+}
+
+static const mp_sim_process_ops client_ops = {client_boot, node_teardown};
+
+static int client_call(cluster *c, mp_node *cl, const char *key,
+                       const char *method, uint64_t timeout_ns, outcome *o)
+{
+    mp_ref r;
+    assert_int_equal(mp_ref_get(cl, "Counter", key, &r), MP_OK);
+    o->sim = c->sim;
+    mp_call_opts opts = {timeout_ns};
+    return mp_call(cl, &r, method, NULL, 0, &opts, on_reply, o);
+}
+
+typedef struct stats_out {
+    int calls, status;
+    json_t *j;
+} stats_out;
+
+static void on_stats(void *ud, int status, const void *data, size_t len)
+{
+    stats_out *so = ud;
+    so->calls++;
+    so->status = status;
+    if (status == 0) so->j = json_loadb(data, len, 0, NULL);
+}
+
+static bool stats_done(void *ud) { return ((stats_out *)ud)->calls > 0; }
+
+static json_t *get_stats(cluster *c, mp_node *from, const char *addr)
+{
+    stats_out so = {0};
+    assert_int_equal(mp_node_request_stats(from, addr, on_stats, &so), MP_OK);
+    assert_int_equal(so.calls, 0); /* never inside the call */
+    assert_true(mp_sim_run_while_not(c->sim, stats_done, &so,
+                                     mp_sim_now(c->sim) + 10 * SEC));
+    assert_int_equal(so.calls, 1);
+    assert_int_equal(so.status, 0);
+    assert_non_null(so.j);
+    return so.j;
+}
+
+/* A client process (not a member) calls into a 3-node cluster through
+ * gateways, keeps working when its gateway dies (fail-over), and reads
+ * the members' stats. */
+static void test_client_mode(void **state)
+{
+    cluster *c = cluster_new(3, 21);
+    cluster_start(c);
+    client_arg ca = {c, "10.0.9.1:5000"};
+    int cpid = mp_sim_spawn(c->sim, ca.addr, &client_ops, &ca);
+    assert_true(cpid >= 0);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * MS);
+    node_holder *ch = mp_sim_process_state(c->sim, cpid);
+    assert_non_null(ch);
+    mp_node *cl = ch->node;
+
+    enum { K = 30 };
+    static outcome o[K];
+    memset(o, 0, sizeof o);
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "c%d", k);
+        assert_int_equal(client_call(c, cl, key, "add", 5 * SEC, &o[k]), MP_OK);
+        assert_int_equal(o[k].calls, 0);
+    }
+    wait_for(c, o, K);
+    for (int k = 0; k < K; k++) {
+        assert_int_equal(o[k].status, 0);
+        assert_int_equal(o[k].value, 1);
+    }
+    /* errors come back through the gateway too */
+    outcome e = {0};
+    client_call(c, cl, "c1", "nomethod", 5 * SEC, &e);
+    wait_for(c, &e, 1);
+    assert_int_equal(e.status, MP_ENOMETHOD);
+    /* the client hosts nothing; the members host everything */
+    mp_node_stats cst;
+    mp_node_get_stats(cl, &cst);
+    assert_int_equal(cst.activations, 0);
+    assert_int_equal(cst.activations_total, 0);
+    assert_int_equal(live_activations(c, NULL), K);
+
+    /* stats of a member, asked by the client */
+    json_t *j = get_stats(c, cl, c->addrs[1]);
+    assert_string_equal(json_string_value(json_object_get(j, "addr")), c->addrs[1]);
+    assert_int_equal(json_integer_value(json_object_get(j, "incarnation")), 1);
+    mp_node_stats st1;
+    mp_node_get_stats(node_at(c, 1), &st1);
+    assert_int_equal(json_integer_value(json_object_get(j, "activations")),
+                     (json_int_t)st1.activations);
+    json_t *types = json_object_get(j, "types");
+    assert_true(json_is_object(types));
+    assert_int_equal(json_integer_value(json_object_get(types, "Counter")),
+                     (json_int_t)st1.activations);
+    assert_true(json_is_false(json_object_get(j, "client_only")));
+    assert_true(json_is_null(json_object_get(j, "persist_p50_ms")));
+    json_decref(j);
+    /* its own stats, and a member asking another member */
+    j = get_stats(c, cl, ca.addr);
+    assert_true(json_is_true(json_object_get(j, "client_only")));
+    assert_int_equal(json_integer_value(json_object_get(j, "calls_out")),
+                     (json_int_t)cst.calls_out);
+    json_decref(j);
+    j = get_stats(c, node_at(c, 0), c->addrs[2]);
+    assert_string_equal(json_string_value(json_object_get(j, "addr")), c->addrs[2]);
+    json_decref(j);
+    stats_out bad = {0};
+    assert_int_equal(mp_node_request_stats(cl, "10.9.9.9:1", on_stats, &bad),
+                     MP_EINVAL);
+
+    /* kill member 0 (it restarts 1 s later): calls whose gateway it was
+     * fail over; every call still succeeds */
+    assert_int_equal(mp_sim_kill(c->sim, c->pids[0]), MP_OK);
+    assert_int_equal(mp_sim_restart(c->sim, c->pids[0], 1 * SEC), MP_OK);
+    static outcome f[K];
+    memset(f, 0, sizeof f);
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "f%d", k);
+        assert_int_equal(client_call(c, cl, key, "add", 20 * SEC, &f[k]), MP_OK);
+    }
+    /* before the restart, calls whose first gateway is the dead member
+     * already completed: they failed over */
+    uint64_t t_kill = mp_sim_now(c->sim);
+    mp_sim_run_until(c->sim, t_kill + 900 * MS);
+    int early_gw0 = 0;
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "f%d", k);
+        mp_ref r;
+        mp_ref_get(cl, "Counter", key, &r);
+        if (r.hash % 3 == 0 && f[k].calls == 1 && f[k].status == 0) early_gw0++;
+    }
+    assert_true(early_gw0 > 0);
+    wait_for(c, f, K);
+    for (int k = 0; k < K; k++) assert_int_equal(f[k].status, 0);
+    mp_node_stats after;
+    mp_node_get_stats(cl, &after);
+    assert_int_equal(after.activations_total, 0);
+
+    /* a client-only node cannot be a member too */
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    cfg.cluster_namespace = "t";
+    cfg.self_addr = c->addrs[0];
+    cfg.members = c->members;
+    cfg.member_count = 3;
+    cfg.client_only = true;
+    mp_node *bad_node = NULL;
+    assert_int_equal(mp_node_create(mp_sim_process_env(c->sim, cpid), &cfg,
+                                    &bad_node), MP_EINVAL);
+    cluster_free(c);
+}
+
+
+/* Real mode (libuv, 127.0.0.1): a one-member cluster listening on port 0
+ * and a client-only node on port 0 calling into it and asking its stats. */
+typedef struct real_client {
+    mp_env *env;
+    int replies, status;
+    int64_t value;
+    json_t *stats;
+} real_client;
+
+static void real_reply(void *ud, int status, const void *data, size_t len)
+{
+    real_client *rc = ud;
+    rc->replies++;
+    rc->status = status;
+    if (status == 0 && len == sizeof rc->value) memcpy(&rc->value, data, len);
+    if (rc->replies == 2) mp_env_uv_stop(rc->env);
+}
+
+static void real_stats(void *ud, int status, const void *data, size_t len)
+{
+    real_client *rc = ud;
+    rc->replies++;
+    if (status == 0) rc->stats = json_loadb(data, len, 0, NULL);
+    if (rc->replies == 2) mp_env_uv_stop(rc->env);
+}
+
+static void real_timeout(void *ud) { mp_env_uv_stop(ud); }
+
+static void test_client_real(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 1);
+    assert_non_null(env);
+    mp_node_config cfg;
+    mp_node_config_init(&cfg);
+    const char *m[] = {"127.0.0.1:0"};
+    cfg.cluster_namespace = "rc";
+    cfg.self_addr = m[0];
+    cfg.members = m;
+    cfg.member_count = 1;
+    mp_node *member;
+    assert_int_equal(mp_node_create(env, &cfg, &member), MP_OK);
+    assert_int_equal(mp_node_register_type(member, &counter_type), MP_OK);
+    assert_int_equal(mp_node_start(member), MP_OK);
+    char maddr[64];
+    snprintf(maddr, sizeof maddr, "%s", mp_node_addr(member));
+    assert_string_not_equal(maddr, "127.0.0.1:0");
+    const char *cm[] = {maddr};
+    mp_node_config cc;
+    mp_node_config_init(&cc);
+    cc.cluster_namespace = "rc";
+    cc.self_addr = "127.0.0.1:0";
+    cc.members = cm;
+    cc.member_count = 1;
+    cc.client_only = true;
+    cc.call_timeout_ns = 5 * SEC;
+    mp_node *client;
+    assert_int_equal(mp_node_create(env, &cc, &client), MP_OK);
+    assert_int_equal(mp_node_start(client), MP_OK);
+    real_client rc = {.env = env};
+    mp_ref r;
+    assert_int_equal(mp_ref_get(client, "Counter", "x", &r), MP_OK);
+    int64_t five = 5;
+    assert_int_equal(mp_call(client, &r, "add", &five, sizeof five, NULL,
+                             real_reply, &rc), MP_OK);
+    assert_int_equal(mp_node_request_stats(client, maddr, real_stats, &rc), MP_OK);
+    mp_timer_id t = mp_env_timer_start(env, 10 * SEC, real_timeout, env);
+    mp_env_uv_run(env);
+    mp_env_timer_cancel(env, t);
+    assert_int_equal(rc.replies, 2);
+    assert_int_equal(rc.status, 0);
+    assert_int_equal(rc.value, 5);
+    assert_non_null(rc.stats);
+    assert_string_equal(json_string_value(json_object_get(rc.stats, "addr")), maddr);
+    json_decref(rc.stats);
+    mp_node_free_now(client);
+    mp_node_free_now(member);
+    mp_env_uv_run(env);
+    mp_env_uv_destroy(env);
+}
+
+/* The release hook runs for every activation: after on_deactivate when
+ * deactivated, alone when the process is killed. */
+static void test_release_hook(void **state)
+{
+    cluster *c = cluster_new(1, 23);
+    c->idle_ns = 1 * SEC;
+    cluster_start(c);
+    outcome o[5];
+    memset(o, 0, sizeof o);
+    for (int k = 0; k < 5; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", k);
+        call(c, 0, "Counter", key, "add", NULL, 0, 0, &o[k]);
+    }
+    wait_for(c, o, 5);
+    assert_int_equal(g_releases, 0);
+    /* idle: on_deactivate then release */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 3 * SEC);
+    assert_int_equal(g_deactivations, 5);
+    assert_int_equal(g_releases, 5);
+    /* a failed activation releases its instance too */
+    outcome b = {0};
+    call(c, 0, "Counter", "bad1", "add", NULL, 0, 0, &b);
+    wait_for(c, &b, 1);
+    assert_int_equal(b.status, MP_EACTIVATION);
+    assert_int_equal(g_releases, 6);
+    /* a kill: release without on_deactivate */
+    memset(o, 0, sizeof o);
+    for (int k = 0; k < 5; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%d", k);
+        call(c, 0, "Counter", key, "add", NULL, 0, 0, &o[k]);
+    }
+    wait_for(c, o, 5);
+    assert_int_equal(mp_sim_kill(c->sim, c->pids[0]), MP_OK);
+    assert_int_equal(g_deactivations, 5);
+    assert_int_equal(g_releases, 11);
     cluster_free(c);
 }
 
@@ -1327,6 +1647,9 @@ int main(void)
         cmocka_unit_test(test_actor_to_actor_local),
         cmocka_unit_test(test_idle_deactivation),
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_client_mode),
+        cmocka_unit_test(test_client_real),
+        cmocka_unit_test(test_release_hook),
         cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_cluster_calls),
         cmocka_unit_test(test_burst_one_lookup),

@@ -1,0 +1,84 @@
+/*
+ * The process host: run one moonpool node as a whole program.
+ *
+ * The runtime (node.h) is a library that never touches the OS by itself; a
+ * real process around a node still has to read a config file, create its
+ * data directory, remember its incarnation across restarts, open storage,
+ * and turn SIGINT/SIGTERM into a graceful shutdown. mp_node_run does all of
+ * that, so a user's own program that hosts its own actor types is a
+ * ten-line main():
+ *
+ *     int main(int argc, char **argv) {
+ *         const mp_actor_type *types[] = { my_type() };
+ *         return mp_node_run(argv[1], argc > 2 ? argv[2] : NULL, types, 1);
+ *     }
+ *
+ * `moonpool node --config FILE [--id ADDR|N]` is exactly this with the
+ * example types (tools/cmd_node.c).
+ *
+ * Why the incarnation lives in a file: a node restarted at the same address
+ * must be told apart from its previous life (peers drop its old
+ * connections, the directory re-registers what it owned, correlation ids
+ * never repeat). The file is incremented and fsync'ed before the node
+ * listens, so a crash at any point can only skip a number, never reuse one.
+ * It is named after the node address, so several nodes may share one data
+ * directory (they still need distinct SQLite files: use [storage] path).
+ *
+ * Exit statuses returned by mp_node_run:
+ *   0  clean shutdown after SIGINT or SIGTERM;
+ *   1  the node could not run: data directory, incarnation file, storage,
+ *      listen address in use, ...; the reason is printed on stderr;
+ *   2  bad configuration or arguments; the message names the file and line
+ *      ("cluster.conf:7: unknown key 'adress' in [node] ...").
+ *
+ * Output: one line on stdout once the node listens, for scripts and
+ * supervisors to wait for:
+ *   moonpool node ready: address=127.0.0.1:7001 namespace=bank incarnation=3 storage=sqlite pid=4242
+ * Logs go to stderr at the config's log level.
+ *
+ * Thread: call from the process's main thread; it runs the node's loop on
+ * it until shutdown. It installs handlers for SIGINT and SIGTERM (through
+ * libuv) and ignores SIGPIPE (a peer that vanishes mid-write must surface as
+ * a connection error, not kill the node).
+ */
+#ifndef MOONPOOL_HOST_H
+#define MOONPOOL_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moonpool/actor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_HOST_EXIT_OK 0
+#define MP_HOST_EXIT_FAIL 1
+#define MP_HOST_EXIT_CONFIG 2
+
+/* Run one node from the config file at config_path until SIGINT/SIGTERM.
+ * id_override (may be NULL) picks this node's address: a member address
+ * ("127.0.0.1:7002") or a 1-based position in the member list ("2"); it
+ * overrides [node] address. types: the actor types to host (ntypes of them;
+ * they must outlive the call). Returns the exit status (see above). */
+int mp_node_run(const char *config_path, const char *id_override,
+                const mp_actor_type *const *types, size_t ntypes);
+
+/* Read, increment, write back and fsync the incarnation counter of node
+ * `addr` in directory `dir` (created with its parents if missing). A missing
+ * file counts as 0, so the first run gets 1. A file that does not hold a
+ * decimal counter, or a counter at UINT32_MAX, is an error: guessing could
+ * reuse an incarnation. Returns 0 and *out, or MP_EIO / MP_ECORRUPT /
+ * MP_EINVAL with a reason in err (err_cap bytes; err may be NULL). */
+int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out,
+                             char *err, size_t err_cap);
+
+/* Create directory `path` and its missing parents (mode 0755); an existing
+ * directory is fine. Returns 0 or MP_EIO/MP_EINVAL with a reason in err. */
+int mp_host_mkdirs(const char *path, char *err, size_t err_cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,510 @@
+/*
+ * mp_node_run: the process shell around one node (see moonpool/host.h).
+ *
+ * Design notes:
+ *   - Everything that can be checked before the node exists is checked
+ *     first (config, address, data directory, incarnation, storage), so a
+ *     mistake costs the operator one clear line and exit status 2 (config)
+ *     or 1 (environment), never a half-started node.
+ *   - Signals go through uv_signal_t on the node's own loop: the handler
+ *     runs as an ordinary loop callback, so it may call mp_node_shutdown
+ *     directly (the runtime is single-threaded and not async-signal-safe).
+ *   - Shutdown order matters: the node first (its deactivation hooks may
+ *     still persist state), then storage (mp_storage_close lets accepted
+ *     saves finish), then the signal handles, and only then the loop ends.
+ *     A second signal during shutdown is reported and otherwise ignored:
+ *     the node's own deadline already bounds how long it can take.
+ *   - The incarnation counter is written to a temporary file, fsync'ed,
+ *     renamed over the old one and the directory fsync'ed, so a crash
+ *     leaves either the old or the new value, never a torn one; the node
+ *     only listens after that, so no two lives share an incarnation.
+ *
+ * This file may use the OS: src/host/ is the process host (scripts/lint.sh).
+ */
+#define _GNU_SOURCE
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "moonpool/config.h"
+#include "moonpool/host.h"
+#include "moonpool/node.h"
+#include "moonpool/storage.h"
+
+#define HOST_PATH_MAX 4096
+
+static int set_err(char *err, size_t cap, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int set_err(char *err, size_t cap, int status, const char *fmt, ...)
+{
+    if (err && cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, cap, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+/* ---- directories and the incarnation file --------------------------------- */
+
+int mp_host_mkdirs(const char *path, char *err, size_t err_cap)
+{
+    if (!path || !*path) return set_err(err, err_cap, MP_EINVAL, "empty directory path");
+    size_t len = strlen(path);
+    if (len >= HOST_PATH_MAX)
+        return set_err(err, err_cap, MP_EINVAL, "directory path too long");
+    char buf[HOST_PATH_MAX];
+    memcpy(buf, path, len + 1);
+    /* Create each prefix in turn; EEXIST is fine as long as it is a dir. */
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        if (buf[i - 1] == '/') continue; /* "a//b" */
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            return set_err(err, err_cap, MP_EIO, "cannot create directory '%s': %s", buf,
+                           strerror(e));
+        }
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return set_err(err, err_cap, MP_EIO, "'%s' is not a directory", path);
+    return 0;
+}
+
+/* "127.0.0.1:7001" -> "incarnation.127.0.0.1_7001": a file name made only
+ * of safe characters, one per node address. */
+static int incarnation_path(const char *dir, const char *addr, char *out, size_t cap)
+{
+    char name[MP_CONFIG_ADDR_MAX + 32];
+    size_t n = 0;
+    n += (size_t)snprintf(name, sizeof name, "incarnation.");
+    for (const char *p = addr; *p && n + 1 < sizeof name; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-';
+        name[n++] = ok ? c : '_';
+    }
+    name[n] = '\0';
+    int w = snprintf(out, cap, "%s/%s", dir, name);
+    return (w < 0 || (size_t)w >= cap) ? MP_EINVAL : 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out, char *err,
+                             size_t err_cap)
+{
+    if (!dir || !addr || !*addr || !out)
+        return set_err(err, err_cap, MP_EINVAL, "incarnation: missing directory or address");
+    int rc = mp_host_mkdirs(dir, err, err_cap);
+    if (rc < 0) return rc;
+    char path[HOST_PATH_MAX], tmp[HOST_PATH_MAX + 8];
+    if (incarnation_path(dir, addr, path, sizeof path) < 0)
+        return set_err(err, err_cap, MP_EINVAL, "incarnation: path too long");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+
+    uint64_t prev = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        int e = errno;
+        close(fd);
+        if (n < 0)
+            return set_err(err, err_cap, MP_EIO, "cannot read '%s': %s", path, strerror(e));
+        buf[n] = '\0';
+        /* Strictly digits, then an optional newline. */
+        size_t i = 0;
+        while (i < (size_t)n && buf[i] >= '0' && buf[i] <= '9' && prev <= UINT32_MAX) {
+            prev = prev * 10 + (uint64_t)(buf[i] - '0');
+            i++;
+        }
+        if (i == 0 || prev > UINT32_MAX || (buf[i] != '\0' && strcmp(buf + i, "\n") != 0))
+            return set_err(err, err_cap, MP_ECORRUPT,
+                           "'%s' does not hold an incarnation counter (fix or delete it "
+                           "only if no node with this address is running)",
+                           path);
+        if (prev == UINT32_MAX)
+            return set_err(err, err_cap, MP_ECORRUPT, "'%s': incarnation counter exhausted",
+                           path);
+    } else if (errno != ENOENT) {
+        int e = errno;
+        return set_err(err, err_cap, MP_EIO, "cannot open '%s': %s", path, strerror(e));
+    }
+
+    uint32_t next = (uint32_t)prev + 1;
+    char text[16];
+    int len = snprintf(text, sizeof text, "%" PRIu32 "\n", next);
+    assert(len > 0 && (size_t)len < sizeof text);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        return set_err(err, err_cap, MP_EIO, "cannot create '%s': %s", tmp, strerror(e));
+    }
+    ssize_t w = write(fd, text, (size_t)len);
+    int e = errno;
+    if (w != len || fsync(fd) != 0) {
+        if (w == len) e = errno;
+        close(fd);
+        unlink(tmp);
+        return set_err(err, err_cap, MP_EIO, "cannot write '%s': %s", tmp,
+                       w >= 0 && w != len ? "short write" : strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        e = errno;
+        unlink(tmp);
+        return set_err(err, err_cap, MP_EIO, "cannot replace '%s': %s", path, strerror(e));
+    }
+    if (fsync_dir(dir) != 0) {
+        e = errno;
+        return set_err(err, err_cap, MP_EIO, "cannot sync directory '%s': %s", dir,
+                       strerror(e));
+    }
+    *out = next;
+    return 0;
+}
+
+/* ---- the running node ------------------------------------------------------- */
+
+typedef struct host {
+    mp_env *env;
+    mp_node *node;
+    mp_storage *storage;
+    uv_signal_t sig_int, sig_term;
+    bool signals_on;
+    int signals_open; /* handles not yet closed */
+    bool shutting_down;
+    uint64_t shutdown_ns;
+    int exit_status;
+} host;
+
+static void signal_closed(uv_handle_t *h)
+{
+    host *H = h->data;
+    assert(H->signals_open > 0);
+    H->signals_open--;
+}
+
+static void close_signals(host *H)
+{
+    if (!H->signals_on) return;
+    H->signals_on = false;
+    uv_close((uv_handle_t *)&H->sig_int, signal_closed);
+    uv_close((uv_handle_t *)&H->sig_term, signal_closed);
+}
+
+static void storage_closed(void *ud)
+{
+    host *H = ud;
+    H->storage = NULL;
+    close_signals(H);
+    mp_env_uv_stop(H->env);
+}
+
+static void node_down(void *ud)
+{
+    host *H = ud;
+    H->node = NULL;
+    if (H->storage) {
+        mp_storage_close(H->storage, storage_closed, H);
+    } else {
+        storage_closed(H);
+    }
+}
+
+static void begin_shutdown(host *H, const char *why)
+{
+    if (H->shutting_down) {
+        mp_env_log(H->env, MP_LOG_WARN, "%s: shutdown already in progress", why);
+        return;
+    }
+    H->shutting_down = true;
+    mp_env_log(H->env, MP_LOG_INFO, "%s: shutting down (deadline %" PRIu64 " ms)", why,
+               H->shutdown_ns / 1000000);
+    if (H->node) {
+        mp_node_shutdown(H->node, H->shutdown_ns, node_down, H);
+    } else {
+        node_down(H);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    host *H = s->data;
+    begin_shutdown(H, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static int start_signals(host *H)
+{
+    uv_loop_t *loop = mp_env_uv_loop(H->env);
+    if (uv_signal_init(loop, &H->sig_int) != 0) return MP_EIO;
+    H->sig_int.data = H;
+    H->signals_open++;
+    if (uv_signal_init(loop, &H->sig_term) != 0) {
+        uv_close((uv_handle_t *)&H->sig_int, signal_closed);
+        return MP_EIO;
+    }
+    H->sig_term.data = H;
+    H->signals_open++;
+    H->signals_on = true;
+    if (uv_signal_start(&H->sig_int, on_signal, SIGINT) != 0 ||
+        uv_signal_start(&H->sig_term, on_signal, SIGTERM) != 0) {
+        close_signals(H);
+        return MP_EIO;
+    }
+    return 0;
+}
+
+/* Run the loop until every handle the host or the node opened is closed,
+ * then destroy the env. Bounded: a handle that never closes is a bug, and
+ * the process is about to exit anyway. */
+static void drain_and_destroy(host *H)
+{
+    for (int i = 0; i < 100000; i++) {
+        if (H->signals_open == 0 && mp_env_uv_destroy(H->env) == 0) {
+            H->env = NULL;
+            return;
+        }
+        mp_env_uv_run_once(H->env, 0);
+    }
+    fprintf(stderr, "moonpool node: the event loop did not drain; exiting anyway\n");
+}
+
+static int open_storage(host *H, const mp_config *c)
+{
+    char err[512];
+    int rc;
+    switch (c->storage) {
+    case MP_CONFIG_STORAGE_MEMORY:
+        H->storage = mp_storage_memory_create(H->env);
+        if (!H->storage) {
+            fprintf(stderr, "moonpool node: out of memory creating the memory storage\n");
+            return MP_ENOMEM;
+        }
+        return 0;
+    case MP_CONFIG_STORAGE_POSTGRES:
+        rc = mp_storage_postgres_open(H->env, c->storage_conninfo, &H->storage);
+        if (rc < 0)
+            fprintf(stderr, "moonpool node: %s: cannot open PostgreSQL storage: %s\n",
+                    c->origin, mp_strerror(rc));
+        return rc;
+    case MP_CONFIG_STORAGE_SQLITE:
+    default: {
+        assert(c->storage_path);
+        /* The database's directory must exist before SQLite can create it. */
+        char dir[HOST_PATH_MAX];
+        size_t n = strlen(c->storage_path);
+        if (n >= sizeof dir) {
+            fprintf(stderr, "moonpool node: %s: storage path too long\n", c->origin);
+            return MP_EINVAL;
+        }
+        memcpy(dir, c->storage_path, n + 1);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = '\0';
+            if ((rc = mp_host_mkdirs(dir, err, sizeof err)) < 0) {
+                fprintf(stderr, "moonpool node: %s\n", err);
+                return rc;
+            }
+        }
+        rc = mp_storage_sqlite_open(H->env, c->storage_path, &H->storage);
+        if (rc < 0)
+            fprintf(stderr, "moonpool node: cannot open SQLite storage '%s': %s\n",
+                    c->storage_path, mp_strerror(rc));
+        return rc;
+    }
+    }
+}
+
+static bool all_digits(const char *s)
+{
+    if (!*s) return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
+int mp_node_run(const char *config_path, const char *id_override,
+                const mp_actor_type *const *types, size_t ntypes)
+{
+    if (!config_path || !*config_path) {
+        fprintf(stderr, "moonpool node: no config file given\n");
+        return MP_HOST_EXIT_CONFIG;
+    }
+    if (ntypes && !types) {
+        fprintf(stderr, "moonpool node: no actor types given\n");
+        return MP_HOST_EXIT_CONFIG;
+    }
+
+    /* 1. The config and this node's address: every mistake is exit 2. */
+    mp_config cfg;
+    mp_config_error cerr;
+    int rc = mp_config_load(config_path, &cfg, &cerr);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: %s\n", cerr.message);
+        return MP_HOST_EXIT_CONFIG;
+    }
+    if (id_override) {
+        if (all_digits(id_override)) {
+            char *end = NULL;
+            unsigned long id = strtoul(id_override, &end, 10);
+            rc = (id == 0 || id > cfg.member_count || *end)
+                     ? MP_EINVAL
+                     : mp_config_select_member(&cfg, (size_t)id, &cerr);
+            if (rc < 0 && (id == 0 || id > cfg.member_count))
+                snprintf(cerr.message, sizeof cerr.message,
+                         "%s: --id %s: the cluster has %zu members (counting from 1)",
+                         config_path, id_override, cfg.member_count);
+        } else {
+            rc = mp_config_set_address(&cfg, id_override, &cerr);
+        }
+        if (rc < 0) {
+            fprintf(stderr, "moonpool node: %s\n", cerr.message);
+            mp_config_free(&cfg);
+            return MP_HOST_EXIT_CONFIG;
+        }
+    }
+    if (!cfg.address) {
+        fprintf(stderr,
+                "moonpool node: %s: no node address: set 'address' in [node] or pass "
+                "--id ADDR|N\n",
+                config_path);
+        mp_config_free(&cfg);
+        return MP_HOST_EXIT_CONFIG;
+    }
+
+    /* 2. Data directory and incarnation: environment problems are exit 1. */
+    char err[512];
+    uint32_t incarnation = 0;
+    rc = mp_host_next_incarnation(cfg.data_dir, cfg.address, &incarnation, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: %s\n", err);
+        mp_config_free(&cfg);
+        return MP_HOST_EXIT_FAIL;
+    }
+
+    /* A vanished peer must show up as a write error, not kill the node. */
+    signal(SIGPIPE, SIG_IGN);
+
+    host H;
+    memset(&H, 0, sizeof H);
+    H.exit_status = MP_HOST_EXIT_OK;
+    H.shutdown_ns = cfg.shutdown_timeout_ns;
+    H.env = mp_env_uv_create(NULL, 0);
+    if (!H.env) {
+        fprintf(stderr, "moonpool node: out of memory creating the event loop\n");
+        mp_config_free(&cfg);
+        return MP_HOST_EXIT_FAIL;
+    }
+    H.env->log_level = cfg.log_level;
+    H.env->name = cfg.address;
+
+    if (start_signals(&H) < 0) {
+        fprintf(stderr, "moonpool node: cannot install signal handlers\n");
+        H.exit_status = MP_HOST_EXIT_FAIL;
+        goto teardown;
+    }
+    if (open_storage(&H, &cfg) < 0) {
+        H.exit_status = MP_HOST_EXIT_FAIL;
+        goto teardown;
+    }
+
+    /* 3. The node itself. */
+    mp_node_config nc;
+    rc = mp_config_to_node_config(&cfg, &nc);
+    if (rc < 0) { /* cannot happen: the address is set; never run half-configured */
+        fprintf(stderr, "moonpool node: %s: %s\n", config_path, mp_strerror(rc));
+        H.exit_status = MP_HOST_EXIT_CONFIG;
+        goto teardown;
+    }
+    nc.incarnation = incarnation;
+    nc.storage = H.storage;
+    rc = mp_node_create(H.env, &nc, &H.node);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: %s: the runtime refused the config: %s\n",
+                config_path, mp_strerror(rc));
+        H.node = NULL;
+        H.exit_status = MP_HOST_EXIT_CONFIG;
+        goto teardown;
+    }
+    for (size_t i = 0; i < ntypes; i++) {
+        rc = mp_node_register_type(H.node, types[i]);
+        if (rc < 0) {
+            fprintf(stderr, "moonpool node: cannot register actor type '%s': %s\n",
+                    types[i] && types[i]->name ? types[i]->name : "?", mp_strerror(rc));
+            H.exit_status = MP_HOST_EXIT_FAIL;
+            goto teardown;
+        }
+    }
+    rc = mp_node_start(H.node);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: cannot start on %s: %s\n", cfg.address,
+                mp_strerror(rc));
+        H.exit_status = MP_HOST_EXIT_FAIL;
+        goto teardown;
+    }
+    printf("moonpool node ready: address=%s namespace=%s incarnation=%" PRIu32
+           " storage=%s pid=%ld\n",
+           cfg.address, cfg.cluster_namespace, incarnation, mp_config_storage_name(cfg.storage),
+           (long)getpid());
+    fflush(stdout);
+    mp_env_log(H.env, MP_LOG_INFO, "node %s (namespace %s, incarnation %" PRIu32 ", %zu members) running",
+               cfg.address, cfg.cluster_namespace, incarnation, cfg.member_count);
+
+    rc = mp_env_uv_run(H.env);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: event loop error: %s\n", mp_strerror(rc));
+        H.exit_status = MP_HOST_EXIT_FAIL;
+    }
+    if (!H.shutting_down) {
+        /* The loop ran dry without a signal: shut down in order anyway. */
+        goto teardown;
+    }
+    goto done;
+
+teardown:
+    /* An error path (or a loop that returned early): stop the node and the
+     * storage in the same order as a signal would, running the loop until
+     * both reported. */
+    H.shutting_down = true;
+    if (H.node) {
+        mp_node_shutdown(H.node, H.shutdown_ns, node_down, &H);
+    } else if (H.storage) {
+        mp_storage_close(H.storage, storage_closed, &H);
+    } else {
+        close_signals(&H);
+    }
+    while (H.node || H.storage) {
+        if (!mp_env_uv_run_once(H.env, 1)) break;
+    }
+    close_signals(&H);
+done:
+    drain_and_destroy(&H);
+    if (H.exit_status == MP_HOST_EXIT_OK)
+        fprintf(stderr, "moonpool node %s: stopped\n", cfg.address);
+    mp_config_free(&cfg);
+    return H.exit_status;
+}

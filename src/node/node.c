@@ -1661,7 +1661,11 @@ static void on_frame(void *ud, const char *peer, const mp_frame *f)
         if (idx < 0) MP_SOMETIMES(true, "actor.request_from_client");
         on_request(n, idx, peer, f);
         break;
-    case MP_FRAME_RESPONSE: on_response(n, f); break;
+    case MP_FRAME_RESPONSE:
+        /* Only members are ever asked anything: a response from anyone
+         * else answers nothing of ours (and must not complete a call). */
+        if (idx >= 0) on_response(n, f);
+        break;
     case MP_FRAME_SYSTEM:
         if (mp_bytes_eq(f->method, mp_bytes_str(MP_SYS_STATS))) {
             on_stats_request(n, peer, f);

@@ -32,6 +32,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "env/env_uv.h"
 #include "storage/batch.h"
@@ -314,6 +315,9 @@ static int map_open_error(int rc)
         return MP_ECORRUPT;
     case SQLITE_NOMEM:
         return MP_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return MP_EBUSY; /* only open retries on it; see setup_with_retry */
     default:
         return MP_ESTORAGE;
     }
@@ -410,6 +414,28 @@ static int setup_schema(sq_ctx *c, const char *path)
     return 0;
 }
 
+/* Journal mode, sync level and schema. Processes opening one new shared
+ * file together can meet an SQLITE_BUSY that SQLite does not hand to the
+ * busy handler (another connection is switching the file to WAL or running
+ * its recovery). It is transient, so the setup is retried with a growing
+ * pause (about 2 s in all) before it counts as the file being unusable. */
+static int setup_with_retry(sq_ctx *c, const char *path)
+{
+    for (unsigned attempt = 1;; attempt++) {
+        sqlite3_int64 mode;
+        int rc;
+        if (!(rc = query_int(c, path, "PRAGMA journal_mode=WAL", &mode)) &&
+            !(rc = exec(c, path, "PRAGMA synchronous=FULL")) &&
+            !(rc = setup_schema(c, path)))
+            return 0;
+        if (rc != MP_EBUSY) return rc;
+        if (attempt == 20) return MP_EIO;
+        mp_env_log(c->env, MP_LOG_INFO, "sqlite %s: busy while opening; retry %u",
+                   path, attempt);
+        usleep(attempt * 10000u);
+    }
+}
+
 static int prepare(sq_ctx *c, const char *path, const char *sql,
                    sqlite3_stmt **out)
 {
@@ -451,10 +477,7 @@ int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
     /* Another process holding the write lock: wait a while, then fail the
      * batch with MP_ESTORAGE rather than block forever. */
     sqlite3_busy_timeout(c->db, 5000);
-    sqlite3_int64 dummy;
-    if ((rc = query_int(c, path, "PRAGMA journal_mode=WAL", &dummy)) ||
-        (rc = exec(c, path, "PRAGMA synchronous=FULL")) ||
-        (rc = setup_schema(c, path)) ||
+    if ((rc = setup_with_retry(c, path)) ||
         (rc = prepare(c, path, "BEGIN", &c->begin_r)) ||
         (rc = prepare(c, path, "BEGIN IMMEDIATE", &c->begin_w)) ||
         (rc = prepare(c, path, "COMMIT", &c->commit)) ||
@@ -484,7 +507,7 @@ int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
                       "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                       &c->ctr_put))) {
         sq_close_ctx(c);
-        return rc;
+        return rc == MP_EBUSY ? MP_EIO : rc; /* locked for good: unusable */
     }
     mp_storage *s = mp_batch_create(env, &sq_backend, c);
     if (!s) {

@@ -922,6 +922,8 @@ static void real_stats(void *ud, int status, const void *data, size_t len)
 
 static void real_timeout(void *ud) { mp_env_uv_stop(ud); }
 
+static void shut_count(void *ud) { (*(int *)ud)++; }
+
 static void test_client_real(void **state)
 {
     mp_env *env = mp_env_uv_create(NULL, 1);
@@ -968,9 +970,13 @@ static void test_client_real(void **state)
     assert_non_null(rc.stats);
     assert_string_equal(json_string_value(json_object_get(rc.stats, "addr")), maddr);
     json_decref(rc.stats);
-    mp_node_free_now(client);
-    mp_node_free_now(member);
+    /* graceful: free_now is for simulated kills only (never on a live
+     * libuv loop) */
+    int down = 0;
+    mp_node_shutdown(client, 1 * SEC, shut_count, &down);
+    mp_node_shutdown(member, 1 * SEC, shut_count, &down);
     mp_env_uv_run(env);
+    assert_int_equal(down, 2);
     mp_env_uv_destroy(env);
 }
 

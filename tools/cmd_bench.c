@@ -1423,7 +1423,8 @@ static int scn_sim(const bench_cfg *cfg)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: moonpool bench [--quick] [--json FILE] [--only SCENARIO]\n"
+            "usage: moonpool bench [--quick] [--json FILE] [--only SCENARIO] [--reps N]\n"
+            "                      [--match TEXT]\n"
             "\n"
             "Run the benchmarks in real mode on 127.0.0.1 and print one table\n"
             "(every line starts with the scenario name; each figure is the\n"

@@ -199,6 +199,8 @@ typedef struct host {
     bool shutting_down;
     uint64_t shutdown_ns;
     int exit_status;
+    bool dispositions_saved;
+    struct sigaction old_int, old_term; /* before mp_node_run */
 } host;
 
 static void signal_closed(uv_handle_t *h)
@@ -214,6 +216,26 @@ static void close_signals(host *H)
     H->signals_on = false;
     uv_close((uv_handle_t *)&H->sig_int, signal_closed);
     uv_close((uv_handle_t *)&H->sig_term, signal_closed);
+    /* Closing the last libuv watcher of a signal restores its default
+     * action, and a supervisor that repeats its SIGTERM (many do) would then
+     * kill a node that already stopped cleanly, turning exit status 0 into
+     * 143. The node is past the point where a signal could matter: ignore
+     * them until mp_node_run returns, which restores what the program had. */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigemptyset(&ign.sa_mask);
+    (void)sigaction(SIGINT, &ign, NULL);
+    (void)sigaction(SIGTERM, &ign, NULL);
+}
+
+/* mp_node_run is a library call: leave the caller's signal dispositions as
+ * they were. */
+static void restore_signals(host *H)
+{
+    if (!H->dispositions_saved) return;
+    (void)sigaction(SIGINT, &H->old_int, NULL);
+    (void)sigaction(SIGTERM, &H->old_term, NULL);
 }
 
 static void storage_closed(void *ud)
@@ -260,6 +282,8 @@ static void on_signal(uv_signal_t *s, int signum)
 static int start_signals(host *H)
 {
     uv_loop_t *loop = mp_env_uv_loop(H->env);
+    if (sigaction(SIGINT, NULL, &H->old_int) == 0 && sigaction(SIGTERM, NULL, &H->old_term) == 0)
+        H->dispositions_saved = true;
     if (uv_signal_init(loop, &H->sig_int) != 0) return MP_EIO;
     H->sig_int.data = H;
     H->signals_open++;
@@ -503,6 +527,7 @@ teardown:
     close_signals(&H);
 done:
     drain_and_destroy(&H);
+    restore_signals(&H);
     if (H.exit_status == MP_HOST_EXIT_OK)
         fprintf(stderr, "moonpool node %s: stopped\n", cfg.address);
     mp_config_free(&cfg);

@@ -21,6 +21,11 @@ if ps -eo args | grep -F -- "$TMP/demo/node" | grep -v grep >/dev/null; then
     ps -eo pid,args | grep -F -- "$TMP/demo/node" | grep -v grep >&2
     fail "node processes left behind"
 fi
+# Issue 4 asks for 10,000+ operations through the real cluster.
+ops=$(sed -n 's/^ *operations: \([0-9]*\) .*/\1/p' "$TMP/demo.out" | head -n 1)
+if [ "$st" = 0 ] && { [ -z "$ops" ] || [ "$ops" -lt 10000 ]; }; then
+    fail "demo ($mode) ran only '${ops:-?}' operations; at least 10000 are required"
+fi
 case $st in
 0) pass "demo ($mode): every check held, no process left" ;;
 77) echo "skipped: $(grep SKIPPED "$TMP/demo.out")"; exit 77 ;;

@@ -39,7 +39,11 @@
  * Thread: call from the process's main thread; it runs the node's loop on
  * it until shutdown. It installs handlers for SIGINT and SIGTERM (through
  * libuv) and ignores SIGPIPE (a peer that vanishes mid-write must surface as
- * a connection error, not kill the node).
+ * a connection error, not kill the node). When a signal stopped the node,
+ * SIGINT and SIGTERM stay ignored after mp_node_run returns: the program is
+ * about to exit, and a supervisor that repeats its SIGTERM (many do) must
+ * not turn a clean stop (status 0) into a kill (143). Otherwise (an error)
+ * the program's own dispositions are restored.
  */
 #ifndef MOONPOOL_HOST_H
 #define MOONPOOL_HOST_H

@@ -11,12 +11,27 @@
  * peers tell incarnations apart at the transport level, so a reply for a
  * previous life never matches (the new life's table is empty).
  *
- * Timeouts: records sit in a min-heap by deadline and ONE env timer is armed
- * for the earliest deadline. Completing a call early only removes its heap
- * node; the timer is not touched (when it fires with nothing due it re-arms
- * for the new earliest), so the common path costs no timer churn. A timer
- * never fires early (checked with MP_ALWAYS); under buggify it may fire a bit
- * late, bounded to 1% of the shortest timeout so S7 (within 10%) holds.
+ * Finding a record by id: a direct-mapped array indexed by the id's low
+ * bits (ids are consecutive, so the outstanding ones spread over the slots
+ * without hashing), kept at least twice the number of outstanding calls.
+ * A call that outlives `cap` later calls finds its slot taken by a newer one
+ * and goes to an overflow u64 map instead; lookups check the slot, then the
+ * map only when it is non-empty. Ids stay the plain counter (exact
+ * uniqueness, no generation wrap), and the common path hashes nothing.
+ *
+ * Timeouts: deadline = now + timeout only grows for a given timeout, and
+ * nearly every call uses the node's default, so records sit in one of a few
+ * FIFO lists whose deadlines are non-decreasing (appended to the list whose
+ * tail deadline is the largest one not after theirs); completing a call is an
+ * O(1) unlink. A deadline that fits no list (a shorter timeout than every
+ * list's tail, with all lists in use) goes to a min-heap. ONE env timer is
+ * armed for the earliest of the list heads and the heap top. Completing a
+ * call early only unlinks it; the timer is not touched (when it fires with
+ * nothing due it re-arms for the new earliest), so the common path costs no
+ * timer churn. A timer never fires early (checked with MP_ALWAYS); under
+ * buggify it may fire a bit late, bounded to 1% of the shortest timeout so S7
+ * (within 10%) holds. Expired records fire in deadline order (ties: lists in
+ * index order, then the heap), which depends only on the call sequence.
  *
  * Records come from a free list: the steady-state call path allocates
  * nothing.
@@ -33,11 +48,19 @@
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
 #include "util/heap.h"
+#include "util/list.h"
 #include "util/map.h"
+
+#define MP_CALLS_FIFOS 4
 
 typedef struct mp_call_rec {
     uint64_t corr;
-    mp_heap_node hn; /* key = absolute deadline (ns) */
+    uint64_t deadline;   /* absolute ns */
+    mp_list_node dlink;  /* in fifo[q - 1] when q > 0 */
+    mp_heap_node hn;     /* in the heap when q == 0; key = deadline */
+    uint8_t q;           /* 0: heap, 1..MP_CALLS_FIFOS: that FIFO */
+    bool direct;         /* indexed by slots[corr & mask], else in overflow */
+    int32_t peer;        /* member the request went to, -1: not marked */
     mp_reply_cb cb;
     void *ud;
     struct mp_call_rec *next_free;
@@ -45,7 +68,11 @@ typedef struct mp_call_rec {
 
 typedef struct mp_calls {
     mp_env *env;
-    mp_map_u64 map;
+    mp_call_rec **slots; /* direct-mapped by corr & (cap - 1) */
+    size_t cap;          /* 0 or a power of two */
+    size_t count;        /* outstanding records (slots + overflow) */
+    mp_map_u64 overflow; /* corr -> record whose slot was taken */
+    mp_list_node fifo[MP_CALLS_FIFOS];
     mp_heap heap;
     mp_timer_id timer;
     uint64_t timer_at; /* deadline the timer is armed for (0: none) */
@@ -94,9 +121,21 @@ int mp_calls_complete(mp_calls *c, uint64_t corr, int status, const void *data,
  * and reports the error itself). Returns whether it existed. */
 bool mp_calls_cancel(mp_calls *c, uint64_t corr);
 
+/* The outstanding record of corr, or NULL. The record stays valid until the
+ * call completes, is cancelled or the table is freed; a caller may re-point
+ * its peer mark (-1 when added) but must not touch the other fields. */
+mp_call_rec *mp_calls_find(mp_calls *c, uint64_t corr);
+
+/* Run fn on every outstanding record, in deadline order per structure (the
+ * FIFO lists in index order, then the heap): an order that depends only on
+ * the call sequence. fn must not add, complete or cancel calls (collect ids
+ * and act after the walk). Rare paths only: it visits every record. */
+void mp_calls_foreach(mp_calls *c, void (*fn)(void *arg, mp_call_rec *r),
+                      void *arg);
+
 static inline size_t mp_calls_pending(const mp_calls *c)
 {
-    return mp_map_u64_count(&c->map);
+    return c->count;
 }
 
 #endif

@@ -6,9 +6,20 @@
 
 #include <assert.h>
 
+#include "util/hash.h"
+#include "util/prng.h"
+
+/* Key hash: the reference's stable hash, keyed by the node's seed so that
+ * slot placement (not equality) depends on a value outsiders do not know. */
+static inline uint64_t key_hash(const mp_catalog *c, uint64_t ref_hash)
+{
+    return mp_mix64(ref_hash, c->seed);
+}
+
 int mp_catalog_init(mp_catalog *c, uint64_t seed)
 {
     mp_list_init(&c->list);
+    c->seed = seed;
     return mp_map_str_init_seeded(&c->map, 0, seed);
 }
 
@@ -20,13 +31,21 @@ void mp_catalog_free(mp_catalog *c)
 
 mp_actor *mp_catalog_get(const mp_catalog *c, const char *id, size_t len)
 {
-    return mp_map_str_get(&c->map, id, len);
+    return mp_map_str_get_h(
+        &c->map, key_hash(c, mp_hash64(id, len, MP_HASH_SEED_DEFAULT)), id, len);
+}
+
+mp_actor *mp_catalog_find(const mp_catalog *c, const mp_ref *ref)
+{
+    assert(ref->hash == mp_hash64(ref->id, ref->len, MP_HASH_SEED_DEFAULT));
+    return mp_map_str_get_h(&c->map, key_hash(c, ref->hash), ref->id, ref->len);
 }
 
 int mp_catalog_add(mp_catalog *c, mp_actor *a)
 {
-    if (mp_map_str_get(&c->map, a->ref.id, a->ref.len)) return MP_EINVAL;
-    int rc = mp_map_str_put(&c->map, a->ref.id, a->ref.len, a, NULL);
+    uint64_t h = key_hash(c, a->ref.hash);
+    if (mp_map_str_get_h(&c->map, h, a->ref.id, a->ref.len)) return MP_EINVAL;
+    int rc = mp_map_str_put_h(&c->map, h, a->ref.id, a->ref.len, a, NULL);
     if (rc != MP_OK) return rc;
     assert(!mp_list_node_linked(&a->cat_link));
     mp_list_push_back(&c->list, &a->cat_link);
@@ -35,7 +54,8 @@ int mp_catalog_add(mp_catalog *c, mp_actor *a)
 
 void mp_catalog_remove(mp_catalog *c, mp_actor *a)
 {
-    if (mp_map_str_get(&c->map, a->ref.id, a->ref.len) != a) return;
-    mp_map_str_remove(&c->map, a->ref.id, a->ref.len);
+    uint64_t h = key_hash(c, a->ref.hash);
+    if (mp_map_str_get_h(&c->map, h, a->ref.id, a->ref.len) != a) return;
+    mp_map_str_remove_h(&c->map, h, a->ref.id, a->ref.len);
     mp_list_remove(&a->cat_link);
 }

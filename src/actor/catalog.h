@@ -7,6 +7,12 @@
  * explains why), so a list in creation order serves every walk: idle sweeps,
  * shutdown, mp_node_foreach_activation. Those walks are then deterministic.
  *
+ * The map is keyed by a hash derived from mp_ref.hash (already computed
+ * once when the reference was built or parsed) mixed with the node's seed,
+ * so the local call path does not hash the id again (mp_hash64 was 5% of a
+ * local call). mp_catalog_get, for callers holding only the id bytes,
+ * computes mp_ref.hash's function itself: both ways give the same key hash.
+ *
  * The catalog holds at most one activation per id: that is what makes
  * "at most one activation per id per node" structural, and the directory's
  * first-wins registration extends it to the cluster.
@@ -22,7 +28,8 @@
 #include "util/map.h"
 
 typedef struct mp_catalog {
-    mp_map_str map;
+    mp_map_str map; /* used with the _h functions only */
+    uint64_t seed;
     mp_list_node list; /* mp_actor.cat_link, creation order */
 } mp_catalog;
 
@@ -30,6 +37,8 @@ int mp_catalog_init(mp_catalog *c, uint64_t seed);
 /* Frees the index only; activations are the node's to free. */
 void mp_catalog_free(mp_catalog *c);
 mp_actor *mp_catalog_get(const mp_catalog *c, const char *id, size_t len);
+/* The same for a reference whose hash field is valid (mp_ref_init/parse). */
+mp_actor *mp_catalog_find(const mp_catalog *c, const mp_ref *ref);
 /* Add; MP_EINVAL if an activation of that id is already there, MP_ENOMEM. */
 int mp_catalog_add(mp_catalog *c, mp_actor *a);
 /* Remove (a no-op if `a` is not the one registered under its id). */

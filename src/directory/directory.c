@@ -14,6 +14,28 @@
 
 #define CACHE_MAX_DEFAULT 1000000
 
+/* Map key hashes (see directory.h): the stable id hash keyed per map. */
+static inline uint64_t khash(uint64_t seed, uint64_t ref_hash)
+{
+    return mp_mix64(ref_hash, seed);
+}
+
+static inline uint64_t id_hash(const char *id, size_t len)
+{
+    return mp_hash64(id, len, MP_HASH_SEED_DEFAULT);
+}
+
+static mp_dir_entry *entry_new(const char *id, size_t len)
+{
+    mp_dir_entry *e = malloc(offsetof(mp_dir_entry, id) + len + 1);
+    if (!e) return NULL;
+    e->len = (uint16_t)len;
+    memcpy(e->id, id, len);
+    e->id[len] = '\0';
+    mp_list_node_init(&e->link);
+    return e;
+}
+
 int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
                 size_t self, uint64_t seed)
 {
@@ -24,6 +46,8 @@ int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
     d->n = n;
     d->self = self;
     d->cache_max = CACHE_MAX_DEFAULT;
+    d->table_seed = mp_mix64(seed, 1);
+    d->cache_seed = mp_mix64(seed, 2);
     d->members = calloc(n, sizeof *d->members);
     d->member_hash = calloc(n, sizeof *d->member_hash);
     d->known_load = calloc(n, sizeof *d->known_load);
@@ -109,7 +133,15 @@ size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref)
 const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
                                      size_t len)
 {
-    return mp_map_str_get(&d->table, id, len);
+    return mp_map_str_get_h(&d->table, khash(d->table_seed, id_hash(id, len)),
+                            id, len);
+}
+
+const mp_dir_entry *mp_dir_table_get_ref(const mp_directory *d,
+                                         const mp_ref *ref)
+{
+    return mp_map_str_get_h(&d->table, khash(d->table_seed, ref->hash), ref->id,
+                            ref->len);
 }
 
 int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
@@ -117,7 +149,8 @@ int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
                     mp_dir_entry *winner)
 {
     assert(member < d->n);
-    mp_dir_entry *e = mp_map_str_get(&d->table, ref->id, ref->len);
+    uint64_t h = khash(d->table_seed, ref->hash);
+    mp_dir_entry *e = mp_map_str_get_h(&d->table, h, ref->id, ref->len);
     if (e) {
         if (e->member == member && e->incarnation <= incarnation) {
             /* The same node re-registering: its newer activation is the
@@ -128,16 +161,12 @@ int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
         *winner = *e;
         return MP_OK;
     }
-    e = malloc(sizeof *e);
+    e = entry_new(ref->id, ref->len);
     if (!e) return MP_ENOMEM;
     e->member = member;
     e->incarnation = incarnation;
     e->act_id = act_id;
-    e->len = ref->len;
-    memcpy(e->id, ref->id, ref->len);
-    e->id[ref->len] = '\0';
-    mp_list_node_init(&e->link);
-    if (mp_map_str_put(&d->table, e->id, e->len, e, NULL) != MP_OK) {
+    if (mp_map_str_put_h(&d->table, h, e->id, e->len, e, NULL) != MP_OK) {
         free(e);
         return MP_ENOMEM;
     }
@@ -149,9 +178,10 @@ int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
 bool mp_dir_unregister(mp_directory *d, const char *id, size_t len,
                        uint16_t member, uint64_t act_id)
 {
-    mp_dir_entry *e = mp_map_str_get(&d->table, id, len);
+    uint64_t h = khash(d->table_seed, id_hash(id, len));
+    mp_dir_entry *e = mp_map_str_get_h(&d->table, h, id, len);
     if (!e || e->member != member || e->act_id != act_id) return false;
-    mp_map_str_remove(&d->table, id, len);
+    mp_map_str_remove_h(&d->table, h, id, len);
     mp_list_remove(&e->link);
     free(e);
     return true;
@@ -164,18 +194,44 @@ size_t mp_dir_table_count(const mp_directory *d)
 
 /* ---- cache ---- */
 
+static int cache_get_h(const mp_directory *d, uint64_t ref_hash,
+                       const char *id, size_t len)
+{
+    const mp_dir_entry *e =
+        mp_map_str_get_h(&d->cache, khash(d->cache_seed, ref_hash), id, len);
+    return e ? e->member : -1;
+}
+
 int mp_dir_cache_get(const mp_directory *d, const char *id, size_t len)
 {
-    const mp_dir_entry *e = mp_map_str_get(&d->cache, id, len);
-    return e ? e->member : -1;
+    if (mp_map_str_count(&d->cache) == 0) return -1; /* skip hashing */
+    return cache_get_h(d, id_hash(id, len), id, len);
+}
+
+int mp_dir_cache_get_ref(const mp_directory *d, const mp_ref *ref)
+{
+    return cache_get_h(d, ref->hash, ref->id, ref->len);
+}
+
+static void cache_remove_h(mp_directory *d, uint64_t ref_hash, const char *id,
+                           size_t len)
+{
+    mp_dir_entry *e =
+        mp_map_str_remove_h(&d->cache, khash(d->cache_seed, ref_hash), id, len);
+    if (!e) return;
+    mp_list_remove(&e->link);
+    free(e);
 }
 
 void mp_dir_cache_remove(mp_directory *d, const char *id, size_t len)
 {
-    mp_dir_entry *e = mp_map_str_remove(&d->cache, id, len);
-    if (!e) return;
-    mp_list_remove(&e->link);
-    free(e);
+    if (mp_map_str_count(&d->cache) == 0) return;
+    cache_remove_h(d, id_hash(id, len), id, len);
+}
+
+void mp_dir_cache_remove_ref(mp_directory *d, const mp_ref *ref)
+{
+    cache_remove_h(d, ref->hash, ref->id, ref->len);
 }
 
 void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
@@ -183,7 +239,8 @@ void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
 {
     assert(member < d->n);
     if (len > MP_ACTOR_ID_MAX) return;
-    mp_dir_entry *e = mp_map_str_get(&d->cache, id, len);
+    uint64_t h = khash(d->cache_seed, id_hash(id, len));
+    mp_dir_entry *e = mp_map_str_get_h(&d->cache, h, id, len);
     if (e) {
         e->member = member;
         e->incarnation = incarnation;
@@ -196,16 +253,12 @@ void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
             mp_dir_cache_remove(d, oe->id, oe->len);
         }
     }
-    e = malloc(sizeof *e);
+    e = entry_new(id, len);
     if (!e) return; /* a cache may forget: the next call looks up again */
     e->member = member;
     e->incarnation = incarnation;
     e->act_id = 0;
-    e->len = (uint16_t)len;
-    memcpy(e->id, id, len);
-    e->id[len] = '\0';
-    mp_list_node_init(&e->link);
-    if (mp_map_str_put(&d->cache, e->id, e->len, e, NULL) != MP_OK) {
+    if (mp_map_str_put_h(&d->cache, h, e->id, e->len, e, NULL) != MP_OK) {
         free(e);
         return;
     }

@@ -32,6 +32,11 @@
  * them within S5's 20% (tests/unit/test_bank_sim.c, placement).
  *
  * Walks (peer restart purges) use lists in insertion order: deterministic.
+ *
+ * Both maps are keyed by a hash derived from the id's stable hash
+ * (mp_ref.hash, keyed by the node's seed), so callers holding an mp_ref (the
+ * _ref functions, on every routed call) do not hash the id again; the
+ * id/len functions compute the same stable hash themselves.
  * Thread: the node's loop thread.
  */
 #ifndef MP_DIRECTORY_H
@@ -46,13 +51,17 @@
 #include "util/list.h"
 #include "util/map.h"
 
+/* Stored entries are allocated to the size of their id (the flexible
+ * array): a fixed 257-byte buffer was 300 of the 900 bytes an idle
+ * activation cost. A copy (winner, lookup results) carries the fields but
+ * not the id, which no caller reads from a copy. */
 typedef struct mp_dir_entry {
     mp_list_node link;
     uint16_t member;
+    uint16_t len;
     uint32_t incarnation;
     uint64_t act_id;
-    uint16_t len;
-    char id[MP_ACTOR_ID_MAX + 1];
+    char id[]; /* len bytes + NUL, in stored entries only */
 } mp_dir_entry;
 
 typedef struct mp_directory {
@@ -61,13 +70,14 @@ typedef struct mp_directory {
     char **members;         /* copies, NUL-terminated */
     uint64_t *member_hash;  /* mp_hash64 of each address */
     mp_map_str member_map;  /* address -> (index + 1) */
-    mp_map_str table;       /* owner table, id -> mp_dir_entry */
+    mp_map_str table;       /* owner table, id -> mp_dir_entry (_h use) */
     mp_list_node table_list;
-    mp_map_str cache;       /* id -> mp_dir_entry (act_id unused) */
+    mp_map_str cache;       /* id -> mp_dir_entry (act_id unused; _h use) */
     mp_list_node cache_list;
     size_t cache_max;
     uint64_t *known_load;   /* last reported activation count */
     uint64_t *placed;       /* placements since that report */
+    uint64_t table_seed, cache_seed;
 } mp_directory;
 
 /* `self` of a client-only node: it is no member, owns no partition and
@@ -93,6 +103,8 @@ size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref);
 /* ---- owner table ---- */
 const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
                                      size_t len);
+const mp_dir_entry *mp_dir_table_get_ref(const mp_directory *d,
+                                         const mp_ref *ref);
 /* First-wins registration (see above). *winner gets the entry in force
  * afterwards. MP_ENOMEM. */
 int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
@@ -107,6 +119,9 @@ size_t mp_dir_table_count(const mp_directory *d);
 /* ---- cache ---- */
 /* Member caching the id, or -1. */
 int mp_dir_cache_get(const mp_directory *d, const char *id, size_t len);
+/* The same for a reference with a valid hash field (no re-hashing). */
+int mp_dir_cache_get_ref(const mp_directory *d, const mp_ref *ref);
+void mp_dir_cache_remove_ref(mp_directory *d, const mp_ref *ref);
 void mp_dir_cache_put(mp_directory *d, const char *id, size_t len,
                       uint16_t member, uint32_t incarnation);
 void mp_dir_cache_remove(mp_directory *d, const char *id, size_t len);

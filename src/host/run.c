@@ -200,6 +200,7 @@ typedef struct host {
     uint64_t shutdown_ns;
     int exit_status;
     bool dispositions_saved;
+    bool stopped_by_signal;
     struct sigaction old_int, old_term; /* before mp_node_run */
 } host;
 
@@ -230,10 +231,11 @@ static void close_signals(host *H)
 }
 
 /* mp_node_run is a library call: leave the caller's signal dispositions as
- * they were. */
+ * they were, except after a signal stopped the node (see host.h: a repeat
+ * of it must not kill a process that stopped cleanly and is exiting). */
 static void restore_signals(host *H)
 {
-    if (!H->dispositions_saved) return;
+    if (!H->dispositions_saved || H->stopped_by_signal) return;
     (void)sigaction(SIGINT, &H->old_int, NULL);
     (void)sigaction(SIGTERM, &H->old_term, NULL);
 }
@@ -276,6 +278,7 @@ static void begin_shutdown(host *H, const char *why)
 static void on_signal(uv_signal_t *s, int signum)
 {
     host *H = s->data;
+    H->stopped_by_signal = true;
     begin_shutdown(H, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 

@@ -233,6 +233,22 @@ static int send_frame(mp_node *n, const char *peer, const mp_frame *f)
     return mp_transport_send(n->transport, peer, f);
 }
 
+/* A send to or a connection with peer failed with status: the text the
+ * waiting callers get. A refused handshake (MP_ENAMESPACE, MP_EVERSION)
+ * keeps its status and says both sides' values (the transport's reason). */
+static bool refusal_status(int status)
+{
+    return status == MP_ENAMESPACE || status == MP_EVERSION;
+}
+
+static void refusal_text(mp_node *n, const char *peer, int status, char *buf,
+                         size_t cap)
+{
+    const char *why = n->transport ? mp_transport_peer_error(n->transport, peer) : NULL;
+    snprintf(buf, cap, "cannot talk to %s: %s", peer,
+             why ? why : mp_strerror(status));
+}
+
 static void send_response(mp_node *n, const char *peer, uint64_t corr,
                           int status, const void *data, size_t len,
                           const mp_ref *cache_id, int cache_member)
@@ -334,6 +350,16 @@ static void fail_msg(mp_node *n, mp_msg *m, int status, const char *text)
 
 static void relay_cb(void *ud, int status, const void *data, size_t len);
 
+/* Our own call sent to a peer remembers which member it went to (in its
+ * calls record), so that losing that peer can fail it at once (fail_waiting)
+ * instead of letting it wait for its timeout. Relays and directory requests
+ * need no mark: their mp_ctx already carries the member. */
+static void track_sent(mp_node *n, uint64_t corr, uint16_t member)
+{
+    mp_call_rec *r = mp_calls_find(&n->calls, corr);
+    if (r) r->peer = (int32_t)member;
+}
+
 /* Send a request that this node does not host to `member`. A message that
  * arrived from a peer is proxied (relay record); our own calls go with their
  * own correlation id. Consumes m. */
@@ -406,9 +432,16 @@ static void send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
             mp_calls_cancel(&n->calls, f.correlation_id);
             ctx_free(relay);
         }
+        if (refusal_status(rc)) {
+            char why[MP_ADDR_MAX + 200];
+            refusal_text(n, mp_dir_addr(&n->dir, member), rc, why, sizeof why);
+            fail_msg(n, m, rc, why);
+            return;
+        }
         fail_msg(n, m, rc, mp_strerror(rc));
         return;
     }
+    if (m->origin == MP_ORIGIN_LOCAL) track_sent(n, f.correlation_id, member);
     mp_msg_release(n, m);
 }
 
@@ -450,7 +483,7 @@ static void fail_list(mp_node *n, mp_list_node *msgs, int status,
  * and methods never create activations) and registered. Consumes msgs. */
 static void host_here(mp_node *n, const mp_ref *ref, mp_list_node *msgs)
 {
-    mp_actor *a = mp_catalog_get(&n->catalog, ref->id, ref->len);
+    mp_actor *a = mp_catalog_find(&n->catalog, ref);
     mp_list_node *ln;
     if (a) {
         while ((ln = mp_list_pop_front(msgs)) != NULL)
@@ -486,7 +519,7 @@ static void host_here(mp_node *n, const mp_ref *ref, mp_list_node *msgs)
     n->stats.activations_total++;
     /* The cache describes other nodes only: an entry for an id hosted here
      * would outlive this activation and misroute its re-routed messages. */
-    mp_dir_cache_remove(&n->dir, ref->id, ref->len);
+    mp_dir_cache_remove_ref(&n->dir, ref);
     DBG(n, "create %s act=%llu", ref->id, (unsigned long long)a->act_id);
     while ((ln = mp_list_pop_front(&ok)) != NULL)
         mp_actor_enqueue(a, MP_CONTAINER_OF(ln, mp_msg, link));
@@ -680,6 +713,7 @@ static int send_system(mp_node *n, size_t member, const char *method,
     f.payload = mp_bytes_make(payload, (uint32_t)len);
     f.ttl_ms = (uint32_t)(sys_timeout(n) / NS_PER_MS);
     if (ctx) {
+        ctx->member = (uint16_t)member; /* see fail_waiting */
         int rc = mp_calls_add(&n->calls, sys_timeout(n), cb, ctx,
                               &f.correlation_id);
         if (rc < 0) return rc;
@@ -923,6 +957,8 @@ void mp_node_turn_ended(mp_node *n, mp_actor *a)
 
 static void lookup_done(mp_node *n, const mp_ref *ref, int status,
                         const mp_dir_entry *e);
+static void lookup_resolved(mp_node *n, const mp_ref *rp, const mp_dir_entry *e,
+                            mp_list_node *msgs_in);
 
 static void pending_free(mp_node *n, mp_pending *p)
 {
@@ -932,12 +968,37 @@ static void pending_free(mp_node *n, mp_pending *p)
     free(p);
 }
 
+/* The directory owner of ref refused our handshake (namespace or version):
+ * retrying cannot help, so the requests waiting for the lookup fail now with
+ * that status instead of timing out. */
+static void lookup_refused(mp_node *n, const mp_ref *ref, int status,
+                           const char *text)
+{
+    mp_pending *p = mp_map_str_get(&n->pending, ref->id, ref->len);
+    if (!p) return;
+    MP_SOMETIMES(true, "actor.lookup_refused");
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_list_node *ln;
+    while ((ln = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ln);
+    pending_free(n, p);
+    fail_list(n, &msgs, status, text);
+}
+
 static void lookup_cb(void *ud, int status, const void *data, size_t len)
 {
     mp_ctx *c = ud;
     mp_node *n = c->node;
     mp_ref ref = c->ref;
     ctx_free(c);
+    if (refusal_status(status)) {
+        char text[MP_ADDR_MAX + 200];
+        size_t tl = len < sizeof text - 1 ? len : sizeof text - 1;
+        memcpy(text, data, tl);
+        text[tl] = '\0';
+        lookup_refused(n, &ref, status, text);
+        return;
+    }
     mp_dir_entry e;
     int found = 0;
     if (status == MP_OK) {
@@ -968,6 +1029,13 @@ static void start_lookup(mp_node *n, mp_pending *p)
         rc = send_system(n, owner, MP_SYS_LOOKUP, &p->ref, NULL, 0, c,
                          lookup_cb);
         if (rc < 0) ctx_free(c);
+    }
+    if (refusal_status(rc)) {
+        char text[MP_ADDR_MAX + 200];
+        refusal_text(n, mp_dir_addr(&n->dir, owner), rc, text, sizeof text);
+        mp_ref ref = p->ref;
+        lookup_refused(n, &ref, rc, text);
+        return;
     }
     if (rc < 0) {
         mp_ref ref = p->ref;
@@ -1026,10 +1094,23 @@ static void lookup_done(mp_node *n, const mp_ref *ref, int status,
     while ((ln = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ln);
     mp_ref r = p->ref;
     pending_free(n, p);
+    lookup_resolved(n, &r, e, &msgs);
+}
+
+/* Where the directory says ref lives (e, or NULL: nowhere yet, place it):
+ * send msgs there or host them here. Consumes msgs. */
+static void lookup_resolved(mp_node *n, const mp_ref *rp, const mp_dir_entry *e,
+                            mp_list_node *msgs_in)
+{
+    const mp_ref r = *rp; /* rp may point into something freed below */
+    mp_list_node msgs;
+    mp_list_init(&msgs);
+    mp_list_node *ln;
+    while ((ln = mp_list_pop_front(msgs_in)) != NULL) mp_list_push_back(&msgs, ln);
 
     /* An activation may have appeared here while the lookup was out (a
      * placement from another node): it takes the messages. */
-    mp_actor *here = mp_catalog_get(&n->catalog, r.id, r.len);
+    mp_actor *here = mp_catalog_find(&n->catalog, &r);
     if (here && here->state != MP_ACT_INVALID) {
         host_here(n, &r, &msgs);
         return;
@@ -1093,7 +1174,7 @@ static void pending_add(mp_node *n, mp_msg *m)
 
 static void route(mp_node *n, mp_msg *m)
 {
-    mp_actor *a = mp_catalog_get(&n->catalog, m->target.id, m->target.len);
+    mp_actor *a = mp_catalog_find(&n->catalog, &m->target);
     if (a && a->state != MP_ACT_INVALID) {
         deliver_local(n, a, m);
         return;
@@ -1103,12 +1184,33 @@ static void route(mp_node *n, mp_msg *m)
                  "node shutting down");
         return;
     }
-    int c = mp_dir_cache_get(&n->dir, m->target.id, m->target.len);
+    int c = mp_dir_cache_get_ref(&n->dir, &m->target);
     if (c >= 0 && (size_t)c != n->dir.self) {
         send_to(n, m, (uint16_t)c, 0, true);
         return;
     }
-    if (c >= 0) mp_dir_cache_remove(&n->dir, m->target.id, m->target.len);
+    if (c >= 0) mp_dir_cache_remove_ref(&n->dir, &m->target);
+    /* This node owns the id's directory entry and no lookup for it is
+     * waiting (which would hold earlier messages): the answer is local and
+     * immediate, so skip the pending-lookup record (an allocation and two
+     * map operations per new activation) and resolve in place, exactly as
+     * start_lookup + lookup_done would. A recovering owner without an entry
+     * says "busy", which needs the record's retry: the slow path. */
+    if (mp_dir_owner(&n->dir, &m->target) == n->dir.self &&
+        (mp_map_str_count(&n->pending) == 0 ||
+         !mp_map_str_get(&n->pending, m->target.id, m->target.len))) {
+        const mp_dir_entry *e = mp_dir_table_get_ref(&n->dir, &m->target);
+        if (e || !recovering(n)) {
+            mp_dir_entry copy;
+            if (e) copy = *e;
+            n->stats.dir_lookups++;
+            mp_list_node one;
+            mp_list_init(&one);
+            mp_list_push_back(&one, &m->link);
+            lookup_resolved(n, &m->target, e ? &copy : NULL, &one);
+            return;
+        }
+    }
     pending_add(n, m);
 }
 
@@ -1456,7 +1558,7 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
         fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
         return;
     }
-    mp_actor *a = mp_catalog_get(&n->catalog, ref.id, ref.len);
+    mp_actor *a = mp_catalog_find(&n->catalog, &ref);
     if (a && a->state != MP_ACT_INVALID) {
         deliver_local(n, a, m);
         return;
@@ -1684,12 +1786,116 @@ static void on_frame(void *ud, const char *peer, const mp_frame *f)
     }
 }
 
+/* ---- a lost peer: what waits on it fails at once ----
+ *
+ * Why: a request whose frame went to a peer that then died gets no reply;
+ * waiting for its timeout (30 s by default) only hides a fact the transport
+ * already knows. When the transport reports the peer down (its connection
+ * broke, or a dial or handshake failed) or restarted, every call, relay and
+ * directory request whose frame went to it or still waits in its queue ends
+ * now: calls and relays with MP_EUNAVAIL ("may or may not have run": a
+ * frame handed to TCP may have been processed, and a queued frame is still
+ * delivered if the peer comes back), directory requests through their
+ * normal retry paths (they are idempotent), and a refused handshake
+ * (namespace or version mismatch) with its own status.
+ *
+ * "Down" means a dial or handshake failed (mp_transport_peer_unreachable),
+ * not merely that an open connection broke: after a break the transport
+ * redials at once, and a live peer answers on the new connection what it
+ * received (its replies wait in its queue), so calls are failed only when
+ * that redial fails, a few milliseconds after a crash. Requests lost in the
+ * write that broke still end by timeout.
+ *
+ * Calls issued while the peer stays down are queued behind the transport's
+ * reconnect attempts and fail at the next failed attempt, so they wait at
+ * most one backoff step (transport backoff_max_ns, 2 s by default), never
+ * their whole timeout; a peer that comes back in between serves them. No
+ * "down" flag is kept, so no stale state can refuse calls after a heal.
+ *
+ * The waiting records are found by walking the calls table (rare event;
+ * its heap order is deterministic) and completed in correlation-id order,
+ * i.e. in send order. */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The member a waiting record's frame went to, or -1: a client's call (see
+ * client_peer_down), a stats request or anything else not tracked. */
+static int waiter_member(mp_call_rec *r)
+{
+    if (r->peer >= 0) return r->peer;
+    if (r->cb == relay_cb || r->cb == lookup_cb || r->cb == register_cb ||
+        r->cb == unregister_cb)
+        return ((mp_ctx *)r->ud)->member;
+    return -1;
+}
+
+/* Complete every record waiting on member with status and text. Returns how
+ * many. Callbacks may send (and add records) but never free the node. */
+typedef struct waiting_ids {
+    int member;
+    uint64_t *ids;
+    size_t count, cap;
+} waiting_ids;
+
+static void collect_waiting(void *arg, mp_call_rec *r)
+{
+    waiting_ids *w = arg;
+    if (waiter_member(r) != w->member) return;
+    if (w->count == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 16;
+        uint64_t *g = realloc(w->ids, nc * sizeof *g);
+        if (!g) return; /* the rest end by reply or timeout */
+        w->ids = g;
+        w->cap = nc;
+    }
+    w->ids[w->count++] = r->corr;
+}
+
+static size_t fail_waiting(mp_node *n, uint16_t member, int status,
+                           const char *text)
+{
+    waiting_ids w = {member, NULL, 0, 0};
+    mp_calls_foreach(&n->calls, collect_waiting, &w);
+    uint64_t *ids = w.ids;
+    size_t count = w.count;
+    if (count > 1) qsort(ids, count, sizeof *ids, cmp_u64);
+    size_t failed = 0, tlen = strlen(text);
+    for (size_t i = 0; i < count; i++) {
+        /* An earlier callback may have completed it meanwhile. */
+        if (!mp_calls_find(&n->calls, ids[i])) continue;
+        mp_calls_complete(&n->calls, ids[i], status, text, tlen);
+        failed++;
+    }
+    free(ids);
+    if (failed)
+        mp_env_log(n->env, MP_LOG_INFO, "node: %zu request(s) to %s failed at once: %s",
+                   failed, mp_dir_addr(&n->dir, member), text);
+    return failed;
+}
+
 static void on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
                             uint32_t new_inc)
 {
     mp_node *n = ud;
+    if (n->freed || !peer) return;
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
+    if (old_inc != 0) {
+        /* The old process is gone with whatever it was doing: nothing sent
+         * to it will be answered. */
+        char why[MP_ADDR_MAX + 96];
+        snprintf(why, sizeof why,
+                 "%s restarted (incarnation %u -> %u); the call may or may not have run",
+                 peer, (unsigned)old_inc, (unsigned)new_inc);
+        if (n->client_only)
+            client_peer_down(n, (uint16_t)idx, MP_ECONNRESET);
+        else
+            fail_waiting(n, (uint16_t)idx, MP_EUNAVAIL, why);
+    }
     mp_dir_peer_restart(&n->dir, (uint16_t)idx, new_inc);
     if (n->client_only) return; /* no activations, no say in recovery */
     /* The peer lost its owner table: re-register our activations whose
@@ -1728,6 +1934,23 @@ static void on_peer_down(void *ud, const char *peer, int status)
         return;
     }
     mp_dir_cache_drop_member(&n->dir, (uint16_t)idx);
+    char why[MP_ADDR_MAX + 200];
+    if (refusal_status(status)) {
+        /* Not a lost connection: the peer is of another cluster or
+         * protocol, and nothing sent to it ever ran. */
+        refusal_text(n, peer, status, why, sizeof why);
+        fail_waiting(n, (uint16_t)idx, status, why);
+        return;
+    }
+    /* A connection that just broke is redialed at once: if the peer is
+     * alive, what it received is answered on the next connection (its
+     * replies wait in its queue), so the waiting calls wait too. The peer
+     * is gone only when a dial or handshake fails. */
+    if (n->transport && !mp_transport_peer_unreachable(n->transport, peer)) return;
+    snprintf(why, sizeof why,
+             "connection to %s lost (%s); the call may or may not have run", peer,
+             mp_status_name(status));
+    fail_waiting(n, (uint16_t)idx, MP_EUNAVAIL, why);
 }
 
 /* ---- timers: load reports, idle sweep ---- */

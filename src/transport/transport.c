@@ -122,6 +122,12 @@ struct peer {
     mp_timer_id retry_timer;
     uint32_t attempts; /* failures since the last open connection */
     mp_peer_stats st;  /* counters; queue/connected filled on read */
+    /* MP_ENAMESPACE / MP_EVERSION while the last handshake was refused for
+     * that (cleared by an open connection): sends fail at once. */
+    int refused;
+    bool probe; /* a send was refused: keep redialing though none queued */
+    bool unreachable; /* a dial or handshake failed since the last open */
+    char why[MP_HELLO_MAX_REASON + 1]; /* last failure, for the layer above */
 };
 
 struct mp_transport {
@@ -219,6 +225,30 @@ static void peer_mark_dirty(peer *p)
     schedule_flush(p->t);
 }
 
+/* Graceful close: frames queued for a peer that has no open connection
+ * would only hold the close until its deadline (a dead or refusing peer
+ * never takes them), so they are dropped, counted and logged. Frames
+ * already handed to a connection (in flight) are left to its write
+ * callback. */
+static void peer_drop_pending(peer *p, const char *why)
+{
+    if (p->pending_frames == 0) return;
+    mp_transport *t = p->t;
+    assert(p->q_frames >= p->pending_frames && p->q_bytes >= p->pending.len);
+    p->q_frames -= p->pending_frames;
+    p->q_bytes -= p->pending.len;
+    p->st.dropped_frames += p->pending_frames;
+    mp_env_log(t->env, MP_LOG_INFO, "transport: closing: dropped %u frame(s) queued for %s (%s)",
+               (unsigned)p->pending_frames, p->addr, why);
+    p->pending_frames = 0;
+    mp_buf_reset(&p->pending);
+    if (mp_list_node_linked(&p->dirty_link)) mp_list_remove(&p->dirty_link);
+    if (p->retry_timer) {
+        mp_env_timer_cancel(t->env, p->retry_timer);
+        p->retry_timer = 0;
+    }
+}
+
 static uint64_t backoff_delay(peer *p)
 {
     mp_transport *t = p->t;
@@ -238,14 +268,20 @@ static void on_retry(void *ud)
     peer *p = ud;
     p->retry_timer = 0;
     if (p->t->shutdown || p->conn || p->out) return;
-    if (p->pending_frames > 0) peer_dial(p);
+    if (p->pending_frames > 0 || p->probe) peer_dial(p);
 }
 
 static void schedule_retry(peer *p)
 {
     mp_transport *t = p->t;
+    if (t->closing) {
+        /* No redial while closing: what waits for this peer goes now. */
+        if (!p->conn && !p->out) peer_drop_pending(p, "connection lost while closing");
+        return;
+    }
     if (t->shutdown || p->retry_timer || p->conn || p->out) return;
-    if (p->pending_frames == 0) return; /* reconnect only while frames wait */
+    /* Reconnect only while frames wait (or sends were refused: probing). */
+    if (p->pending_frames == 0 && !p->probe) return;
     uint64_t d = backoff_delay(p);
     p->attempts++;
     p->retry_timer = mp_env_timer_start(t->env, d, on_retry, p);
@@ -307,8 +343,11 @@ static void conn_close(conn *c)
 
 /* The connection to a peer is lost or could not be made: tell the layer
  * above, after arming the backoff. */
-static void peer_lost(peer *p, int status)
+static void peer_lost(peer *p, int status, bool was_open)
 {
+    /* Unreachable once a dial or handshake failed: a broken open connection
+     * alone does not say the peer is gone (its first redial will). */
+    if (!was_open) p->unreachable = true;
     schedule_retry(p);
     if (p->t->cbs.on_peer_down && !p->t->shutdown) p->t->cbs.on_peer_down(p->t->ud, p->addr, status);
 }
@@ -327,12 +366,17 @@ static void conn_fail(conn *c, int status, const char *why)
     mp_transport *t = c->t;
     peer *p = c->p;
     bool attached = p && (p->conn == c || p->out == c);
+    bool was_open = c->state == C_OPEN;
     mp_env_log(t->env, expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN,
                "transport: connection %s %s closed: %s (%s)", c->outgoing ? "to" : "from",
                p ? p->addr : (c->s ? mp_stream_peer(c->s) : "(unknown)"), why,
                mp_status_name(status));
     conn_close(c);
-    if (attached) peer_lost(p, status);
+    if (attached) {
+        snprintf(p->why, sizeof p->why, "%s", why);
+        if (status == MP_ENAMESPACE || status == MP_EVERSION) p->refused = status;
+        peer_lost(p, status, was_open);
+    }
 }
 
 static void on_hs_timeout(void *ud)
@@ -428,6 +472,10 @@ static void conn_open(conn *c, uint32_t inc)
     c->state = C_OPEN;
     p->conn = c;
     p->attempts = 0;
+    p->refused = 0;
+    p->probe = false;
+    p->unreachable = false;
+    p->why[0] = '\0';
     if (p->retry_timer) {
         mp_env_timer_cancel(t->env, p->retry_timer);
         p->retry_timer = 0;
@@ -566,6 +614,18 @@ static void outgoing_hello(conn *c, const mp_frame *f)
         rc = MP_EPROTO;
     }
     if (rc != MP_OK) {
+        char detail[MP_HELLO_MAX_REASON];
+        if (rc == MP_ENAMESPACE) {
+            char ns[MP_HELLO_MAX_NS + 1];
+            sanitize(ns, sizeof ns, h.ns.ptr, h.ns.len);
+            snprintf(detail, sizeof detail, "%s (ours '%.40s', theirs '%.40s')", why,
+                     c->t->ns, ns);
+            why = detail;
+        } else if (rc == MP_EVERSION) {
+            snprintf(detail, sizeof detail, "%s (ours %u, theirs %u)", why,
+                     (unsigned)MP_HELLO_VERSION, (unsigned)h.version);
+            why = detail;
+        }
         p->st.refused_handshakes++;
         conn_fail(c, rc, why); /* logs the reason */
         return;
@@ -593,7 +653,9 @@ static void outgoing_refused(conn *c, const mp_frame *f)
     p->st.refused_handshakes++;
     mp_env_log(t->env, MP_LOG_WARN, "transport: %s refused us: %s (%s)", p->addr, reason,
                mp_status_name(f->status));
-    conn_fail(c, f->status < 0 ? f->status : MP_EPROTO, "refused by peer");
+    char why[MP_HELLO_MAX_REASON + 32];
+    snprintf(why, sizeof why, "refused by peer: %s", reason);
+    conn_fail(c, f->status < 0 ? f->status : MP_EPROTO, why);
 }
 
 /* Returns false when the connection got closed. */
@@ -702,7 +764,7 @@ static void on_connect(void *ud, mp_stream *s, int status)
                    mp_status_name(status));
         c->state = C_CLOSING;
         if (p->out == c) p->out = NULL;
-        peer_lost(p, status);
+        peer_lost(p, status, false);
         conn_free(c); /* last: it may finish a graceful close */
         return;
     }
@@ -716,7 +778,7 @@ static void peer_dial(peer *p)
     assert(!p->out && !p->conn);
     conn *c = conn_new(t, p, true);
     if (!c) {
-        peer_lost(p, MP_ENOMEM);
+        peer_lost(p, MP_ENOMEM, false);
         return;
     }
     c->state = C_DIALING;
@@ -725,7 +787,7 @@ static void peer_dial(peer *p)
     if (rc != MP_OK) {
         c->state = C_CLOSING;
         p->out = NULL;
-        peer_lost(p, rc);
+        peer_lost(p, rc, false);
         conn_free(c); /* last: it may finish a graceful close */
     }
 }
@@ -937,6 +999,22 @@ int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
 
 const char *mp_transport_self_addr(const mp_transport *t) { return t->self; }
 
+bool mp_transport_peer_unreachable(mp_transport *t, const char *addr)
+{
+    if (!t || !addr) return false;
+    size_t n = strnlen(addr, ADDR_CAP);
+    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
+    return p && p->unreachable && !p->conn;
+}
+
+const char *mp_transport_peer_error(mp_transport *t, const char *addr)
+{
+    if (!t || !addr) return NULL;
+    size_t n = strnlen(addr, ADDR_CAP);
+    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
+    return p && p->why[0] ? p->why : NULL;
+}
+
 int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
 {
     if (!t || !frame || !addr) return MP_EINVAL;
@@ -964,6 +1042,13 @@ int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
         p = peer_get(t, addr, strlen(addr));
         if (!p) return MP_ENOMEM;
         t->last = p;
+    }
+    if (p->refused && !p->conn) {
+        /* Refused for namespace or version: queueing would only make the
+         * caller wait. Redialing goes on (probe) so a fixed peer is found. */
+        p->probe = true;
+        if (!p->out) schedule_retry(p);
+        return p->refused;
     }
     if (p->q_frames >= t->cfg.max_queue_frames || p->q_bytes + size > t->cfg.max_queue_bytes)
         return MP_EQUEUEFULL;
@@ -1020,6 +1105,7 @@ void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
         all.decode_errors += s->decode_errors;
         all.oversize_frames += s->oversize_frames;
         all.refused_handshakes += s->refused_handshakes;
+        all.dropped_frames += s->dropped_frames;
     }
     all.queue_frames = 0;
     all.queue_bytes = 0;
@@ -1128,6 +1214,21 @@ void mp_transport_close(mp_transport *t, uint64_t flush_timeout_ns, void (*cb)(v
     t->close_ud = ud;
     mp_listener_close(t->listener, on_listener_closed, t);
     t->listener = NULL;
+    /* Peers in an outage (no open connection, and either no dial under way
+     * or at least one failure since the last open one) lose their queue at
+     * once. A first dial or a fresh reconnect may still finish and flush;
+     * if it fails instead, schedule_retry drops the queue then. */
+    mp_list_node *n, *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
+    {
+        peer *p = MP_CONTAINER_OF(n, peer, link);
+        if (p->conn || (p->out && p->attempts == 0)) continue;
+        if (p->out) {
+            MP_SOMETIMES(true, "transport.close_abandons_dial");
+            conn_close(p->out);
+        }
+        peer_drop_pending(p, "no open connection");
+    }
     if (!drained(t)) {
         t->close_timer = mp_env_timer_start(t->env, flush_timeout_ns, on_close_timeout, t);
         if (!t->close_timer) shut_down(t);

@@ -72,8 +72,9 @@ typedef struct mp_transport_callbacks {
     /* A peer was seen with a new incarnation (old is 0 the first time). */
     void (*on_peer_restart)(void *ud, const char *peer, uint32_t old_inc,
                             uint32_t new_inc);
-    /* The connection to peer broke or could not be made (status says why).
-     * Frames still queued stay queued and reconnecting goes on. May be NULL. */
+    /* The connection to peer broke or could not be made (status says why;
+     * mp_transport_peer_unreachable tells which). Frames still queued stay
+     * queued and reconnecting goes on. May be NULL. */
     void (*on_peer_down)(void *ud, const char *peer, int status);
 } mp_transport_callbacks;
 
@@ -81,6 +82,7 @@ typedef struct mp_peer_stats {
     uint64_t frames_out, frames_in, bytes_out, bytes_in;
     uint64_t connects, reconnects, decode_errors, oversize_frames;
     uint64_t refused_handshakes;
+    uint64_t dropped_frames; /* queued, never written: dropped at close */
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */
@@ -99,9 +101,26 @@ int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
 /* Queue a frame to a peer (encoded at once into the peer's buffer: the frame
  * and its views may be reused as soon as this returns). Dials if needed.
  * Errors at once: MP_ETOOBIG (over max_frame, nothing queued), MP_EQUEUEFULL,
- * MP_EINVAL (bad frame or addr), MP_ECLOSED (transport closing). Sending to
+ * MP_EINVAL (bad frame or addr), MP_ECLOSED (transport closing),
+ * MP_ENAMESPACE / MP_EVERSION (the peer's last handshake was refused for
+ * that and no connection opened since: nothing is queued, and redialing
+ * with backoff goes on so that a peer fixed meanwhile is found). Sending to
  * self_addr is MP_EINVAL: the layer above delivers local frames itself. */
 int mp_transport_send(mp_transport *t, const char *peer, const mp_frame *frame);
+
+/* True when a dial or handshake to peer failed since its last open
+ * connection (and none is open now): the peer is down, refusing, or out of
+ * reach. A broken open connection alone does not make a peer unreachable:
+ * the other side may be alive with replies queued for the next connection,
+ * so only a failed redial says it is gone. on_peer_down callbacks use it to
+ * decide whether what waits on the peer can still be answered. */
+bool mp_transport_peer_unreachable(mp_transport *t, const char *peer);
+
+/* Why the last connection to peer failed or was refused (a namespace or
+ * version refusal names both sides' values), or NULL: unknown peer, or no
+ * failure since its last open connection. Valid until the next transport
+ * call. */
+const char *mp_transport_peer_error(mp_transport *t, const char *peer);
 
 /* Counters for one peer; MP_ENOTFOUND if the peer was never seen. */
 int mp_transport_peer_stats(mp_transport *t, const char *peer,
@@ -118,7 +137,13 @@ const char *mp_transport_self_addr(const mp_transport *t);
 
 /* Graceful close: stop accepting, flush what is queued for up to
  * flush_timeout_ns, close every connection and the listener, then run cb(ud)
- * once everything is released (the transport's memory too). cb may be NULL. */
+ * once everything is released (the transport's memory too). cb may be NULL.
+ * Only open connections get to flush: frames queued for a peer without one
+ * (it is down, refusing, or its dial fails during the close) are dropped at
+ * once and counted (dropped_frames), with no redial, so a close with dead
+ * peers takes as long as the live connections need, not the timeout. A
+ * first dial (or a reconnect with no failure yet) still under way when the
+ * close starts may finish and flush. */
 void mp_transport_close(mp_transport *t, uint64_t flush_timeout_ns,
                         void (*cb)(void *ud), void *ud);
 

@@ -110,6 +110,19 @@ size_t mp_map_str_count(const mp_map_str *m);
 int mp_map_str_reserve(mp_map_str *m, size_t n);
 bool mp_map_str_check(const mp_map_str *m);
 
+/* The same with a hash the caller already holds (e.g. derived from
+ * mp_ref.hash), so a hot lookup does not hash the key again. A map is used
+ * either with these three only or with the plain ones only, always with the
+ * same hash function of the key bytes (equal keys, equal hashes; the map uses
+ * the value as is, so it must be well mixed). mp_map_str_check cannot verify
+ * such a map (it recomputes hashes with the seed). */
+void *mp_map_str_get_h(const mp_map_str *m, uint64_t hash, const void *key,
+                       size_t len);
+int mp_map_str_put_h(mp_map_str *m, uint64_t hash, const void *key, size_t len,
+                     void *value, void **old);
+void *mp_map_str_remove_h(mp_map_str *m, uint64_t hash, const void *key,
+                          size_t len);
+
 
 
 #endif

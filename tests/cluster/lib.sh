@@ -53,11 +53,16 @@ fail() {
 
 pass() { echo "ok: $*"; }
 
-# A port nobody listens on, in 20000..59999.
+# A port nobody listens on, below the kernel's ephemeral range (the ports
+# outgoing connections of this and concurrent tests get; one of those could
+# take a port between this check and the node's bind).
 free_port() {
-    local p i
+    local p i lo=32768 hi span
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    span=$((lo - 10000))
+    [ "$span" -ge 1000 ] || span=20000
     for i in $(seq 1 50); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % span))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0

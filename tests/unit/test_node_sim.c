@@ -260,6 +260,7 @@ struct cluster {
     uint64_t call_timeout_ns;
     uint32_t max_message;
     size_t warn_depth;
+    const char *ns[MAXN]; /* NULL: "t" */
 };
 
 typedef struct node_holder {
@@ -273,7 +274,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
     cluster *c = na->c;
     mp_node_config cfg;
     mp_node_config_init(&cfg);
-    cfg.cluster_namespace = "t";
+    cfg.cluster_namespace = c->ns[na->idx] ? c->ns[na->idx] : "t";
     cfg.self_addr = c->addrs[na->idx];
     cfg.members = c->members;
     cfg.member_count = (size_t)c->n;
@@ -399,7 +400,7 @@ typedef struct outcome {
     int calls;
     int status;
     int64_t value;
-    char text[64];
+    char text[192];
     uint64_t at;
     mp_sim *sim;
 } outcome;
@@ -1640,6 +1641,131 @@ static void test_bench_local(void **state)
     mp_env_uv_destroy(env);
 }
 
+/* ---- failure paths of a real cluster (robustness follow-ups) ---- */
+
+/* A key of type Local whose directory owner is member `want_not_owner`'s
+ * complement: its directory entry survives when that member dies. */
+static void key_not_owned_by(cluster *c, int member, char *key, size_t cap)
+{
+    mp_directory d;
+    assert_int_equal(mp_dir_init(&d, c->members, (size_t)c->n, 0, 1), MP_OK);
+    for (int k = 0; k < 1000; k++) {
+        snprintf(key, cap, "pk%d", k);
+        mp_ref r;
+        mp_ref_init(&r, "t", "Local", key);
+        if (mp_dir_owner(&d, &r) != (size_t)member) break;
+    }
+    mp_dir_free(&d);
+}
+
+/* Issue 4/6 follow-up 1: calls in flight to a node that dies fail with
+ * MP_EUNAVAIL as soon as the connection is seen to break, not after their
+ * (30 s) timeout; calls issued while it stays down fail at the next failed
+ * reconnect attempt (within the transport's 2 s backoff cap). */
+static void test_peer_down_fails_calls(void **state)
+{
+    cluster *c = cluster_new(3, 31);
+    cluster_start(c);
+    char key[16];
+    key_not_owned_by(c, 1, key, sizeof key);
+    outcome o[6];
+    memset(o, 0, sizeof o);
+    call(c, 1, "Local", key, "get", NULL, 0, 0, &o[0]); /* lives on node 1 */
+    wait_for(c, &o[0], 1);
+    call(c, 0, "Local", key, "get", NULL, 0, 0, &o[1]); /* node 0 caches it */
+    wait_for(c, &o[1], 1);
+    assert_int_equal(o[1].status, 0);
+    /* in flight: never answered (default 30 s timeout) */
+    assert_int_equal(call(c, 0, "Local", key, "hang", NULL, 0, 0, &o[2]), MP_OK);
+    assert_int_equal(call(c, 0, "Local", key, "hang", NULL, 0, 0, &o[3]), MP_OK);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 50 * MS);
+    assert_int_equal(o[2].calls, 0);
+    uint64_t t0 = mp_sim_now(c->sim);
+    assert_int_equal(mp_sim_kill(c->sim, c->pids[1]), MP_OK);
+    wait_for(c, &o[2], 2);
+    for (int i = 2; i < 4; i++) {
+        assert_int_equal(o[i].status, MP_EUNAVAIL);
+        assert_true(o[i].at - t0 < 1 * SEC);
+        assert_non_null(strstr(o[i].text, "connection to 10.0.0.2:4000 lost"));
+    }
+    /* while it stays down: new calls fail fast too (the directory still
+     * names node 1: its owner is alive) */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 5 * SEC);
+    uint64_t t1 = mp_sim_now(c->sim);
+    assert_int_equal(call(c, 0, "Local", key, "get", NULL, 0, 0, &o[4]), MP_OK);
+    assert_int_equal(call(c, 2, "Local", key, "get", NULL, 0, 0, &o[5]), MP_OK);
+    wait_for(c, &o[4], 2);
+    for (int i = 4; i < 6; i++) {
+        assert_int_equal(o[i].status, MP_EUNAVAIL);
+        assert_true(o[i].at - t1 < 3 * SEC);
+    }
+    cluster_free(c);
+}
+
+/* Follow-up 2: a graceful shutdown of a node whose peers are all dead
+ * (frames queued for them: load reports, a call) must not wait for its
+ * deadline: frames for peers without an open connection are dropped at
+ * close. Asserted on simulated time. */
+static void test_shutdown_with_dead_peers(void **state)
+{
+    cluster *c = cluster_new(3, 32);
+    cluster_start(c);
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 300 * MS);
+    assert_int_equal(mp_sim_kill(c->sim, c->pids[1]), MP_OK);
+    assert_int_equal(mp_sim_kill(c->sim, c->pids[2]), MP_OK);
+    /* load reports keep queueing for the dead peers meanwhile */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 1 * SEC);
+    node_holder *h = mp_sim_process_state(c->sim, c->pids[0]);
+    uint64_t t0 = mp_sim_now(c->sim);
+    mp_node_shutdown(h->node, 20 * SEC, holder_shut, h);
+    assert_true(mp_sim_run_while_not(c->sim, holder_is_shut, h,
+                                     mp_sim_now(c->sim) + 30 * SEC));
+    uint64_t took = mp_sim_now(c->sim) - t0;
+    if (getenv("MP_NODE_VERBOSE"))
+        fprintf(stderr, "shutdown with dead peers took %.3f s\n", (double)took / 1e9);
+    assert_true(took < 1 * SEC);
+    cluster_free(c);
+}
+
+/* Follow-up 3: a member configured with another namespace refuses our
+ * handshakes (and we refuse its). A call whose directory owner is that
+ * member ends with MP_ENAMESPACE naming both namespaces, at once, not with
+ * a timeout; so does a new call while the refusal stands. */
+static void test_namespace_mismatch_fails_calls(void **state)
+{
+    cluster *c = cluster_new(3, 33);
+    c->ns[2] = "other";
+    cluster_start(c);
+    mp_directory d;
+    assert_int_equal(mp_dir_init(&d, c->members, 3, 0, 1), MP_OK);
+    char key[16];
+    for (int k = 0; k < 1000; k++) {
+        snprintf(key, sizeof key, "nk%d", k);
+        mp_ref r;
+        mp_ref_init(&r, "t", "Counter", key);
+        if (mp_dir_owner(&d, &r) == 2) break;
+    }
+    mp_dir_free(&d);
+    outcome o[2];
+    memset(o, 0, sizeof o);
+    uint64_t t0 = mp_sim_now(c->sim);
+    assert_int_equal(call(c, 0, "Counter", key, "get", NULL, 0, 0, &o[0]), MP_OK);
+    wait_for(c, &o[0], 1);
+    assert_int_equal(o[0].status, MP_ENAMESPACE);
+    assert_true(o[0].at - t0 < 1 * SEC);
+    if (getenv("MP_NODE_VERBOSE")) fprintf(stderr, "refused: %s\n", o[0].text);
+    assert_non_null(strstr(o[0].text, "'t'"));
+    assert_non_null(strstr(o[0].text, "'other'"));
+    /* later: the refusal is known, a new call fails without waiting */
+    mp_sim_run_until(c->sim, mp_sim_now(c->sim) + 3 * SEC);
+    uint64_t t1 = mp_sim_now(c->sim);
+    assert_int_equal(call(c, 0, "Counter", key, "get", NULL, 0, 0, &o[1]), MP_OK);
+    wait_for(c, &o[1], 1);
+    assert_int_equal(o[1].status, MP_ENAMESPACE);
+    assert_true(o[1].at - t1 < 10 * MS);
+    cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1669,6 +1795,9 @@ int main(void)
         cmocka_unit_test(test_stress_kill_restart),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_bench_local),
+        cmocka_unit_test(test_peer_down_fails_calls),
+        cmocka_unit_test(test_shutdown_with_dead_peers),
+        cmocka_unit_test(test_namespace_mismatch_fails_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

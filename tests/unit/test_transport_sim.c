@@ -71,6 +71,7 @@ typedef struct world {
     bool faults;
     const char *ns[MAXN]; /* NULL: "sim" */
     uint64_t ns_logged;   /* log lines naming a namespace mismatch */
+    uint64_t refused_sends; /* sends failed MP_ENAMESPACE after a refusal */
 } world;
 
 typedef struct proc {
@@ -181,6 +182,8 @@ static void send_one(proc *p, int to)
         w->sent++;
     } else if (rc == MP_EQUEUEFULL) {
         w->full++;
+    } else if (rc == MP_ENAMESPACE && (w->ns[to] || w->ns[p->idx])) {
+        w->refused_sends++; /* fails fast once the peer refused us */
     } else {
         mp_sim_fail(w->sim, "send %d->%d: %s", p->idx, to, mp_status_name(rc));
     }
@@ -493,6 +496,7 @@ static void test_foreign_namespace(void **state)
     assert_false(mp_sim_failed(w.sim));
     assert_int_equal(w.received, 0);
     assert_true(w.ns_logged >= 4); /* each side says why, as dialer and acceptor */
+    assert_true(w.refused_sends > 0); /* later sends fail at once, not queue */
     for (int i = 0; i < 2; i++) {
         proc *p = mp_sim_process_state(w.sim, w.pids[i]);
         mp_peer_stats tot;

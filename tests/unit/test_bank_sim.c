@@ -217,8 +217,8 @@ static void test_protocol_validation(void **unused)
         "{\"op\":7,\"amount\":5}",
         "{\"op\":\"x\",\"amount\":5,\"extra\":1}",
         "{\"op\":\"x\",\"amount\":5,\"op\":\"y\"}",
-        "{\"op\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
-        "\"amount\":5}",
+        ("{\"op\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
+         "\"amount\":5}"), /* op over 64 characters */
     };
     for (size_t i = 0; i < sizeof bad_deposit / sizeof bad_deposit[0]; i++) {
         t_reply r = call(&c, 0, "carol", "deposit", bad_deposit[i]);

@@ -109,6 +109,11 @@ typedef struct phase {
     void (*tick)(struct demo *); /* every loop turn; may be NULL */
 } phase;
 
+typedef struct lat_set {
+    uint32_t *us;
+    size_t n, cap;
+} lat_set;
+
 typedef struct demo {
     demo_opts o;
     char exe[1024];
@@ -126,8 +131,9 @@ typedef struct demo {
     int64_t deposited, withdrawn;
     uint64_t acked, refused, unknown, failed, retries, dups;
     uint64_t retry_cause[-MP_STATUS_MIN_ + 1]; /* retries by -status */
-    uint32_t *lat_us;
-    size_t lat_n, lat_cap;
+    /* latencies of acknowledged (or refused) ops, microseconds: all, and
+     * by kind (J_DEPOSIT, J_WITHDRAW, J_TRANSFER) */
+    lat_set lat, lat_kind[3];
     /* unknown ops, resolved after the workload */
     job *unknowns;
     size_t unk_n, unk_cap;
@@ -615,17 +621,23 @@ static double run_phase(demo *d, phase *p)
 
 /* ---- phases ---------------------------------------------------------------------- */
 
-static void lat_add(demo *d, uint64_t ns)
+static void lat_push(lat_set *l, uint64_t ns)
 {
-    if (d->lat_n == d->lat_cap) {
-        size_t cap = d->lat_cap ? d->lat_cap * 2 : 4096;
-        uint32_t *p = realloc(d->lat_us, cap * sizeof *p);
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        uint32_t *p = realloc(l->us, cap * sizeof *p);
         if (!p) return;
-        d->lat_us = p;
-        d->lat_cap = cap;
+        l->us = p;
+        l->cap = cap;
     }
     uint64_t us = ns / 1000;
-    d->lat_us[d->lat_n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    l->us[l->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static void lat_add(demo *d, const job *j, uint64_t ns)
+{
+    lat_push(&d->lat, ns);
+    if (j->kind >= J_DEPOSIT && j->kind <= J_TRANSFER) lat_push(&d->lat_kind[j->kind], ns);
 }
 
 static void apply(demo *d, const job *j)
@@ -669,11 +681,11 @@ static void finish_op(demo *d, job *j)
     case R_APPLIED:
         d->acked++;
         apply(d, j);
-        lat_add(d, now_ns() - j->t0);
+        lat_add(d, j, now_ns() - j->t0);
         break;
     case R_REFUSED:
         d->refused++;
-        lat_add(d, now_ns() - j->t0);
+        lat_add(d, j, now_ns() - j->t0);
         break;
     case R_UNKNOWN:
         d->unknown++;
@@ -794,11 +806,12 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct_ms(demo *d, double q)
+/* Percentile q of a sorted set, in ms. */
+static double pct_ms(const lat_set *l, double q)
 {
-    if (!d->lat_n) return 0;
-    size_t i = (size_t)(q * (double)(d->lat_n - 1) + 0.5);
-    return d->lat_us[i] / 1000.0;
+    if (!l->n) return 0;
+    size_t i = (size_t)(q * (double)(l->n - 1) + 0.5);
+    return l->us[i] / 1000.0;
 }
 
 /* A number field of a JSON object (integer or real); NAN if absent/null. */
@@ -818,6 +831,7 @@ static void print_stats(demo *d)
 {
     char persist[DEMO_MAX_NODES][64];
     bool any_persist = false;
+    char fwd[DEMO_MAX_NODES * 40] = "";
     printf("  activations per node:");
     for (int i = 0; i < d->o.nodes; i++) {
         char *reply = NULL;
@@ -828,6 +842,18 @@ static void print_stats(demo *d)
         persist[i][0] = '\0';
         if (ok) {
             printf("  node%d %" PRId64, i + 1, act);
+            /* Messages this node passed on to the owner of the actor: a
+             * client call enters through a gateway member chosen by the
+             * actor's hash, not by its placement, so many take this extra
+             * hop. */
+            bool ok_in = false, ok_fwd = false;
+            int64_t in = json_int(reply, len, "calls_in", &ok_in);
+            int64_t fw = json_int(reply, len, "forwards", &ok_fwd);
+            if (ok_in && ok_fwd) {
+                size_t used = strlen(fwd);
+                snprintf(fwd + used, sizeof fwd - used, "  node%d %" PRId64 "/%" PRId64, i + 1,
+                         fw, in);
+            }
             double p50 = json_num(reply, len, "persist_p50_ms");
             double p99 = json_num(reply, len, "persist_p99_ms");
             if (!isnan(p50) && !isnan(p99)) {
@@ -840,6 +866,7 @@ static void print_stats(demo *d)
         free(reply);
     }
     printf("\n");
+    if (fwd[0]) printf("  messages forwarded/received per node:%s\n", fwd);
     if (any_persist) {
         printf("  state persist latency p50/p99:");
         for (int i = 0; i < d->o.nodes; i++)
@@ -906,7 +933,8 @@ static int demo_main(demo *d)
     phase init = {"open", n, 0, 0, 0, make_init, finish_op, NULL};
     if (run_phase(d, &init) < 0) return MP_EXIT_FAIL;
     /* Latency and throughput figures are for the mixed workload only. */
-    d->lat_n = 0;
+    d->lat.n = 0;
+    for (int k = 0; k < 3; k++) d->lat_kind[k].n = 0;
     uint64_t acked0 = d->acked, refused0 = d->refused;
     d->hard_deadline = now_ns() + (uint64_t)d->o.seconds * 1000000000ull + DEMO_SLACK_NS;
     phase work = {"workload", (size_t)d->o.ops, 0, 0, 0, make_op, finish_op, mid_tick};
@@ -926,7 +954,9 @@ static int demo_main(demo *d)
          * persistence) shows up as a mismatch below, as it should. */
     }
 
-    qsort(d->lat_us, d->lat_n, sizeof *d->lat_us, cmp_u32);
+    qsort(d->lat.us, d->lat.n, sizeof *d->lat.us, cmp_u32);
+    for (int k = 0; k < 3; k++)
+        qsort(d->lat_kind[k].us, d->lat_kind[k].n, sizeof *d->lat_kind[k].us, cmp_u32);
     printf("\n== summary ==\n");
     printf("  operations: %zu (%" PRIu64 " applied, %" PRIu64 " refused: insufficient funds, %"
            PRIu64 " unknown, %" PRIu64 " failed; %" PRIu64 " retries, %" PRIu64
@@ -942,7 +972,15 @@ static int demo_main(demo *d)
     printf("  throughput: %.0f ops/s over %.1f s\n", secs > 0 ? (double)ops_done / secs : 0,
            secs);
     printf("  latency: p50 %.2f ms, p99 %.2f ms (client to actor and back, with retries)\n",
-           pct_ms(d, 0.50), pct_ms(d, 0.99));
+           pct_ms(&d->lat, 0.50), pct_ms(&d->lat, 0.99));
+    /* A transfer persists twice in sequence (the withdrawal with its owed
+     * leg, then the deposit leg at the destination) and makes one more
+     * call, so it is expected at a bit over 2x a deposit. */
+    printf("  by kind p50/p99: deposit %.2f/%.2f ms, withdraw %.2f/%.2f ms, transfer %.2f/%.2f "
+           "ms\n",
+           pct_ms(&d->lat_kind[J_DEPOSIT], 0.50), pct_ms(&d->lat_kind[J_DEPOSIT], 0.99),
+           pct_ms(&d->lat_kind[J_WITHDRAW], 0.50), pct_ms(&d->lat_kind[J_WITHDRAW], 0.99),
+           pct_ms(&d->lat_kind[J_TRANSFER], 0.50), pct_ms(&d->lat_kind[J_TRANSFER], 0.99));
     print_stats(d);
 
     size_t readable = 0;
@@ -1055,7 +1093,8 @@ int mp_cmd_demo(int argc, char **argv)
     free(d.actual);
     free(d.read_ok);
     free(d.slots);
-    free(d.lat_us);
+    free(d.lat.us);
+    for (int k = 0; k < 3; k++) free(d.lat_kind[k].us);
     free(d.unknowns);
     return status;
 }

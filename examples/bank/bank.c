@@ -632,21 +632,17 @@ static void leg_retry(xfer *x)
     }
 }
 
-/* After a leg completed and its removal was stored (or not: a leg left in
- * storage is driven again later, harmlessly, since the destination dedups
- * it): answer the transfer, or drive the next owed leg of a resume. */
+/* A resume: after a loaded leg completed and its removal was stored (or
+ * not: a leg left in storage is driven again later, harmlessly, since the
+ * destination dedups it): drive the next owed leg, or end the turn. */
 static void leg_cleanup_stored(account *a, int status)
 {
     mp_msg *msg = a->pmsg;
     a->pmsg = NULL;
-    bool resume = a->xf && a->xf->resume;
+    assert(a->xf && a->xf->resume);
     xfer_drop(a);
-    if (resume) {
-        if (a->nlegs && leg_start(a, msg, &a->legs[0], true)) return;
-        mp_reply(msg, NULL, 0);
-        return;
-    }
-    reply_balance(msg, a, false);
+    if (a->nlegs && leg_start(a, msg, &a->legs[0], true)) return;
+    mp_reply(msg, NULL, 0);
 }
 
 static void leg_done(void *ud, int status, const void *data, size_t len)
@@ -665,6 +661,20 @@ static void leg_done(void *ud, int status, const void *data, size_t len)
         return;
     }
     legs_remove(a, x->leg_op);
+    if (!x->resume) {
+        /* The destination stored the deposit: the transfer is complete and
+         * is answered now. The leg's removal is not stored by itself: it
+         * goes with this account's next save. Until then storage still
+         * lists the leg as owed, and if this activation ends first, the
+         * next one drives it again (resume), which the destination answers
+         * as a duplicate: harmless, and rare, while a third save per
+         * transfer (after the withdrawal and the deposit) would be paid by
+         * every transfer. */
+        mp_msg *msg = x->msg;
+        xfer_drop(a);
+        reply_balance(msg, a, false);
+        return;
+    }
     persist(a, x->msg, leg_cleanup_stored);
 }
 

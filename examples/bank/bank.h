@@ -35,7 +35,10 @@
  * MP_ECONFLICT: the op may or may not be stored, like a timeout) and the
  * account deactivates, so its next activation reloads what storage holds.
  * A transfer stores its withdrawal together with the deposit leg it owes;
- * the leg is removed (and stored) once the destination accepted it. An
+ * the leg is removed once the destination accepted it, and that removal is
+ * stored with the account's next save (so a transfer costs two saves: the
+ * withdrawal here, the deposit there; a leg still stored as owed is driven
+ * again by a later activation and answered as a duplicate). An
  * activation that loads owed legs (its predecessor died, or failed to
  * store the removal) sends itself "resume" and drives them before its later
  * messages are answered; the destination's op-id dedup makes that safe.

@@ -32,7 +32,7 @@
  *   [cluster]  namespace (required), members (required)
  *   [node]     address, data_dir, log_level
  *   [storage]  provider (sqlite|postgres|memory), path, conninfo
- *   [timeouts] call, idle, shutdown
+ *   [timeouts] call, idle, shutdown, heartbeat, peer_timeout
  *   [limits]   max_message, max_pending_calls, mailbox_warn_depth
  *
  * node.address may be left out of a file shared by every node of a cluster;
@@ -91,6 +91,9 @@ typedef struct mp_config {
     uint64_t call_timeout_ns;      /* default 30 s */
     uint64_t idle_timeout_ns;      /* default 10 min */
     uint64_t shutdown_timeout_ns;  /* default 10 s */
+    uint64_t heartbeat_ns;         /* keep-alive interval; default 1 s */
+    uint64_t peer_timeout_ns;      /* silence that closes a connection;
+                                      default 10 s; 0: never (disabled) */
     /* [limits] */
     uint64_t max_message;          /* bytes; default 1 MiB */
     uint64_t max_pending_calls;    /* default 1,000,000 */

@@ -36,6 +36,15 @@ typedef struct mp_node_config {
     uint32_t incarnation;          /* grows on every restart; >= 1 */
     uint64_t call_timeout_ns;      /* default 30 s */
     uint64_t idle_timeout_ns;      /* default 10 min */
+    /* Peer liveness (transport): a connection that wrote nothing for
+     * heartbeat_ns sends a keep-alive; one that received nothing for
+     * peer_timeout_ns is closed as dead (its peer is then treated as lost:
+     * calls waiting on it fail with MP_EUNAVAIL once a redial fails). 0
+     * means the default (1 s / 10 s); heartbeat_ns >= 1 ms; peer_timeout_ns
+     * must be > 2 x heartbeat_ns, or MP_NODE_NO_PEER_TIMEOUT to never close
+     * for silence. */
+    uint64_t heartbeat_ns;
+    uint64_t peer_timeout_ns;
     uint32_t max_message;          /* bytes per frame; default 1 MiB */
     uint32_t max_pending_calls;    /* default 1,000,000: MP_EQUEUEFULL past */
     size_t mailbox_warn_depth;     /* 0: no hook */
@@ -60,12 +69,16 @@ typedef struct mp_node_config {
     bool client_only;
 } mp_node_config;
 
+/* peer_timeout_ns value that disables the silence timeout. */
+#define MP_NODE_NO_PEER_TIMEOUT UINT64_MAX
+
 /* Fill the defaults; the caller then sets namespace, addresses, members. */
 void mp_node_config_init(mp_node_config *cfg);
 
 /* Create a node on env. Validates the config: MP_EINVAL with a reason logged
  * (self not in members, duplicate member, bad namespace or address,
- * incarnation 0, max_message out of range). MP_ENOMEM. Nothing is listened
+ * incarnation 0, max_message, heartbeat_ns or peer_timeout_ns out of
+ * range). MP_ENOMEM. Nothing is listened
  * on or sent before mp_node_start. Strings are copied. */
 int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out);
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "moonpool/buggify.h"
+#include "util/alloc.h"
 #include "node/node.h"
 
 #define MSG_FREE_MAX 4096
@@ -129,27 +130,110 @@ int mp_msg_set_reply(mp_msg *m, int status, const void *data, size_t len)
     return copy_in(&m->rdata, &m->rlen, &m->rcap, m->rbuf, data, len);
 }
 
+/* ---- activation memory (see activation.h) ---- */
+
+#define ACT_GRAIN 16
+#define ACT_CHUNK_MIN ((size_t)64 << 10)
+#define ACT_CHUNK_MAX ((size_t)4 << 20)
+
+/* Zeroed block of `size` bytes, 16-aligned. NULL on OOM. */
+static void *act_mem_alloc(mp_act_mem *m, size_t size)
+{
+#if defined(MP_SANITIZED)
+    (void)m;
+    return calloc(1, size);
+#else
+    size_t cls = (size + ACT_GRAIN - 1) / ACT_GRAIN;
+    if (cls == 0 || cls > MP_ACT_MEM_CLASSES) return calloc(1, size);
+    size_t bytes = cls * ACT_GRAIN;
+    void *p = m->free[cls - 1];
+    if (p) {
+        memcpy(&m->free[cls - 1], p, sizeof p);
+        memset(p, 0, bytes);
+        return p;
+    }
+    if ((size_t)(m->end - m->bump) < bytes) {
+        size_t csz = m->next_chunk ? m->next_chunk : ACT_CHUNK_MIN;
+        unsigned char *c = mp_util_calloc_table(1, csz);
+        if (!c) return NULL;
+        m->next_chunk = csz < ACT_CHUNK_MAX ? csz * 2 : csz;
+        memcpy(c, &m->chunks, sizeof m->chunks); /* first word: the link */
+        m->chunks = c;
+        m->bump = c + ACT_GRAIN;
+        m->end = c + csz;
+    }
+    p = m->bump; /* fresh chunk memory is zeroed */
+    m->bump += bytes;
+    return p;
+#endif
+}
+
+static void act_mem_free(mp_act_mem *m, void *p, size_t size)
+{
+#if defined(MP_SANITIZED)
+    (void)m;
+    (void)size;
+    free(p);
+#else
+    size_t cls = (size + ACT_GRAIN - 1) / ACT_GRAIN;
+    if (cls == 0 || cls > MP_ACT_MEM_CLASSES) {
+        free(p);
+        return;
+    }
+    memcpy(p, &m->free[cls - 1], sizeof m->free[0]);
+    m->free[cls - 1] = p;
+#endif
+}
+
+void mp_act_mem_release(mp_act_mem *m)
+{
+    void *c = m->chunks;
+    while (c) {
+        void *next;
+        memcpy(&next, c, sizeof next);
+        free(c);
+        c = next;
+    }
+    memset(m, 0, sizeof *m);
+}
+
 /* ---- activations ---- */
+
+/* Header, id, instance in one block (activation.h). The instance starts
+ * 16-aligned, like calloc'd memory, whatever it holds. 0 if too large. */
+static size_t actor_size(const mp_actor_type *type, size_t id_len,
+                         size_t *inst_off)
+{
+    *inst_off = (offsetof(mp_actor, id) + id_len + 1 + 15) & ~(size_t)15;
+    if (!type->instance_size) return offsetof(mp_actor, id) + id_len + 1;
+    if (type->instance_size > SIZE_MAX - *inst_off) return 0;
+    return *inst_off + type->instance_size;
+}
 
 mp_actor *mp_actor_new(mp_node *n, const mp_actor_type *type,
                        const mp_ref *ref, uint64_t act_id)
 {
-    mp_actor *a = calloc(1, sizeof *a);
+    size_t inst_off;
+    size_t total = actor_size(type, ref->len, &inst_off);
+    if (!total) return NULL;
+    /* The id's offsets fit the narrow fields: mp_ref_init/parse bound the
+     * namespace and type to MP_ACTOR_PART_MAX. */
+    if (ref->type_off > UINT8_MAX || ref->type_len > UINT8_MAX) return NULL;
+    mp_actor *a = act_mem_alloc(&n->act_mem, total);
     if (!a) return NULL;
-    if (type->instance_size) {
-        a->instance = calloc(1, type->instance_size);
-        if (!a->instance) {
-            free(a);
-            return NULL;
-        }
-    }
+    if (type->instance_size) a->instance = (char *)a + inst_off;
     mp_list_node_init(&a->work.link);
     a->work.kind = MP_WORK_ACTOR;
     mp_list_node_init(&a->cat_link);
     mp_list_init(&a->mailbox);
     a->node = n;
     a->type = type;
-    a->ref = *ref;
+    memcpy(a->id, ref->id, ref->len);
+    a->id[ref->len] = '\0';
+    a->len = ref->len;
+    a->type_off = (uint8_t)ref->type_off;
+    a->type_len = (uint8_t)ref->type_len;
+    a->hash = ref->hash;
     a->act_id = act_id;
     a->state = MP_ACT_CREATING;
     return a;
@@ -165,8 +249,10 @@ void mp_actor_delete(mp_actor *a)
     MP_ALWAYS(!a->activated || a->node->killing, "actor.deactivate_hook_ran");
     if (a->type->release) a->type->release(a->instance);
     mp_state_drop(a);
-    free(a->instance);
-    free(a);
+    if (a->has_pub_ref)
+        free(mp_map_u64_remove(&a->node->pub_refs, a->act_id));
+    size_t inst_off;
+    act_mem_free(&a->node->act_mem, a, actor_size(a->type, a->len, &inst_off));
 }
 
 static bool legal(mp_act_state from, mp_act_state to)
@@ -191,7 +277,7 @@ bool mp_actor_set_state(mp_actor *a, mp_act_state to)
         mp_env_log(a->node->env, MP_LOG_ERROR,
                    "illegal activation transition %s -> %s for %s",
                    mp_act_state_name(a->state), mp_act_state_name(to),
-                   a->ref.id);
+                   a->id);
         return false;
     }
     a->state = to;
@@ -222,8 +308,11 @@ void mp_actor_enqueue(mp_actor *a, mp_msg *m)
     if (n->mailbox_warn_depth && a->depth >= n->mailbox_warn_depth &&
         !a->depth_warned) {
         a->depth_warned = true;
-        if (n->on_mailbox_depth)
-            n->on_mailbox_depth(n->hook_ud, &a->ref, a->depth);
+        if (n->on_mailbox_depth) {
+            mp_ref ref;
+            mp_actor_fill_ref(a, &ref);
+            n->on_mailbox_depth(n->hook_ud, &ref, a->depth);
+        }
     }
     mp_actor_schedule(a);
 }
@@ -341,7 +430,30 @@ bool mp_msg_wants_reply(const mp_msg *msg)
 
 const char *mp_msg_method(const mp_msg *msg) { return msg ? msg->method : ""; }
 
-const mp_ref *mp_actor_ref(const mp_actor *self) { return &self->ref; }
+/* The activation stores its id compactly (activation.h); the mp_ref a
+ * handler asks for is built once and kept by the node (keyed by act_id,
+ * unique on the node) until the activation is freed, so the pointer stays
+ * valid for the activation's life, as before. Out of memory, the node's
+ * scratch copy is returned instead: valid until the next such failure. */
+const mp_ref *mp_actor_ref(const mp_actor *self)
+{
+    mp_node *n = self->node;
+    if (self->has_pub_ref) {
+        mp_ref *r = mp_map_u64_get(&n->pub_refs, self->act_id);
+        if (r) return r;
+    }
+    mp_ref *r = malloc(sizeof *r);
+    if (r && mp_map_u64_put(&n->pub_refs, self->act_id, r, NULL) != MP_OK) {
+        free(r);
+        r = NULL;
+    }
+    if (!r) r = &n->ref_scratch;
+    mp_actor_fill_ref(self, r);
+    /* The flag is bookkeeping of the node's table, not of the activation's
+     * observable state: writable through the const handle. */
+    if (r != &n->ref_scratch) ((mp_actor *)self)->has_pub_ref = true;
+    return r;
+}
 
 mp_node *mp_actor_node(mp_actor *self) { return self->node; }
 

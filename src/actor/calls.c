@@ -140,7 +140,20 @@ static int deadline_put(mp_calls *c, mp_call_rec *r)
 {
     /* Best fit: the list whose tail deadline is the largest one not after
      * ours (keeps one list per distinct timeout); else an empty list; else
-     * the heap. */
+     * the heap. Fast path, with the same answer: with at most one list in
+     * use (one timeout for every call, the usual case) that list fits if
+     * its tail is not after ours, and an empty table takes list 0. */
+    unsigned used = c->fifo_used;
+    if ((used & (used - 1)) == 0) {
+        int q = used ? __builtin_ctz(used) : 0;
+        if (!used || MP_CONTAINER_OF(c->fifo[q].prev, mp_call_rec, dlink)
+                             ->deadline <= r->deadline) {
+            mp_list_push_back(&c->fifo[q], &r->dlink);
+            c->fifo_used |= 1u << q;
+            r->q = (uint8_t)(q + 1);
+            return MP_OK;
+        }
+    }
     int best = -1, empty = -1;
     uint64_t best_tail = 0;
     for (int q = 0; q < MP_CALLS_FIFOS; q++) {
@@ -158,6 +171,7 @@ static int deadline_put(mp_calls *c, mp_call_rec *r)
     if (best < 0) best = empty;
     if (best >= 0) {
         mp_list_push_back(&c->fifo[best], &r->dlink);
+        c->fifo_used |= 1u << best;
         r->q = (uint8_t)(best + 1);
         return MP_OK;
     }
@@ -172,6 +186,7 @@ static void deadline_remove(mp_calls *c, mp_call_rec *r)
     if (r->q) {
         assert(mp_list_node_linked(&r->dlink));
         mp_list_remove(&r->dlink); /* leaves it self-linked */
+        if (mp_list_empty(&c->fifo[r->q - 1])) c->fifo_used &= ~(1u << (r->q - 1));
     } else {
         bool was = mp_heap_remove(&c->heap, &r->hn);
         MP_ALWAYS(was, "actor.call_completes_once");

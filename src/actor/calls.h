@@ -73,6 +73,7 @@ typedef struct mp_calls {
     size_t count;        /* outstanding records (slots + overflow) */
     mp_map_u64 overflow; /* corr -> record whose slot was taken */
     mp_list_node fifo[MP_CALLS_FIFOS];
+    unsigned fifo_used; /* bit q: fifo[q] is not empty */
     mp_heap heap;
     mp_timer_id timer;
     uint64_t timer_at; /* deadline the timer is armed for (0: none) */

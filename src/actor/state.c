@@ -94,17 +94,17 @@ static mp_sop *sop_new(mp_node *n, mp_actor *a, uint8_t kind)
     mp_sop *op = calloc(1, sizeof *op);
     if (!op) return NULL;
     op->node = n;
-    op->ref = a->ref;
+    mp_actor_fill_ref(a, &op->ref);
     op->act_id = a->act_id;
     op->kind = kind;
     op->started = mp_env_now(n->env);
     /* The key is built from the id's parts; ns and type are identifiers
      * already, the key is escaped by mp_storage_key. */
     char type[MP_ACTOR_PART_MAX + 1], key[MP_ACTOR_ID_MAX + 1];
-    memcpy(type, a->ref.id + a->ref.type_off, a->ref.type_len);
-    type[a->ref.type_len] = '\0';
-    memcpy(key, a->ref.id + a->ref.key_off, a->ref.key_len);
-    key[a->ref.key_len] = '\0';
+    memcpy(type, op->ref.id + op->ref.type_off, op->ref.type_len);
+    type[op->ref.type_len] = '\0';
+    memcpy(key, op->ref.id + op->ref.key_off, op->ref.key_len);
+    key[op->ref.key_len] = '\0';
     int len = mp_storage_key(op->key, sizeof op->key, n->ns, type, key);
     if (len < 0) {
         free(op);
@@ -338,7 +338,7 @@ int mp_state_persist(mp_actor *self, void (*cb)(void *ud, int status),
                                        &op->data, &op->len, err, sizeof err);
         if (rc < 0) {
             mp_env_log(n->env, MP_LOG_WARN, "state of %s does not encode: %s",
-                       self->ref.id, err);
+                       self->id, err);
             sop_free(op);
             return rc;
         }

@@ -60,7 +60,7 @@ enum key {
     K_NAMESPACE, K_MEMBERS,
     K_ADDRESS, K_DATA_DIR, K_LOG_LEVEL,
     K_PROVIDER, K_PATH, K_CONNINFO,
-    K_CALL, K_IDLE, K_SHUTDOWN,
+    K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT,
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN,
     K_COUNT_
 };
@@ -87,6 +87,9 @@ static const keydef keys[K_COUNT_] = {
     [K_CALL] = {SEC_TIMEOUTS, "call", V_DURATION, NS_PER_MS, 24 * NS_PER_H},
     [K_IDLE] = {SEC_TIMEOUTS, "idle", V_DURATION, NS_PER_S, 7 * 24 * NS_PER_H},
     [K_SHUTDOWN] = {SEC_TIMEOUTS, "shutdown", V_DURATION, NS_PER_MS, NS_PER_H},
+    [K_HEARTBEAT] = {SEC_TIMEOUTS, "heartbeat", V_DURATION, 10 * NS_PER_MS, NS_PER_H},
+    /* 0 disables it; otherwise > 2 x heartbeat (validate) */
+    [K_PEER_TIMEOUT] = {SEC_TIMEOUTS, "peer_timeout", V_DURATION, 0, 24 * NS_PER_H},
     [K_MAX_MESSAGE] = {SEC_LIMITS, "max_message", V_SIZE, 4 * KIB, GIB},
     [K_MAX_PENDING] = {SEC_LIMITS, "max_pending_calls", V_COUNT, 1, 1000000000ull},
     [K_MAILBOX_WARN] = {SEC_LIMITS, "mailbox_warn_depth", V_COUNT, 0, 1000000000ull},
@@ -620,6 +623,23 @@ static int validate(parser *ps)
     if (ps->storage == MP_CONFIG_STORAGE_POSTGRES && !ps->key_line[K_CONNINFO])
         return fail_at(ps, ps->key_line[K_PROVIDER], MP_EINVAL,
                        "provider postgres needs 'conninfo' in [storage]");
+
+    /* Keep-alives leave up to one heartbeat apart: a peer timeout of two or
+     * less would close healthy idle connections. The error names the line
+     * of whichever of the two keys the file sets (peer_timeout if both). */
+    uint64_t hb = ps->num[K_HEARTBEAT], pt = ps->num[K_PEER_TIMEOUT];
+    if (pt != 0 && pt <= 2 * hb) { /* hb <= 1h: no overflow */
+        char vh[32], vp[32];
+        format_value(vh, sizeof vh, V_DURATION, hb);
+        format_value(vp, sizeof vp, V_DURATION, pt);
+        int line = ps->key_line[K_PEER_TIMEOUT] ? ps->key_line[K_PEER_TIMEOUT]
+                                                 : ps->key_line[K_HEARTBEAT];
+        return fail_at(ps, line, MP_EINVAL,
+                       "'peer_timeout' (%s%s) must be more than twice 'heartbeat' (%s%s), "
+                       "or 0s to disable it", vp,
+                       ps->key_line[K_PEER_TIMEOUT] ? "" : ", the default", vh,
+                       ps->key_line[K_HEARTBEAT] ? "" : ", the default");
+    }
     return MP_OK;
 }
 
@@ -667,6 +687,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     ps->num[K_CALL] = 30 * NS_PER_S;
     ps->num[K_IDLE] = 10 * NS_PER_MIN;
     ps->num[K_SHUTDOWN] = 10 * NS_PER_S;
+    ps->num[K_HEARTBEAT] = NS_PER_S;
+    ps->num[K_PEER_TIMEOUT] = 10 * NS_PER_S;
     ps->num[K_MAX_MESSAGE] = MIB;
     ps->num[K_MAX_PENDING] = 1000000;
     ps->num[K_MAILBOX_WARN] = 10000;
@@ -743,6 +765,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     out->call_timeout_ns = ps->num[K_CALL];
     out->idle_timeout_ns = ps->num[K_IDLE];
     out->shutdown_timeout_ns = ps->num[K_SHUTDOWN];
+    out->heartbeat_ns = ps->num[K_HEARTBEAT];
+    out->peer_timeout_ns = ps->num[K_PEER_TIMEOUT];
     out->max_message = ps->num[K_MAX_MESSAGE];
     out->max_pending_calls = ps->num[K_MAX_PENDING];
     out->mailbox_warn_depth = ps->num[K_MAILBOX_WARN];
@@ -806,6 +830,8 @@ int mp_config_to_node_config(const mp_config *c, mp_node_config *out)
     out->member_count = c->member_count;
     out->call_timeout_ns = c->call_timeout_ns;
     out->idle_timeout_ns = c->idle_timeout_ns;
+    out->heartbeat_ns = c->heartbeat_ns;
+    out->peer_timeout_ns = c->peer_timeout_ns ? c->peer_timeout_ns : MP_NODE_NO_PEER_TIMEOUT;
     out->max_message = (uint32_t)c->max_message;
     out->max_pending_calls = (uint32_t)c->max_pending_calls;
     out->mailbox_warn_depth = (size_t)c->mailbox_warn_depth;
@@ -865,6 +891,10 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     put(&o, "idle = %s\n", v);
     format_value(v, sizeof v, V_DURATION, c->shutdown_timeout_ns);
     put(&o, "shutdown = %s\n", v);
+    format_value(v, sizeof v, V_DURATION, c->heartbeat_ns);
+    put(&o, "heartbeat = %s\n", v);
+    format_value(v, sizeof v, V_DURATION, c->peer_timeout_ns);
+    put(&o, "peer_timeout = %s\n", v);
     format_value(v, sizeof v, V_SIZE, c->max_message);
     put(&o, "\n[limits]\nmax_message = %s\n", v);
     put(&o, "max_pending_calls = %llu\nmailbox_warn_depth = %llu\n",
@@ -893,6 +923,7 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
            a->call_timeout_ns == b->call_timeout_ns &&
            a->idle_timeout_ns == b->idle_timeout_ns &&
            a->shutdown_timeout_ns == b->shutdown_timeout_ns &&
+           a->heartbeat_ns == b->heartbeat_ns && a->peer_timeout_ns == b->peer_timeout_ns &&
            a->max_message == b->max_message && a->max_pending_calls == b->max_pending_calls &&
            a->mailbox_warn_depth == b->mailbox_warn_depth;
 }

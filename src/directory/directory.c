@@ -52,8 +52,11 @@ int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
     d->member_hash = calloc(n, sizeof *d->member_hash);
     d->known_load = calloc(n, sizeof *d->known_load);
     d->placed = calloc(n, sizeof *d->placed);
-    if (!d->members || !d->member_hash || !d->known_load || !d->placed)
+    d->scratch = calloc(1, sizeof *d->scratch);
+    if (!d->members || !d->member_hash || !d->known_load || !d->placed ||
+        !d->scratch)
         goto oom;
+    mp_list_node_init(&d->scratch->link);
     if (mp_map_str_init_seeded(&d->member_map, n, seed) != MP_OK ||
         mp_map_str_init_seeded(&d->table, 0, seed ^ 1) != MP_OK ||
         mp_map_str_init_seeded(&d->cache, 0, seed ^ 2) != MP_OK)
@@ -97,6 +100,7 @@ void mp_dir_free(mp_directory *d)
     free(d->member_hash);
     free(d->known_load);
     free(d->placed);
+    free(d->scratch);
     memset(d, 0, sizeof *d);
 }
 
@@ -128,17 +132,72 @@ size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref)
     return rendezvous(d, ref->hash);
 }
 
+size_t mp_dir_owner_h(const mp_directory *d, uint64_t ref_hash)
+{
+    return rendezvous(d, ref_hash);
+}
+
 /* ---- owner table ---- */
+
+void mp_dir_set_local(mp_directory *d,
+                      bool *(*fn)(void *ud, uint64_t ref_hash, const char *id,
+                                  size_t len, uint64_t *act_id),
+                      void *ud, uint32_t incarnation)
+{
+    assert(d->local_count == 0);
+    d->local_fn = fn;
+    d->local_ud = ud;
+    d->local_inc = incarnation;
+}
+
+/* The registration flag of this node's activation of the id, or NULL. */
+static bool *local_slot(const mp_directory *d, uint64_t ref_hash,
+                        const char *id, size_t len, uint64_t *act_id)
+{
+    if (!d->local_fn || d->self == MP_DIR_NO_SELF) return NULL;
+    return d->local_fn(d->local_ud, ref_hash, id, len, act_id);
+}
+
+static mp_dir_entry local_entry(const mp_directory *d, size_t len,
+                                uint64_t act_id)
+{
+    mp_dir_entry e;
+    memset(&e, 0, sizeof e);
+    e.member = (uint16_t)d->self;
+    e.len = (uint16_t)len;
+    e.incarnation = d->local_inc;
+    e.act_id = act_id;
+    return e;
+}
+
+static const mp_dir_entry *table_get_h(const mp_directory *d,
+                                       uint64_t ref_hash, const char *id,
+                                       size_t len)
+{
+    const mp_dir_entry *e =
+        mp_map_str_get_h(&d->table, khash(d->table_seed, ref_hash), id, len);
+    if (e || d->local_count == 0) return e;
+    uint64_t act_id;
+    bool *reg = local_slot(d, ref_hash, id, len, &act_id);
+    if (!reg || !*reg) return NULL;
+    *d->scratch = local_entry(d, len, act_id);
+    return d->scratch;
+}
 
 const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
                                      size_t len)
 {
-    return mp_map_str_get_h(&d->table, khash(d->table_seed, id_hash(id, len)),
-                            id, len);
+    return table_get_h(d, id_hash(id, len), id, len);
 }
 
 const mp_dir_entry *mp_dir_table_get_ref(const mp_directory *d,
                                          const mp_ref *ref)
+{
+    return table_get_h(d, ref->hash, ref->id, ref->len);
+}
+
+const mp_dir_entry *mp_dir_table_get_stored(const mp_directory *d,
+                                            const mp_ref *ref)
 {
     return mp_map_str_get_h(&d->table, khash(d->table_seed, ref->hash), ref->id,
                             ref->len);
@@ -161,6 +220,22 @@ int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
         *winner = *e;
         return MP_OK;
     }
+    uint64_t local_act;
+    bool *reg = local_slot(d, ref->hash, ref->id, ref->len, &local_act);
+    if (reg && *reg) {
+        /* A local entry is in force: first wins. It names the one
+         * activation of the id this node has, so a re-registration by this
+         * node has nothing to replace. */
+        *winner = local_entry(d, ref->len, local_act);
+        return MP_OK;
+    }
+    if (reg && member == d->self && act_id == local_act &&
+        incarnation == d->local_inc) {
+        *reg = true;
+        d->local_count++;
+        *winner = local_entry(d, ref->len, act_id);
+        return MP_OK;
+    }
     e = entry_new(ref->id, ref->len);
     if (!e) return MP_ENOMEM;
     e->member = member;
@@ -178,8 +253,17 @@ int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,
 bool mp_dir_unregister(mp_directory *d, const char *id, size_t len,
                        uint16_t member, uint64_t act_id)
 {
-    uint64_t h = khash(d->table_seed, id_hash(id, len));
+    uint64_t rh = id_hash(id, len);
+    uint64_t h = khash(d->table_seed, rh);
     mp_dir_entry *e = mp_map_str_get_h(&d->table, h, id, len);
+    if (!e && member == d->self && d->local_count) {
+        uint64_t local_act;
+        bool *reg = local_slot(d, rh, id, len, &local_act);
+        if (!reg || !*reg || local_act != act_id) return false;
+        *reg = false;
+        d->local_count--;
+        return true;
+    }
     if (!e || e->member != member || e->act_id != act_id) return false;
     mp_map_str_remove_h(&d->table, h, id, len);
     mp_list_remove(&e->link);
@@ -189,7 +273,7 @@ bool mp_dir_unregister(mp_directory *d, const char *id, size_t len,
 
 size_t mp_dir_table_count(const mp_directory *d)
 {
-    return mp_map_str_count(&d->table);
+    return mp_map_str_count(&d->table) + d->local_count;
 }
 
 /* ---- cache ---- */

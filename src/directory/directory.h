@@ -33,6 +33,19 @@
  *
  * Walks (peer restart purges) use lists in insertion order: deterministic.
  *
+ * Local entries. The entry of an activation of this node, for an id this
+ * node owns, is not stored in the table: it would copy the id a third time
+ * (catalog, table, activation) and cost an allocation and a map slot per
+ * activation, for an entry that by construction lives exactly as long as the
+ * activation (registered after it entered the catalog, unregistered before
+ * it leaves). It is a flag inside the activation, found through a hook (the
+ * node's catalog, mp_dir_set_local), and reads as an entry {self, this
+ * node's incarnation, the activation's act_id}. Table semantics are
+ * unchanged: an id has a stored entry or a local one, never both (register
+ * checks the table first; a local entry is only made when neither exists),
+ * first-wins applies to both, unregistration matches (member, act_id) for
+ * both. Without a hook (unit tests) every entry is stored.
+ *
  * Both maps are keyed by a hash derived from the id's stable hash
  * (mp_ref.hash, keyed by the node's seed), so callers holding an mp_ref (the
  * _ref functions, on every routed call) do not hash the id again; the
@@ -76,6 +89,13 @@ typedef struct mp_directory {
     mp_list_node cache_list;
     size_t cache_max;
     uint64_t *known_load;   /* last reported activation count */
+    /* local entries (see above) */
+    bool *(*local_fn)(void *ud, uint64_t ref_hash, const char *id, size_t len,
+                      uint64_t *act_id);
+    void *local_ud;
+    uint32_t local_inc;      /* this node's incarnation */
+    size_t local_count;      /* local entries registered */
+    mp_dir_entry *scratch;   /* a local entry as returned by table_get */
     uint64_t *placed;       /* placements since that report */
     uint64_t table_seed, cache_seed;
 } mp_directory;
@@ -99,12 +119,28 @@ static inline const char *mp_dir_addr(const mp_directory *d, size_t i)
 
 /* Owner of an id's directory partition. */
 size_t mp_dir_owner(const mp_directory *d, const mp_ref *ref);
+/* The same from the id's stable hash (mp_ref.hash) alone. */
+size_t mp_dir_owner_h(const mp_directory *d, uint64_t ref_hash);
+
+/* Local entries (see above). fn returns the registration flag of this
+ * node's activation of the id (and its act_id), or NULL if there is none;
+ * the directory sets and clears the flag. incarnation: this node's. */
+void mp_dir_set_local(mp_directory *d,
+                      bool *(*fn)(void *ud, uint64_t ref_hash, const char *id,
+                                  size_t len, uint64_t *act_id),
+                      void *ud, uint32_t incarnation);
 
 /* ---- owner table ---- */
+/* The entry of an id, or NULL. A local entry is returned in a scratch copy
+ * valid until the next call into the directory: copy what you keep. */
 const mp_dir_entry *mp_dir_table_get(const mp_directory *d, const char *id,
                                      size_t len);
 const mp_dir_entry *mp_dir_table_get_ref(const mp_directory *d,
                                          const mp_ref *ref);
+/* Stored entries only: for a caller that knows this node has no activation
+ * of the id (hence no local entry), saving the hook's catalog lookup. */
+const mp_dir_entry *mp_dir_table_get_stored(const mp_directory *d,
+                                            const mp_ref *ref);
 /* First-wins registration (see above). *winner gets the entry in force
  * afterwards. MP_ENOMEM. */
 int mp_dir_register(mp_directory *d, const mp_ref *ref, uint16_t member,

@@ -145,6 +145,7 @@ struct mp_node {
     uint32_t incarnation;
     uint64_t call_timeout_ns;
     uint64_t idle_timeout_ns;
+    uint64_t heartbeat_ns, peer_timeout_ns; /* for the transport; 0: default */
     uint32_t max_message;
     uint32_t max_pending_calls;
     size_t mailbox_warn_depth;
@@ -167,6 +168,10 @@ struct mp_node {
     /* free lists */
     mp_msg *msg_free;
     size_t msg_free_count;
+    mp_act_mem act_mem; /* where activations live (activation.h) */
+    /* mp_actor_ref copies: act_id -> mp_ref (activation.c) */
+    mp_map_u64 pub_refs;
+    mp_ref ref_scratch; /* their out-of-memory fallback */
     /* directory lookups in flight: id -> mp_pending */
     mp_map_str pending;
     mp_list_node pending_list;

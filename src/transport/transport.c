@@ -30,7 +30,9 @@
  * (the connection is then open on its side) or hello_refused with a reason,
  * written before the stream is closed from the write callback so the reason
  * reaches the dialer. A handshake timer closes a connection that does not get
- * there in time. Any other frame before that is a protocol error.
+ * there in time; for a dial it starts with the connect, so a dial to a host
+ * that is gone fails in that time too. Any other frame before that is a
+ * protocol error.
  *
  * Tie-break (one connection per pair). An incoming HELLO from Y at X is
  * refused with MP_EBUSY (the "HELLO_DUP") iff X has its own outgoing
@@ -48,6 +50,25 @@
  * half random from mp_env_random), capped by backoff_max_ns; a successful
  * handshake resets it. The retry timer is armed before on_peer_down runs so a
  * callback that sends again cannot dial around the backoff.
+ *
+ * Liveness. One transport-wide timer ticks every heartbeat/2 while a
+ * connection is open (it stops when none is, so an idle transport never
+ * wakes). Per open connection it keeps two cheap facts: last_recv, the
+ * env time read once per read callback (not per frame), and idle_ticks,
+ * ticks since the last write was issued (a plain store in peer_flush, no
+ * clock read on the send path). A tick closes a connection whose last_recv
+ * is peer_timeout old (MP_ETIMEDOUT, through conn_fail: on_peer_down and
+ * the reconnect logic take over) and writes a keep-alive on one that has
+ * issued no write for two ticks and has none in flight. The keep-alive is
+ * a constant frame encoded once per transport and written from that buffer
+ * (the transport outlives every write callback); it is not queued, so it
+ * never shows in the queue counters nor delays a flush. A tick that comes
+ * more than a tick late means our own loop was stalled (a long callback):
+ * bytes may be waiting unread, so that tick judges no connection.
+ *
+ * Outage logging. peer.fails counts failed dials/handshakes since the last
+ * open connection: the first is logged at info, the rest at debug, and the
+ * open that ends the outage logs its count and length once at info.
  *
  * Teardown. Graceful close waits (bounded) for queues to drain, then closes
  * everything and frees the transport from the last close callback, never
@@ -78,6 +99,9 @@
  * at once: an unknown client cannot make us hold unbounded state. */
 #define MAX_UNATTRIBUTED 1024u
 #define BUGGIFY_FLUSH_DELAY_NS 2000000ull /* 2 ms */
+#define MIN_HEARTBEAT_NS 1000000ull      /* 1 ms */
+/* The keep-alive frame: an empty system frame with its method. */
+#define KA_FRAME_CAP (MP_FRAME_MIN_SIZE + sizeof MP_KEEPALIVE_METHOD)
 
 enum conn_state {
     C_DIALING,   /* connect in flight, no stream yet */
@@ -103,6 +127,9 @@ typedef struct conn {
     mp_buf wbuf;      /* frames being written (swapped from peer->pending) */
     uint32_t wframes; /* frames in wbuf */
     bool writing;
+    bool ka_writing;     /* a keep-alive write is in flight */
+    uint32_t idle_ticks; /* heartbeat ticks since the last write issued */
+    uint64_t last_recv;  /* env time of the last read callback with bytes */
     uint8_t hello[HELLO_FRAME_CAP];
     uint8_t reply[REPLY_FRAME_CAP];
 } conn;
@@ -127,6 +154,9 @@ struct peer {
     int refused;
     bool probe; /* a send was refused: keep redialing though none queued */
     bool unreachable; /* a dial or handshake failed since the last open */
+    uint32_t fails;   /* failed dials/handshakes since the last open (logs) */
+    bool in_outage;   /* lost since the last open connection */
+    uint64_t outage_since; /* env time the outage began */
     char why[MP_HELLO_MAX_REASON + 1]; /* last failure, for the layer above */
 };
 
@@ -149,6 +179,12 @@ struct mp_transport {
     bool defer_pending; /* a defer we cannot cancel is queued */
     mp_timer_id flush_timer;
     mp_peer_stats orphan; /* counters of conns never attributed to a peer */
+    /* liveness (see the top comment) */
+    mp_timer_id hb_timer;
+    uint64_t hb_tick_ns; /* heartbeat / 2 */
+    uint64_t hb_due;     /* when the armed tick should fire */
+    uint8_t ka_frame[KA_FRAME_CAP];
+    size_t ka_len;
     /* graceful close */
     bool closing, shutdown;
     mp_timer_id close_timer;
@@ -160,6 +196,7 @@ struct mp_transport {
 
 static void conn_fail(conn *c, int status, const char *why);
 static void schedule_flush(mp_transport *t);
+static void hb_arm(mp_transport *t);
 static void close_progress(mp_transport *t);
 
 /* Copy up to cap-1 bytes for a log line, replacing anything unprintable:
@@ -345,9 +382,18 @@ static void conn_close(conn *c)
  * above, after arming the backoff. */
 static void peer_lost(peer *p, int status, bool was_open)
 {
+    /* The outage lasts from the first loss (an open connection breaking, or
+     * a failed dial) to the next open connection: for its closing log. */
+    if (!p->in_outage) {
+        p->in_outage = true;
+        p->outage_since = mp_env_now(p->t->env);
+    }
     /* Unreachable once a dial or handshake failed: a broken open connection
      * alone does not say the peer is gone (its first redial will). */
-    if (!was_open) p->unreachable = true;
+    if (!was_open) {
+        p->unreachable = true;
+        p->fails++;
+    }
     schedule_retry(p);
     if (p->t->cbs.on_peer_down && !p->t->shutdown) p->t->cbs.on_peer_down(p->t->ud, p->addr, status);
 }
@@ -359,16 +405,22 @@ static bool expected_close(int status)
 }
 
 /* Close for a reason, with a log line and, when the connection was the
- * peer's, on_peer_down. */
-static void conn_fail(conn *c, int status, const char *why)
+ * peer's, on_peer_down. The line is at `level`, or when level is -1 at info
+ * for an expected close (warn otherwise), demoted to debug when it is one
+ * more failed dial of an outage already reported. */
+static void conn_fail_at(conn *c, int status, const char *why, int level)
 {
     if (c->state == C_CLOSING) return;
     mp_transport *t = c->t;
     peer *p = c->p;
     bool attached = p && (p->conn == c || p->out == c);
     bool was_open = c->state == C_OPEN;
-    mp_env_log(t->env, expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN,
-               "transport: connection %s %s closed: %s (%s)", c->outgoing ? "to" : "from",
+    if (level < 0) {
+        level = expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN;
+        if (level == MP_LOG_INFO && attached && !was_open && p->fails > 0) level = MP_LOG_DEBUG;
+    }
+    mp_env_log(t->env, (mp_log_level)level, "transport: connection %s %s closed: %s (%s)",
+               c->outgoing ? "to" : "from",
                p ? p->addr : (c->s ? mp_stream_peer(c->s) : "(unknown)"), why,
                mp_status_name(status));
     conn_close(c);
@@ -379,11 +431,16 @@ static void conn_fail(conn *c, int status, const char *why)
     }
 }
 
+static void conn_fail(conn *c, int status, const char *why) { conn_fail_at(c, status, why, -1); }
+
 static void on_hs_timeout(void *ud)
 {
     conn *c = ud;
     c->hs_timer = 0;
-    conn_fail(c, MP_ETIMEDOUT, "handshake timeout");
+    /* A dial is bounded too (the timer starts with it): a connect to a
+     * machine that is gone would otherwise wait for the kernel's SYN
+     * retries, minutes, while calls queue behind it. */
+    conn_fail(c, MP_ETIMEDOUT, c->state == C_DIALING ? "connect timeout" : "handshake timeout");
 }
 
 static void on_ctl_write(void *ud, int status)
@@ -470,7 +527,16 @@ static void conn_open(conn *c, uint32_t inc)
     if (p->conn && p->conn != c) conn_close(p->conn); /* cannot happen by the rule; be safe */
     if (p->out) conn_close(p->out);
     c->state = C_OPEN;
+    c->idle_ticks = 0;
     p->conn = c;
+    if (p->fails > 0) {
+        uint64_t gone = mp_env_now(t->env) - p->outage_since;
+        mp_env_log(t->env, MP_LOG_INFO,
+                   "transport: reconnected to %s after %u failed attempt%s (%.1f s)", p->addr,
+                   (unsigned)p->fails, p->fails == 1 ? "" : "s", (double)gone / 1e9);
+    }
+    p->fails = 0;
+    p->in_outage = false;
     p->attempts = 0;
     p->refused = 0;
     p->probe = false;
@@ -480,6 +546,7 @@ static void conn_open(conn *c, uint32_t inc)
         mp_env_timer_cancel(t->env, p->retry_timer);
         p->retry_timer = 0;
     }
+    hb_arm(t);
     p->st.connects++;
     bool reconnect = p->st.connects > 1;
     if (reconnect) p->st.reconnects++;
@@ -663,12 +730,17 @@ static bool handle_frame(conn *c, const mp_frame *f)
 {
     if (c->state == C_REFUSING) return true; /* ignore until closed */
     if (c->state == C_OPEN) {
-        if (f->kind == MP_FRAME_SYSTEM &&
-            (method_is(f, MP_HELLO_METHOD) || method_is(f, MP_HELLO_OK_METHOD) ||
-             method_is(f, MP_HELLO_REFUSED_METHOD))) {
-            stats_of(c)->decode_errors++;
-            conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
-            return false;
+        if (f->kind == MP_FRAME_SYSTEM) {
+            if (method_is(f, MP_KEEPALIVE_METHOD)) {
+                c->p->st.keepalives_in++; /* its bytes already counted as life */
+                return true;
+            }
+            if (method_is(f, MP_HELLO_METHOD) || method_is(f, MP_HELLO_OK_METHOD) ||
+                method_is(f, MP_HELLO_REFUSED_METHOD)) {
+                stats_of(c)->decode_errors++;
+                conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
+                return false;
+            }
         }
         peer *p = c->p;
         p->st.frames_in++;
@@ -708,6 +780,8 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
         conn_fail(c, status, status == MP_EOF ? "peer closed" : "read failed");
         return;
     }
+    /* Liveness: one clock read per read callback, never per frame. */
+    c->last_recv = mp_env_now(c->t->env);
     int rc = mp_frame_decoder_feed(&c->dec, data, len);
     mp_frame f;
     bool delivered = false;
@@ -738,7 +812,10 @@ static int conn_start(conn *c, mp_stream *s)
     mp_transport *t = c->t;
     c->s = s;
     c->state = C_HANDSHAKE;
-    c->hs_timer = mp_env_timer_start(t->env, t->cfg.handshake_timeout_ns, on_hs_timeout, c);
+    c->last_recv = mp_env_now(t->env);
+    /* A dial's timer runs since the dial (peer_dial). */
+    if (!c->hs_timer)
+        c->hs_timer = mp_env_timer_start(t->env, t->cfg.handshake_timeout_ns, on_hs_timeout, c);
     if (!c->hs_timer) return MP_ENOMEM;
     int rc = mp_stream_read_start(s, on_read, c);
     if (rc != MP_OK) return rc;
@@ -760,8 +837,19 @@ static void on_connect(void *ud, mp_stream *s, int status)
     assert(c->state == C_DIALING);
     peer *p = c->p;
     if (status < 0) {
-        mp_env_log(c->t->env, MP_LOG_INFO, "transport: connect to %s failed: %s", p->addr,
-                   mp_status_name(status));
+        /* A peer that stays down fails every backoff step (up to every
+         * backoff_max, forever): say it once per outage, the rest at debug. */
+        if (p->fails == 0)
+            mp_env_log(c->t->env, MP_LOG_INFO,
+                       "transport: connect to %s failed: %s (retrying; repeats at debug)",
+                       p->addr, mp_status_name(status));
+        else
+            mp_env_log(c->t->env, MP_LOG_DEBUG, "transport: connect to %s failed again: %s "
+                       "(attempt %u)", p->addr, mp_status_name(status), (unsigned)p->fails + 1);
+        if (c->hs_timer) {
+            mp_env_timer_cancel(c->t->env, c->hs_timer);
+            c->hs_timer = 0;
+        }
         c->state = C_CLOSING;
         if (p->out == c) p->out = NULL;
         peer_lost(p, status, false);
@@ -783,8 +871,15 @@ static void peer_dial(peer *p)
     }
     c->state = C_DIALING;
     p->out = c;
+    /* Bounds connect + handshake (on_hs_timeout). Without a timer the dial
+     * is only unbounded, not broken: go on. */
+    c->hs_timer = mp_env_timer_start(t->env, t->cfg.handshake_timeout_ns, on_hs_timeout, c);
     int rc = mp_env_connect(t->env, p->addr, on_connect, c);
     if (rc != MP_OK) {
+        if (c->hs_timer) {
+            mp_env_timer_cancel(t->env, c->hs_timer);
+            c->hs_timer = 0;
+        }
         c->state = C_CLOSING;
         p->out = NULL;
         peer_lost(p, rc, false);
@@ -851,6 +946,7 @@ static void peer_flush(peer *p)
     c->wframes = p->pending_frames;
     p->pending_frames = 0;
     c->writing = true;
+    c->idle_ticks = 0; /* a write is as good as a keep-alive */
     mp_iovec iov = {c->wbuf.data, c->wbuf.len};
     int rc = mp_stream_write(c->s, &iov, 1, on_data_write, c);
     if (rc != MP_OK) {
@@ -907,6 +1003,81 @@ static void schedule_flush(mp_transport *t)
     }
 }
 
+/* ---- liveness ----------------------------------------------------------- */
+
+static void on_ka_write(void *ud, int status)
+{
+    conn *c = ud;
+    c->ka_writing = false;
+    if (status == MP_OK)
+        stats_of(c)->keepalives_out++;
+    else if (c->state != C_CLOSING)
+        conn_fail(c, status, "keep-alive write failed");
+}
+
+static void send_keepalive(conn *c)
+{
+    mp_transport *t = c->t;
+    mp_iovec iov = {t->ka_frame, t->ka_len};
+    c->idle_ticks = 0;
+    int rc = mp_stream_write(c->s, &iov, 1, on_ka_write, c);
+    if (rc != MP_OK) {
+        conn_fail(c, rc, "keep-alive write refused");
+        return;
+    }
+    c->ka_writing = true;
+}
+
+static void on_hb_tick(void *ud)
+{
+    mp_transport *t = ud;
+    t->hb_timer = 0;
+    if (t->shutdown) return;
+    uint64_t now = mp_env_now(t->env);
+    uint64_t limit = t->cfg.peer_timeout_ns;
+    bool judge = limit != MP_TRANSPORT_NO_PEER_TIMEOUT;
+    if (judge && now > t->hb_due + t->hb_tick_ns) {
+        /* Our own loop stalled: replies may sit unread behind this timer. */
+        mp_env_log(t->env, MP_LOG_DEBUG,
+                   "transport: heartbeat tick %.3f s late (loop stalled): no peer judged",
+                   (double)(now - t->hb_due) / 1e9);
+        judge = false;
+    }
+    bool open = false;
+    mp_list_node *n, *tmp;
+    /* A close runs on_peer_down, which may send (a dial appends a conn) or
+     * close the transport; neither frees a conn synchronously. */
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
+    {
+        conn *c = MP_CONTAINER_OF(n, conn, link);
+        if (c->state != C_OPEN) continue;
+        if (judge && now - c->last_recv >= limit) {
+            char why[MP_HELLO_MAX_REASON + 1];
+            snprintf(why, sizeof why, "no bytes from %s for %.3g s", c->p->addr,
+                     (double)(now - c->last_recv) / 1e9);
+            c->p->st.peer_timeouts++;
+            MP_SOMETIMES(true, "transport.peer_timeout");
+            conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
+            continue;
+        }
+        if (++c->idle_ticks >= 2 && !c->writing && !c->ka_writing) send_keepalive(c);
+        open = open || c->state == C_OPEN;
+    }
+    if (open) hb_arm(t);
+}
+
+/* Runs while a connection is open: armed by conn_open, re-armed by the tick
+ * while one is. */
+static void hb_arm(mp_transport *t)
+{
+    if (t->hb_timer || t->shutdown) return;
+    t->hb_due = mp_env_now(t->env) + t->hb_tick_ns;
+    t->hb_timer = mp_env_timer_start(t->env, t->hb_tick_ns, on_hb_tick, t);
+    if (!t->hb_timer)
+        mp_env_log(t->env, MP_LOG_ERROR, "transport: no timer for heartbeats (until the next "
+                   "connection opens)");
+}
+
 /* ---- public API --------------------------------------------------------- */
 
 void mp_transport_config_init(mp_transport_config *cfg)
@@ -921,6 +1092,8 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->handshake_timeout_ns = 5000000000ull;
     cfg->max_queue_frames = 65536;
     cfg->max_queue_bytes = 64ull * 1024 * 1024;
+    cfg->heartbeat_ns = 1000000000ull;
+    cfg->peer_timeout_ns = 10000000000ull;
 }
 
 static int apply_config(mp_transport *t, const mp_transport_config *in)
@@ -935,7 +1108,16 @@ static int apply_config(mp_transport *t, const mp_transport_config *in)
     if (!c->handshake_timeout_ns) c->handshake_timeout_ns = d.handshake_timeout_ns;
     if (!c->max_queue_frames) c->max_queue_frames = d.max_queue_frames;
     if (!c->max_queue_bytes) c->max_queue_bytes = d.max_queue_bytes;
+    if (!c->heartbeat_ns) c->heartbeat_ns = d.heartbeat_ns;
+    if (!c->peer_timeout_ns) c->peer_timeout_ns = d.peer_timeout_ns;
     if (c->max_frame < MIN_MAX_FRAME || c->max_frame > MP_FRAME_MAX_LIMIT) return MP_EINVAL;
+    /* Keep-alives leave up to one heartbeat apart: a timeout of two leaves
+     * room for latency; less would close healthy idle connections. */
+    if (c->heartbeat_ns < MIN_HEARTBEAT_NS || c->heartbeat_ns > UINT64_MAX / 4) return MP_EINVAL;
+    if (c->peer_timeout_ns != MP_TRANSPORT_NO_PEER_TIMEOUT &&
+        c->peer_timeout_ns <= 2 * c->heartbeat_ns)
+        return MP_EINVAL;
+    t->hb_tick_ns = c->heartbeat_ns / 2;
     if (c->backoff_max_ns < c->backoff_initial_ns) return MP_EINVAL;
     if (c->incarnation == 0) return MP_EINVAL;
     const char *ns = in->cluster_namespace;
@@ -969,6 +1151,16 @@ int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
     }
     if (cbs) t->cbs = *cbs;
     t->ud = ud;
+    {
+        mp_frame kf;
+        mp_hello_frame(&kf, MP_KEEPALIVE_METHOD, mp_bytes_make(NULL, 0), 0);
+        rc = mp_frame_encode(&kf, t->ka_frame, sizeof t->ka_frame, &t->ka_len, t->cfg.max_frame);
+        assert(rc == MP_OK); /* a constant frame, sized by KA_FRAME_CAP */
+        if (rc != MP_OK) {
+            free(t);
+            return MP_EINTERNAL;
+        }
+    }
     mp_list_init(&t->peers);
     mp_list_init(&t->conns);
     mp_list_init(&t->dirty);
@@ -1106,6 +1298,9 @@ void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
         all.oversize_frames += s->oversize_frames;
         all.refused_handshakes += s->refused_handshakes;
         all.dropped_frames += s->dropped_frames;
+        all.keepalives_out += s->keepalives_out;
+        all.keepalives_in += s->keepalives_in;
+        all.peer_timeouts += s->peer_timeouts;
     }
     all.queue_frames = 0;
     all.queue_bytes = 0;
@@ -1159,6 +1354,10 @@ static void shut_down(mp_transport *t)
         mp_env_timer_cancel(t->env, t->flush_timer);
         t->flush_timer = 0;
         t->flush_scheduled = false;
+    }
+    if (t->hb_timer) {
+        mp_env_timer_cancel(t->env, t->hb_timer);
+        t->hb_timer = 0;
     }
     mp_list_node *n, *tmp;
     MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
@@ -1246,6 +1445,7 @@ void mp_transport_free_now(mp_transport *t)
     if (t->listener) mp_listener_close(t->listener, NULL, NULL);
     if (t->flush_timer) mp_env_timer_cancel(env, t->flush_timer);
     if (t->close_timer) mp_env_timer_cancel(env, t->close_timer);
+    if (t->hb_timer) mp_env_timer_cancel(env, t->hb_timer);
     mp_list_node *n;
     while ((n = mp_list_pop_front(&t->conns)) != NULL) {
         conn *c = MP_CONTAINER_OF(n, conn, link);

@@ -33,6 +33,25 @@
  * Incarnations: a peer's incarnation is learnt at each handshake; a change is
  * reported through on_peer_restart (the directory needs it).
  *
+ * Liveness (half-open connections). A peer that vanishes without a FIN or
+ * RST (machine off, cable pulled, a path that stalls) would otherwise leave
+ * its connection "open" forever. So an open connection that has written
+ * nothing for about heartbeat_ns sends a keep-alive (a system frame with
+ * method MP_KEEPALIVE_METHOD; the receiver counts it and never hands it to
+ * on_frame), and one on which nothing at all arrived for peer_timeout_ns is
+ * closed with MP_ETIMEDOUT and a logged reason ("no bytes from X for 10.2
+ * s"), which runs on_peer_down and the usual reconnect. One timer per
+ * transport drives both, ticking every heartbeat_ns / 2 while a connection
+ * is open: a keep-alive leaves between heartbeat/2 and heartbeat after the
+ * last write, and a dead connection is closed between peer_timeout and
+ * peer_timeout + heartbeat/2 after its last received byte. A dial (connect
+ * plus handshake) is bounded by handshake_timeout_ns, so a redial to a
+ * machine that is gone fails in that time, not the kernel's SYN timeout.
+ *
+ * Log noise. The first failed dial of an outage is logged at info, repeats
+ * at debug; the connection that ends the outage logs once at info
+ * "reconnected to X after N failed attempts (T s)".
+ *
  * Addresses are compared as exact strings (the simulator's rule): use one
  * canonical form per node ("127.0.0.1:7000", not "localhost:7000"). A peer
  * is known by the address it announces in its HELLO, which must be the one
@@ -60,10 +79,22 @@ typedef struct mp_transport_config {
     uint32_t max_frame;            /* bytes; default 1 MiB */
     uint64_t backoff_initial_ns;   /* default 10 ms */
     uint64_t backoff_max_ns;       /* default 2 s */
-    uint64_t handshake_timeout_ns; /* default 5 s */
+    uint64_t handshake_timeout_ns; /* connect + handshake; default 5 s */
     uint32_t max_queue_frames;     /* per peer; default 65536 */
     uint64_t max_queue_bytes;      /* per peer; default 64 MiB */
+    uint64_t heartbeat_ns;         /* keep-alive after this long without a
+                                      write; default 1 s; >= 1 ms */
+    uint64_t peer_timeout_ns;      /* close a connection that received
+                                      nothing for this long; default 10 s;
+                                      must be > 2 x heartbeat_ns;
+                                      MP_TRANSPORT_NO_PEER_TIMEOUT: never */
 } mp_transport_config;
+
+/* peer_timeout_ns value that disables the receive timeout (keep-alives are
+ * still sent, so the peer can judge us). */
+#define MP_TRANSPORT_NO_PEER_TIMEOUT UINT64_MAX
+/* The method of the keep-alive system frame (empty target, sender, payload). */
+#define MP_KEEPALIVE_METHOD "keepalive"
 
 typedef struct mp_transport_callbacks {
     /* A frame arrived from `peer` (its node address). The frame and its views
@@ -83,13 +114,20 @@ typedef struct mp_peer_stats {
     uint64_t connects, reconnects, decode_errors, oversize_frames;
     uint64_t refused_handshakes;
     uint64_t dropped_frames; /* queued, never written: dropped at close */
+    /* Keep-alives written / received (not in frames_* or bytes_*, which
+     * count the frames of the layer above), and connections closed because
+     * nothing arrived for peer_timeout_ns. */
+    uint64_t keepalives_out, keepalives_in, peer_timeouts;
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */
     bool connected;
 } mp_peer_stats;
 
-/* Defaults as above. Numeric fields left 0 also mean "default". */
+/* Defaults as above. Numeric fields left 0 also mean "default".
+ * mp_transport_create fails with MP_EINVAL when heartbeat_ns < 1 ms or
+ * peer_timeout_ns <= 2 x heartbeat_ns (unless MP_TRANSPORT_NO_PEER_TIMEOUT):
+ * keep-alives must have room to arrive before the peer gives up. */
 void mp_transport_config_init(mp_transport_config *cfg);
 
 /* Create a transport on env and start listening on cfg->self_addr. Returns 0

@@ -17,5 +17,11 @@ extern _Thread_local long mp_util_alloc_fail_after;
 void *mp_util_malloc(size_t n);
 void *mp_util_calloc(size_t n, size_t size);
 void *mp_util_realloc(void *p, size_t n);
+/* Zeroed memory for a large table of randomly probed slots (hash maps), freed
+ * with free(). From 4 MiB on it is 2 MiB-aligned and advised for huge pages
+ * where the OS has them: a million-entry catalog is probed at random, and
+ * with 4 KiB pages nearly every probe also missed the TLB (costly under
+ * virtualisation). Below that, or without the advice, it is calloc. */
+void *mp_util_calloc_table(size_t n, size_t size);
 
 #endif

@@ -59,6 +59,7 @@ struct query {
     uint64_t hash;
     const void *key;
     size_t len;
+    uint32_t key_off, len_off; /* obj flavour: where the value holds its key */
 };
 
 typedef bool (*eq_fn)(const struct slot_head *s, const struct query *q);
@@ -145,7 +146,7 @@ static int core_resize(mp_map_core *c, size_t new_cap, size_t ssz)
 {
     assert(new_cap >= MIN_CAP && (new_cap & (new_cap - 1)) == 0);
     assert(limit_for(new_cap) >= c->count);
-    unsigned char *fresh = mp_util_calloc(new_cap, ssz);
+    unsigned char *fresh = mp_util_calloc_table(new_cap, ssz);
     if (fresh == NULL) return MP_ENOMEM;
     unsigned char *old = c->slots;
     size_t old_cap = c->cap;
@@ -299,7 +300,7 @@ static bool eq_u64(const struct slot_head *s, const struct query *q)
 static void query_u64(const struct slot_head *s, struct query *q, const void *ctx)
 {
     (void)ctx;
-    *q = (struct query){s->hash, NULL, 0}; /* the key is not stored to rehash */
+    *q = (struct query){s->hash, NULL, 0, 0, 0}; /* the key is not stored to rehash */
 }
 
 #define SSZ_U64 sizeof(struct slot_u64)
@@ -316,21 +317,21 @@ void mp_map_u64_free(mp_map_u64 *m)
 
 void *mp_map_u64_get(const mp_map_u64 *m, uint64_t key)
 {
-    struct query q = {mp_hash_u64(key), NULL, 0};
+    struct query q = {mp_hash_u64(key), NULL, 0, 0, 0};
     size_t i = core_find(&m->core, &q, SSZ_U64, eq_u64);
     return i == NOT_FOUND ? NULL : slot_at(&m->core, i, SSZ_U64)->value;
 }
 
 int mp_map_u64_put(mp_map_u64 *m, uint64_t key, void *value, void **old)
 {
-    struct query q = {mp_hash_u64(key), NULL, 0};
+    struct query q = {mp_hash_u64(key), NULL, 0, 0, 0};
     struct slot_u64 e = {{q.hash, value}};
     return core_put(&m->core, &q, &e, old, SSZ_U64, eq_u64);
 }
 
 void *mp_map_u64_remove(mp_map_u64 *m, uint64_t key)
 {
-    struct query q = {mp_hash_u64(key), NULL, 0};
+    struct query q = {mp_hash_u64(key), NULL, 0, 0, 0};
     return core_remove(&m->core, &q, SSZ_U64, eq_u64);
 }
 
@@ -391,7 +392,7 @@ static bool eq_str(const struct slot_head *s, const struct query *q)
 static void query_str(const struct slot_head *s, struct query *q, const void *ctx)
 {
     const struct slot_str *t = (const struct slot_str *)(const void *)s;
-    *q = (struct query){mp_hash64(t->key, t->len, *(const uint64_t *)ctx), t->key, t->len};
+    *q = (struct query){mp_hash64(t->key, t->len, *(const uint64_t *)ctx), t->key, t->len, 0, 0};
 }
 
 #define SSZ_STR sizeof(struct slot_str)
@@ -415,7 +416,7 @@ void mp_map_str_free(mp_map_str *m)
 void *mp_map_str_get(const mp_map_str *m, const void *key, size_t len)
 {
     if (m->core.count == 0 || (key == NULL && len != 0)) return NULL; /* empty: skip hashing */
-    struct query q = {mp_hash64(key, len, m->seed), key, len};
+    struct query q = {mp_hash64(key, len, m->seed), key, len, 0, 0};
     size_t i = core_find(&m->core, &q, SSZ_STR, eq_str);
     return i == NOT_FOUND ? NULL : slot_at(&m->core, i, SSZ_STR)->value;
 }
@@ -426,7 +427,7 @@ int mp_map_str_put(mp_map_str *m, const void *key, size_t len, void *value, void
         if (old) *old = NULL;
         return MP_EINVAL;
     }
-    struct query q = {mp_hash64(key, len, m->seed), key, len};
+    struct query q = {mp_hash64(key, len, m->seed), key, len, 0, 0};
     struct slot_str e = {{q.hash, value}, key, len};
     return core_put(&m->core, &q, &e, old, SSZ_STR, eq_str);
 }
@@ -434,7 +435,7 @@ int mp_map_str_put(mp_map_str *m, const void *key, size_t len, void *value, void
 void *mp_map_str_remove(mp_map_str *m, const void *key, size_t len)
 {
     if (m->core.count == 0 || (key == NULL && len != 0)) return NULL;
-    struct query q = {mp_hash64(key, len, m->seed), key, len};
+    struct query q = {mp_hash64(key, len, m->seed), key, len, 0, 0};
     return core_remove(&m->core, &q, SSZ_STR, eq_str);
 }
 
@@ -442,7 +443,7 @@ void *mp_map_str_get_h(const mp_map_str *m, uint64_t hash, const void *key,
                        size_t len)
 {
     if (m->core.count == 0 || (key == NULL && len != 0)) return NULL;
-    struct query q = {hash, key, len};
+    struct query q = {hash, key, len, 0, 0};
     size_t i = core_find(&m->core, &q, SSZ_STR, eq_str);
     return i == NOT_FOUND ? NULL : slot_at(&m->core, i, SSZ_STR)->value;
 }
@@ -454,7 +455,7 @@ int mp_map_str_put_h(mp_map_str *m, uint64_t hash, const void *key, size_t len,
         if (old) *old = NULL;
         return MP_EINVAL;
     }
-    struct query q = {hash, key, len};
+    struct query q = {hash, key, len, 0, 0};
     struct slot_str e = {{q.hash, value}, key, len};
     return core_put(&m->core, &q, &e, old, SSZ_STR, eq_str);
 }
@@ -463,7 +464,7 @@ void *mp_map_str_remove_h(mp_map_str *m, uint64_t hash, const void *key,
                           size_t len)
 {
     if (m->core.count == 0 || (key == NULL && len != 0)) return NULL;
-    struct query q = {hash, key, len};
+    struct query q = {hash, key, len, 0, 0};
     return core_remove(&m->core, &q, SSZ_STR, eq_str);
 }
 
@@ -480,4 +481,59 @@ int mp_map_str_reserve(mp_map_str *m, size_t n)
 bool mp_map_str_check(const mp_map_str *m)
 {
     return core_check(&m->core, SSZ_STR, eq_str, query_str, &m->seed);
+}
+
+/* ---- key inside the value ---- */
+
+static bool eq_obj(const struct slot_head *s, const struct query *q)
+{
+    const unsigned char *v = s->value;
+    uint16_t len;
+    memcpy(&len, v + q->len_off, sizeof len);
+    return len == q->len && bytes_equal(v + q->key_off, q->key, q->len);
+}
+
+#define SSZ_OBJ sizeof(struct slot_head)
+
+int mp_map_obj_init(mp_map_obj *m, size_t key_off, size_t len_off)
+{
+    m->key_off = (uint32_t)key_off;
+    m->len_off = (uint32_t)len_off;
+    return core_init(&m->core, 0, SSZ_OBJ);
+}
+
+void mp_map_obj_free(mp_map_obj *m)
+{
+    core_free(&m->core);
+}
+
+void *mp_map_obj_get(const mp_map_obj *m, uint64_t hash, const void *key,
+                     size_t len)
+{
+    if (m->core.count == 0 || (key == NULL && len != 0)) return NULL;
+    struct query q = {hash, key, len, m->key_off, m->len_off};
+    size_t i = core_find(&m->core, &q, SSZ_OBJ, eq_obj);
+    return i == NOT_FOUND ? NULL : slot_at(&m->core, i, SSZ_OBJ)->value;
+}
+
+int mp_map_obj_put(mp_map_obj *m, uint64_t hash, void *value, void **old)
+{
+    if (value == NULL) {
+        if (old) *old = NULL;
+        return MP_EINVAL;
+    }
+    const unsigned char *v = value;
+    uint16_t len;
+    memcpy(&len, v + m->len_off, sizeof len);
+    struct query q = {hash, v + m->key_off, len, m->key_off, m->len_off};
+    struct slot_head e = {hash, value};
+    return core_put(&m->core, &q, &e, old, SSZ_OBJ, eq_obj);
+}
+
+void *mp_map_obj_remove(mp_map_obj *m, uint64_t hash, const void *key,
+                        size_t len)
+{
+    if (m->core.count == 0 || (key == NULL && len != 0)) return NULL;
+    struct query q = {hash, key, len, m->key_off, m->len_off};
+    return core_remove(&m->core, &q, SSZ_OBJ, eq_obj);
 }

@@ -123,6 +123,33 @@ int mp_map_str_put_h(mp_map_str *m, uint64_t hash, const void *key, size_t len,
 void *mp_map_str_remove_h(mp_map_str *m, uint64_t hash, const void *key,
                           size_t len);
 
+/* ---- key inside the value (16-byte slots) ---- */
+
+/* For values that hold their own key (an activation holding its id): the
+ * slot keeps only the hash and the value, and the key is read from the value
+ * (bytes at key_off, a uint16_t length at len_off) when hashes match. Half
+ * the memory of mp_map_str per entry (the catalog holds one per activation),
+ * and a hit touches the value, which the caller is about to use anyway. The
+ * hash is the caller's, as with the _h functions above (well mixed, equal
+ * keys give equal hashes). */
+typedef struct mp_map_obj {
+    mp_map_core core;
+    uint32_t key_off, len_off;
+} mp_map_obj;
+
+int mp_map_obj_init(mp_map_obj *m, size_t key_off, size_t len_off);
+void mp_map_obj_free(mp_map_obj *m);
+void *mp_map_obj_get(const mp_map_obj *m, uint64_t hash, const void *key,
+                     size_t len);
+/* Insert or replace the entry of value's own key (value non-NULL). */
+int mp_map_obj_put(mp_map_obj *m, uint64_t hash, void *value, void **old);
+void *mp_map_obj_remove(mp_map_obj *m, uint64_t hash, const void *key,
+                        size_t len);
+static inline size_t mp_map_obj_count(const mp_map_obj *m)
+{
+    return m->core.count;
+}
+
 
 
 #endif

@@ -183,6 +183,96 @@ static void test_dir_first_wins(void **state)
     mp_dir_free(&d);
 }
 
+/* Local entries (directory.h): this node's own activations are found
+ * through the hook, not stored; the table behaves exactly as with stored
+ * entries. A fake catalog of one activation stands in for the node's. */
+struct fake_act {
+    mp_ref ref;
+    uint64_t act_id;
+    bool registered;
+    bool present;
+    int calls;
+};
+
+static bool *fake_local(void *ud, uint64_t ref_hash, const char *id, size_t len,
+                        uint64_t *act_id)
+{
+    struct fake_act *a = ud;
+    a->calls++;
+    if (!a->present || ref_hash != a->ref.hash || len != a->ref.len ||
+        memcmp(id, a->ref.id, len) != 0)
+        return NULL;
+    *act_id = a->act_id;
+    return &a->registered;
+}
+
+static void test_dir_local_entries(void **state)
+{
+    (void)state;
+    mp_directory d;
+    assert_int_equal(mp_dir_init(&d, members3, 3, 0, 1), MP_OK);
+    struct fake_act act;
+    memset(&act, 0, sizeof act);
+    mp_ref_init(&act.ref, "ns", "T", "mine");
+    act.act_id = 77;
+    act.present = true;
+    mp_dir_set_local(&d, fake_local, &act, 4);
+    mp_dir_entry w;
+    /* Self registering its own activation: a local entry, nothing stored. */
+    assert_int_equal(mp_dir_register(&d, &act.ref, 0, 4, 77, &w), MP_OK);
+    assert_true(act.registered);
+    assert_int_equal(w.member, 0);
+    assert_int_equal(w.incarnation, 4);
+    assert_int_equal(w.act_id, 77);
+    assert_int_equal(mp_map_str_count(&d.table), 0);
+    assert_int_equal(mp_dir_table_count(&d), 1);
+    const mp_dir_entry *e = mp_dir_table_get(&d, act.ref.id, act.ref.len);
+    assert_non_null(e);
+    assert_int_equal(e->member, 0);
+    assert_int_equal(e->act_id, 77);
+    e = mp_dir_table_get_ref(&d, &act.ref);
+    assert_non_null(e);
+    assert_int_equal(e->incarnation, 4);
+    /* The stored-only lookup does not see it. */
+    assert_null(mp_dir_table_get_stored(&d, &act.ref));
+    /* First wins against another member. */
+    assert_int_equal(mp_dir_register(&d, &act.ref, 1, 9, 5, &w), MP_OK);
+    assert_int_equal(w.member, 0);
+    assert_int_equal(w.act_id, 77);
+    assert_int_equal(mp_map_str_count(&d.table), 0);
+    /* A peer restart never touches this node's entries. */
+    mp_dir_peer_restart(&d, 1, 10);
+    assert_true(act.registered);
+    /* Unregistration must match member and act_id. */
+    assert_false(mp_dir_unregister(&d, act.ref.id, act.ref.len, 1, 77));
+    assert_false(mp_dir_unregister(&d, act.ref.id, act.ref.len, 0, 76));
+    assert_true(act.registered);
+    assert_true(mp_dir_unregister(&d, act.ref.id, act.ref.len, 0, 77));
+    assert_false(act.registered);
+    assert_null(mp_dir_table_get(&d, act.ref.id, act.ref.len));
+    assert_int_equal(mp_dir_table_count(&d), 0);
+    /* Another member registered first: stored, and self then loses. */
+    assert_int_equal(mp_dir_register(&d, &act.ref, 2, 1, 8, &w), MP_OK);
+    assert_int_equal(w.member, 2);
+    assert_int_equal(mp_dir_register(&d, &act.ref, 0, 4, 77, &w), MP_OK);
+    assert_int_equal(w.member, 2);
+    assert_int_equal(w.act_id, 8);
+    assert_false(act.registered);
+    assert_true(mp_dir_unregister(&d, act.ref.id, act.ref.len, 2, 8));
+    /* No activation here: a self registration is stored as before. */
+    act.present = false;
+    assert_int_equal(mp_dir_register(&d, &act.ref, 0, 4, 77, &w), MP_OK);
+    assert_int_equal(mp_map_str_count(&d.table), 1);
+    assert_true(mp_dir_unregister(&d, act.ref.id, act.ref.len, 0, 77));
+    assert_int_equal(mp_dir_table_count(&d), 0);
+    /* With no local entry registered, lookups do not call the hook. */
+    act.present = true;
+    act.calls = 0;
+    assert_null(mp_dir_table_get(&d, act.ref.id, act.ref.len));
+    assert_int_equal(act.calls, 0);
+    mp_dir_free(&d);
+}
+
 static void test_dir_cache_and_restart(void **state)
 {
     mp_directory d;
@@ -275,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_reason_names),
         cmocka_unit_test(test_dir_owner_agrees),
         cmocka_unit_test(test_dir_first_wins),
+        cmocka_unit_test(test_dir_local_entries),
         cmocka_unit_test(test_dir_cache_and_restart),
         cmocka_unit_test(test_dir_placement),
     };

@@ -561,6 +561,84 @@ static void test_to_node_config(void **state)
     assert_int_equal(mp_config_to_node_config(NULL, &nc), MP_EINVAL);
 }
 
+/* [timeouts] heartbeat and peer_timeout: defaults, ranges, the cross-key
+ * rule (peer_timeout > 2 x heartbeat, or 0s = disabled) reported at the
+ * right line, the mapping onto mp_node_config, the round trip. */
+static void test_liveness_keys(void **state)
+{
+    (void)state;
+    const uint64_t ms = 1000000ull, s = 1000ull * ms;
+    mp_config c;
+    mp_node_config nc;
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n", &c, NULL), MP_OK);
+    assert_int_equal(c.heartbeat_ns, 1 * s);
+    assert_int_equal(c.peer_timeout_ns, 10 * s);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_int_equal(nc.heartbeat_ns, 1 * s);
+    assert_int_equal(nc.peer_timeout_ns, 10 * s);
+    mp_config_free(&c);
+
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n"
+                                "[timeouts]\nheartbeat = 250ms\npeer_timeout = 2s\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_int_equal(c.heartbeat_ns, 250 * ms);
+    assert_int_equal(c.peer_timeout_ns, 2 * s);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_int_equal(nc.heartbeat_ns, 250 * ms);
+    assert_int_equal(nc.peer_timeout_ns, 2 * s);
+    char buf[1024];
+    int n = mp_config_format(&c, buf, sizeof buf);
+    assert_true(n > 0 && (size_t)n < sizeof buf);
+    assert_non_null(strstr(buf, "shutdown = 10s\nheartbeat = 250ms\npeer_timeout = 2s\n"));
+    check_round_trip(&c);
+    mp_config d;
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n"
+                                "[timeouts]\nheartbeat = 250ms\npeer_timeout = 3s\n",
+                           &d, NULL),
+                     MP_OK);
+    assert_false(mp_config_equal(&c, &d));
+    mp_config_free(&d);
+    mp_config_free(&c);
+
+    /* 0s disables the timeout: the node gets MP_NODE_NO_PEER_TIMEOUT. */
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n"
+                                "[timeouts]\npeer_timeout = 0s\nheartbeat = 1h\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_int_equal(c.peer_timeout_ns, 0);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_int_equal(nc.peer_timeout_ns, MP_NODE_NO_PEER_TIMEOUT);
+    assert_int_equal(nc.heartbeat_ns, 3600 * s);
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* Just over twice is enough. */
+    assert_int_equal(parse(BASE "[timeouts]\nheartbeat = 1s\npeer_timeout = 2001ms\n", &c, NULL),
+                     MP_OK);
+    mp_config_free(&c);
+
+    /* Ranges, and the cross-key rule at the line of the key the file set
+     * (peer_timeout when both are). */
+    expect_error(BASE "[timeouts]\nheartbeat = 9ms\n", 5,
+                 "'heartbeat' must be between 10ms and 1h (got '9ms')");
+    expect_error(BASE "[timeouts]\nheartbeat = 61m\n", 5, "'heartbeat' must be between");
+    expect_error(BASE "[timeouts]\nheartbeat = 1\n", 5, "needs a unit");
+    expect_error(BASE "[timeouts]\npeer_timeout = 25h\n", 5,
+                 "'peer_timeout' must be between 0ms and 24h");
+    expect_error(BASE "[timeouts]\nheartbeat = 5s\n", 5,
+                 "'peer_timeout' (10s, the default) must be more than twice 'heartbeat' (5s)");
+    expect_error(BASE "[timeouts]\npeer_timeout = 2s\n", 5,
+                 "'peer_timeout' (2s) must be more than twice 'heartbeat' (1s, the default), "
+                 "or 0s to disable it");
+    expect_error(BASE "[timeouts]\npeer_timeout = 2s\ncall = 1s\nheartbeat = 1s\n", 5,
+                 "'peer_timeout' (2s) must be more than twice 'heartbeat' (1s)");
+    expect_error(BASE "[timeouts]\nheartbeat = 1s\n\npeer_timeout = 1500ms\n", 7,
+                 "must be more than twice");
+    expect_error(BASE "[timeouts]\nheartbeat = 1s\nheartbeat = 2s\n", 6, "duplicate key");
+    expect_error(BASE "[timeouts]\nheartbeet = 1s\n", 5, "did you mean 'heartbeat'");
+}
+
 static void test_names_match_runtime(void **state)
 {
     (void)state;
@@ -692,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_long_origin_and_value_in_message),
         cmocka_unit_test(test_address_override),
         cmocka_unit_test(test_to_node_config),
+        cmocka_unit_test(test_liveness_keys),
         cmocka_unit_test(test_names_match_runtime),
         cmocka_unit_test(test_format_buffer),
         cmocka_unit_test(test_load_file),

@@ -287,6 +287,13 @@ static void test_create_errors(void **state)
     cfg.backoff_initial_ns = 100;
     cfg.backoff_max_ns = 10;
     assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.backoff_initial_ns = cfg.backoff_max_ns = 0;
+    cfg.heartbeat_ns = 1 * MS;
+    cfg.peer_timeout_ns = 2 * MS; /* not more than twice the heartbeat */
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
+    cfg.heartbeat_ns = MS / 2; /* under 1 ms */
+    cfg.peer_timeout_ns = MP_TRANSPORT_NO_PEER_TIMEOUT;
+    assert_int_equal(mp_transport_create(env, &cfg, &CBS, NULL, &t), MP_EINVAL);
     assert_null(t);
     destroy_env(env);
 }
@@ -504,8 +511,8 @@ static size_t hello_frame(uint8_t *out, size_t cap, const char *ns, const char *
 
 static const char *method_is_static(const mp_frame *f)
 {
-    static const char *known[] = {"hello", "hello_ok", "hello_refused"};
-    for (int i = 0; i < 3; i++)
+    static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD};
+    for (int i = 0; i < 4; i++)
         if (mp_bytes_eq(f->method, mp_bytes_str(known[i]))) return known[i];
     return "other";
 }
@@ -623,6 +630,94 @@ static void test_handshake_timeout(void **state)
     raw_open(env, &r, mp_transport_self_addr(b.t));
     run_until(env, raw_ended, &r); /* silent client: closed by the timer */
     raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* ---- liveness: keep-alives and the peer timeout on real sockets --------- */
+
+static void quick_liveness(mp_transport_config *c)
+{
+    c->heartbeat_ns = 50 * MS;
+    c->peer_timeout_ns = 500 * MS;
+}
+
+static bool went_down(void *ud) { return ((node *)ud)->rx.downs > 0; }
+
+/* A peer that completes the handshake and then sends nothing, while its
+ * socket stays open (a half-open connection as seen from here): closed with
+ * MP_ETIMEDOUT, reported down; nothing but keep-alives was sent to it. */
+static void test_silent_peer_times_out(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 11);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_liveness);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    uint8_t buf[512];
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7781", 1);
+    raw_write(&r, 0, buf, n);
+    run_until(env, went_down, &b);
+    assert_int_equal(b.rx.last_down, MP_ETIMEDOUT);
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7781", &s), MP_OK);
+    assert_false(s.connected);
+    assert_int_equal(s.peer_timeouts, 1);
+    assert_int_equal(s.connects, 1);
+    assert_non_null(mp_transport_peer_error(b.t, "127.0.0.1:7781"));
+    assert_non_null(strstr(mp_transport_peer_error(b.t, "127.0.0.1:7781"), "no bytes from"));
+    run_until(env, raw_ended, &r); /* closed on our side: the raw peer sees the end */
+    const char *m[64];
+    int k = raw_frames(&r, m, 64);
+    assert_true(k >= 2);
+    assert_string_equal(m[0], "hello");
+    assert_string_equal(m[1], "hello_ok");
+    for (int i = 2; i < k; i++) assert_string_equal(m[i], MP_KEEPALIVE_METHOD);
+    assert_int_equal((uint64_t)(k - 2), s.keepalives_out);
+    assert_int_equal(b.rx.frames, 0);
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+static bool keepalives_flowed(void *ud)
+{
+    node **n = ud;
+    mp_peer_stats sa, sb;
+    if (mp_transport_peer_stats(n[0]->t, mp_transport_self_addr(n[1]->t), &sa) != MP_OK ||
+        mp_transport_peer_stats(n[1]->t, mp_transport_self_addr(n[0]->t), &sb) != MP_OK)
+        return false;
+    return sa.keepalives_in >= 5 && sb.keepalives_in >= 5;
+}
+
+/* An idle healthy connection: keep-alives flow both ways and keep it open;
+ * they never reach on_frame nor the frame and byte counters. */
+static void test_idle_keepalives(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 12);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, quick_liveness);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_liveness);
+    assert_int_equal(send_seq(&a, &b, 0), MP_OK);
+    count_wait w = {&b, 0, 1};
+    run_until(env, got_all, &w);
+    node *pair[2] = {&a, &b};
+    run_until(env, keepalives_flowed, pair);
+    mp_peer_stats sa, sb;
+    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &sa), MP_OK);
+    assert_int_equal(mp_transport_peer_stats(b.t, mp_transport_self_addr(a.t), &sb), MP_OK);
+    assert_true(sa.connected && sb.connected);
+    assert_int_equal(sa.connects, 1);
+    assert_int_equal(sb.connects, 1);
+    assert_int_equal(sa.peer_timeouts + sb.peer_timeouts, 0);
+    assert_int_equal(a.rx.downs + b.rx.downs, 0);
+    assert_int_equal(b.rx.frames, 1);
+    assert_int_equal(a.rx.frames, 0);
+    assert_int_equal(a.rx.bad + b.rx.bad, 0);
+    assert_int_equal(sa.frames_out, 1);
+    assert_int_equal(sb.frames_in, 1);
+    assert_int_equal(sa.bytes_out, sb.bytes_in);
+    node_close(env, &a);
     node_close(env, &b);
     destroy_env(env);
 }
@@ -775,6 +870,8 @@ int main(void)
         cmocka_unit_test(test_oversize_from_peer),
         cmocka_unit_test(test_frame_before_handshake),
         cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_silent_peer_times_out),
+        cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),
         cmocka_unit_test(test_bench),

@@ -575,6 +575,83 @@ static void test_map_str_alloc_failure(void **state)
     mp_map_str_free(&m);
 }
 
+/* mp_map_obj: values hold their key (uint16_t length, then the bytes, as an
+ * activation does). Differential against a reference array, over the same
+ * awkward keys as the string flavour, with two value objects per key (so a
+ * replacement is visible), and a quarter of the keys sharing one hash so
+ * the key compare, not the hash, decides. Growth, backward-shift removal and
+ * failed growth (nothing changes) are covered. */
+struct kobj {
+    uint16_t len;
+    char key[80];
+};
+
+static uint64_t kobj_hash(size_t k)
+{
+    return k % 4 == 3 ? 0x5eed5eed5eedull : mp_hash64(str_keys[k], str_lens[k], 7);
+}
+
+static void test_map_obj_differential(void **state)
+{
+    (void)state;
+    make_str_keys();
+    struct kobj *objs = calloc(2 * NSTR, sizeof *objs);
+    void **ref = calloc(NSTR, sizeof *ref);
+    assert_non_null(objs);
+    assert_non_null(ref);
+    for (size_t k = 0; k < NSTR; k++) {
+        for (int v = 0; v < 2; v++) {
+            objs[2 * k + v].len = (uint16_t)str_lens[k];
+            memcpy(objs[2 * k + v].key, str_keys[k], str_lens[k]);
+        }
+    }
+    mp_map_obj m;
+    assert_int_equal(mp_map_obj_init(&m, offsetof(struct kobj, key), offsetof(struct kobj, len)),
+                     MP_OK);
+    mp_prng rng;
+    mp_prng_seed(&rng, 45);
+    size_t count = 0;
+    for (int op = 0; op < 100000; op++) {
+        int phase = (op / 10000) % 2;
+        uint64_t r = mp_prng_below(&rng, 100);
+        size_t k = (size_t)mp_prng_below(&rng, NSTR);
+        uint64_t h = kobj_hash(k);
+        if (r < (phase ? 20u : 65u)) {
+            void *v = &objs[2 * k + (size_t)mp_prng_below(&rng, 2)], *old = token(0);
+            if (op % 97 == 0) {
+                /* Failed growth or not, the map is unchanged on error. */
+                mp_util_alloc_fail_after = 0;
+                int rc = mp_map_obj_put(&m, h, v, &old);
+                mp_util_alloc_fail_after = -1;
+                if (rc == MP_ENOMEM) {
+                    assert_int_equal(mp_map_obj_count(&m), count);
+                    continue;
+                }
+                assert_int_equal(rc, MP_OK);
+            } else {
+                assert_int_equal(mp_map_obj_put(&m, h, v, &old), MP_OK);
+            }
+            assert_ptr_equal(old, ref[k]);
+            if (!ref[k]) count++;
+            ref[k] = v;
+        } else if (r < 80) {
+            assert_ptr_equal(mp_map_obj_remove(&m, h, str_keys[k], str_lens[k]), ref[k]);
+            if (ref[k]) count--;
+            ref[k] = NULL;
+        } else {
+            assert_ptr_equal(mp_map_obj_get(&m, h, str_keys[k], str_lens[k]), ref[k]);
+        }
+        assert_int_equal(mp_map_obj_count(&m), count);
+    }
+    for (size_t k = 0; k < NSTR; k++)
+        assert_ptr_equal(mp_map_obj_get(&m, kobj_hash(k), str_keys[k], str_lens[k]), ref[k]);
+    assert_int_equal(mp_map_obj_put(&m, 1, NULL, NULL), MP_EINVAL);
+    mp_map_obj_free(&m);
+    free(ref);
+    free(objs);
+    free_str_keys();
+}
+
 /* After reserve(n), n entries go in with no allocation at all. */
 static void test_map_reserve_no_alloc(void **state)
 {
@@ -1180,6 +1257,7 @@ int main(void)
         cmocka_unit_test_teardown(test_map_str_key_ownership, reset_hook),
         cmocka_unit_test_teardown(test_map_u64_alloc_failure, reset_hook),
         cmocka_unit_test_teardown(test_map_str_alloc_failure, reset_hook),
+        cmocka_unit_test_teardown(test_map_obj_differential, reset_hook),
         cmocka_unit_test_teardown(test_map_reserve_no_alloc, reset_hook),
         cmocka_unit_test_teardown(test_heap_basic, reset_hook),
         cmocka_unit_test_teardown(test_heap_remove_middle, reset_hook),

@@ -49,7 +49,8 @@ typedef struct mp_node_config {
     uint32_t max_pending_calls;    /* default 1,000,000: MP_EQUEUEFULL past */
     size_t mailbox_warn_depth;     /* 0: no hook */
     /* Called when an activation's mailbox depth reaches mailbox_warn_depth
-     * (once per crossing). May be NULL. */
+     * (once per crossing). May be NULL. `actor` is valid only during the
+     * call (copy it to keep it). */
     void (*on_mailbox_depth)(void *ud, const mp_ref *actor, size_t depth);
     void *hook_ud;
     struct mp_storage *storage;    /* storage.h; NULL: no persistence. Not
@@ -162,7 +163,8 @@ void mp_node_get_stats(mp_node *node, mp_node_stats *out);
 
 /* Visit every live activation of this node, i.e. in state Activating or
  * Valid (deterministic order: creation). fn must not call into the node.
- * For tests and the simulator's single-activation check. */
+ * `ref` is valid only during that call of fn. For tests and the
+ * simulator's single-activation check. */
 void mp_node_foreach_activation(mp_node *node,
                                 void (*fn)(void *ud, const mp_ref *ref),
                                 void *ud);

@@ -1,9 +1,10 @@
 /*
  * Open-addressing hash maps for the runtime's hot paths.
  *
- * Two flavours share one Robin Hood core (map.c):
+ * Three flavours share one Robin Hood core (map.c):
  *   mp_map_u64 — u64 key -> void* (correlation ids, timer ids, node ids);
- *   mp_map_str — key bytes (pointer + length) -> void* (actor ids).
+ *   mp_map_str — key bytes (pointer + length) -> void* (actor ids);
+ *   mp_map_obj — values that hold their own key (the catalog's activations).
  *
  * Why Robin Hood with backward-shift deletion: at the 0.8 maximum load we run
  * at, plain linear probing has long miss chains; Robin Hood bounds probe
@@ -20,7 +21,7 @@
  * the key pointer and length. Storing the hash means a probe compares keys
  * with memcmp only when the hashes match, and rehashing never touches keys.
  * The u64 flavour does not even store its key: mp_hash_u64 is a bijection,
- * so equal mixed hashes mean equal keys. Slots are 16 (u64) or 32 (str)
+ * so equal mixed hashes mean equal keys. Slots are 16 (u64, obj) or 32 (str)
  * bytes, so a probe sequence walks 4 or 2 slots per cache line.
  *
  * Ownership: mp_map_str does NOT copy keys. The caller keeps the key bytes

@@ -20,8 +20,9 @@
  * A consequence of non-reentrant turns (R4): while A's transfer waits on B,
  * A takes no message, so transfers A->B and B->A running at once would wait
  * on each other forever (each deposit queues behind the other's turn). The
- * example does not solve distributed deadlock; callers must keep transfers
- * acyclic (the workload only transfers from a lower to a higher account
+ * runtime turns such a cycle of two into MP_EDEADLOCK at once, but a leg is
+ * retried while its turn is held, so the cycle would persist: callers must
+ * keep transfers acyclic (the workload only transfers from a lower to a higher account
  * index). A transfer to oneself is refused for the same reason.
  *
  * Memory: an activation's instance holds one pointer to a heap account

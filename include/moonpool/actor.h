@@ -176,8 +176,9 @@ void mp_actor_deactivate(mp_actor *self);
 
 /* The outcome of a call. status 0: `data` is the reply payload. status < 0:
  * the call failed (MP_ETIMEDOUT, MP_EACTOR, MP_ENOTYPE, MP_ENOMETHOD,
- * MP_ETOOBIG, MP_EUNAVAIL, MP_EFORWARDS, MP_EACTIVATION, ...) and `data` holds
- * the error message text (not NUL-terminated; may be empty). `data` is valid
+ * MP_ETOOBIG, MP_EUNAVAIL, MP_EFORWARDS, MP_EACTIVATION, MP_EDEADLOCK, ...)
+ * and `data` holds the error message text (not NUL-terminated; may be
+ * empty). `data` is valid
  * only during the callback. Runs exactly once per accepted call. */
 typedef void (*mp_reply_cb)(void *ud, int status, const void *data,
                             size_t len);
@@ -199,7 +200,13 @@ int mp_call(mp_node *node, const mp_ref *ref, const char *method,
             mp_reply_cb cb, void *ud);
 
 /* The same from inside a handler: the callee sees this actor as the sender.
- * The caller stays busy (it has not replied) while it waits. */
+ * The caller stays busy (it has not replied) while it waits. Turns are not
+ * reentrant, so a call back into a waiting actor could never run: when the
+ * callee (directly, or at the same time through its own call) calls back an
+ * actor whose turn waits for that callee, the call back fails at once with
+ * MP_EDEADLOCK instead of waiting for its timeout. Only cycles of two are
+ * detected (through the latest call of the waiting turn); longer cycles end
+ * by timeout. */
 int mp_actor_call(mp_actor *self, const mp_ref *ref, const char *method,
                   const void *payload, size_t len, const mp_call_opts *opts,
                   mp_reply_cb cb, void *ud);

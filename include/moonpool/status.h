@@ -49,7 +49,8 @@ typedef enum mp_status {
     MP_EACTIVATION = -29,  /* the actor's activation failed */
     MP_ECORRUPT = -30,     /* stored data failed validation */
     MP_EINTERNAL = -31,    /* a bug in moonpool: an invariant broke */
-    MP_STATUS_MIN_ = -31
+    MP_EDEADLOCK = -32,    /* the callee is busy waiting for the caller */
+    MP_STATUS_MIN_ = -32
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".

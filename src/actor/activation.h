@@ -85,6 +85,11 @@ struct mp_msg {
     bool release_pending; /* released once the handler returns */
     uint64_t corr;        /* caller's correlation id */
     uint64_t deadline;    /* absolute ns; past it the request is dropped */
+    /* While this message's turn runs: the latest call the turn made
+     * (correlation id, 0: none) and its target's mp_ref.hash, for call-cycle
+     * detection (node.c, deliver_local). Reset by mp_msg_alloc. */
+    uint64_t await_corr;
+    uint64_t await_hash;
     char peer[MP_ADDR_MAX + 1];
     mp_ref target;
     const mp_method_def *mdef; /* resolved at delivery */

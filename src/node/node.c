@@ -459,11 +459,39 @@ static void relay_cb(void *ud, int status, const void *data, size_t len)
 
 /* ---- local delivery and activation creation ---- */
 
+/* A request from S to actor A, whose current turn is waiting for its own
+ * call to S: S cannot reply before A does, and A takes no message before
+ * its turn ends (turns are not reentrant, R4), so both would wait until a
+ * timeout. The request fails at once with MP_EDEADLOCK instead (Orleans
+ * does the same); S's handler sees the error and can reply, which unblocks
+ * A. Covers cycles of two (A -> S -> A, and A -> S with S -> A at once)
+ * through the latest call of A's turn; longer cycles would need the call
+ * chain carried in every request and still end by timeout. */
+static bool call_cycle(mp_node *n, const mp_actor *a, const mp_msg *m)
+{
+    const mp_msg *cur = a->current;
+    if (!cur || cur == m || !cur->await_corr || m->sender_len == 0 ||
+        m->origin == MP_ORIGIN_NONE)
+        return false;
+    if (mp_hash64(m->sender, m->sender_len, MP_HASH_SEED_DEFAULT) != cur->await_hash)
+        return false;
+    /* The call may have completed while the turn waits on something else. */
+    return mp_calls_find(&n->calls, cur->await_corr) != NULL;
+}
+
 static void deliver_local(mp_node *n, mp_actor *a, mp_msg *m)
 {
     const mp_method_def *d = mp_actor_type_method(a->type, m->method, m->method_len);
     if (!d) {
         fail_msg(n, m, MP_ENOMETHOD, "unknown method");
+        return;
+    }
+    if (a->current && call_cycle(n, a, m)) {
+        MP_SOMETIMES(true, "actor.call_cycle");
+        char why[2 * MP_ACTOR_ID_MAX + 96];
+        snprintf(why, sizeof why, "call cycle: %s is waiting for %s, which called it back",
+                 a->id, m->sender);
+        fail_msg(n, m, MP_EDEADLOCK, why);
         return;
     }
     m->mdef = d;
@@ -1541,6 +1569,10 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
             return rc;
         }
         m->origin = MP_ORIGIN_LOCAL;
+        if (sender && sender->current) {
+            sender->current->await_corr = m->corr;
+            sender->current->await_hash = ref->hash;
+        }
     }
     n->stats.calls_out++;
     route(n, m);

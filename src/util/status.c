@@ -44,6 +44,7 @@ static const struct status_text table[] = {
     [29] = {"MP_EACTIVATION", "actor activation failed"},
     [30] = {"MP_ECORRUPT", "corrupt data"},
     [31] = {"MP_EINTERNAL", "internal error"},
+    [32] = {"MP_EDEADLOCK", "call cycle: the callee is waiting for the caller"},
 };
 
 _Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,

@@ -172,6 +172,33 @@ static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
     }
 }
 
+/* Calls "callother" on the Counter named by the payload with this actor's
+ * own key: that actor calls back "add" here while this turn waits for it. */
+static void m_callback(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                       size_t len)
+{
+    counter *c = inst;
+    char key[64];
+    if (len >= sizeof key) len = sizeof key - 1;
+    memcpy(key, p, len);
+    key[len] = 0;
+    mp_ref other;
+    if (mp_ref_get(mp_actor_node(self), "Counter", key, &other) != MP_OK) {
+        mp_reply_error(msg, MP_EINVAL, "bad key");
+        return;
+    }
+    const mp_ref *me = mp_actor_ref(self);
+    c->held = msg;
+    c->in_turn = 1;
+    mp_call_opts opts = {2 * SEC};
+    int rc = mp_actor_call(self, &other, "callother", me->id + me->key_off,
+                           me->key_len, &opts, other_replied, c);
+    if (rc < 0) {
+        c->held = NULL;
+        mp_reply_error(msg, rc, "call failed");
+    }
+}
+
 static void m_where(mp_actor *self, void *inst, mp_msg *msg, const void *p,
                     size_t len)
 {
@@ -225,7 +252,7 @@ static const mp_method_def counter_methods[] = {
     {"add", m_add},       {"get", m_get},     {"echo", m_echo},
     {"fail", m_fail},     {"later", m_later}, {"hang", m_hang},
     {"big", m_big},       {"callother", m_callother},
-    {"where", m_where},   {"deact", m_deact},
+    {"where", m_where},   {"deact", m_deact},     {"callback", m_callback},
     {"echo_then_read", m_echo_then_read},
 };
 
@@ -679,6 +706,68 @@ static void test_actor_to_actor_local(void **state)
     assert_int_equal(o[1].value, 200);
     assert_int_equal(g_activations, 2);
     cluster_free(c);
+}
+
+/* Call cycles of two fail at once with MP_EDEADLOCK (the inner calls' own
+ * timeout is 2 s): A -> B -> A, and A -> B with B -> A at the same time;
+ * on one node and across nodes. A call to an actor that is busy with
+ * something else still waits its turn. */
+static void check_call_cycles(int nodes, uint64_t seed)
+{
+    cluster *c = cluster_new(nodes, seed);
+    cluster_start(c);
+    /* A -> B -> A: B's call back fails, B replies that error, A too. */
+    outcome o = {0};
+    uint64_t t0 = mp_sim_now(c->sim);
+    call(c, 0, "Counter", "A", "callback", "B", 1, 0, &o);
+    wait_for(c, &o, 1);
+    assert_int_equal(o.status, MP_EDEADLOCK);
+    assert_true(mp_sim_now(c->sim) - t0 < 500 * MS);
+    /* both actors are free again and were never deactivated */
+    outcome after[2];
+    memset(after, 0, sizeof after);
+    call(c, nodes - 1, "Counter", "A", "add", NULL, 0, 0, &after[0]);
+    call(c, nodes - 1, "Counter", "B", "add", NULL, 0, 0, &after[1]);
+    wait_for(c, after, 2);
+    assert_int_equal(after[0].status, 0);
+    assert_int_equal(after[1].status, 0);
+    /* A -> B and B -> A at once: each one's call reaches the other while
+     * it waits; both fail fast instead of waiting 2 s. */
+    enum { R = 5 };
+    for (int r = 0; r < R; r++) {
+        char a[8], b[8];
+        snprintf(a, sizeof a, "x%d", r);
+        snprintf(b, sizeof b, "y%d", r);
+        outcome p[2];
+        memset(p, 0, sizeof p);
+        t0 = mp_sim_now(c->sim);
+        call(c, 0, "Counter", a, "callother", b, strlen(b), 0, &p[0]);
+        call(c, nodes - 1, "Counter", b, "callother", a, strlen(a), 0, &p[1]);
+        wait_for(c, p, 2);
+        assert_true(mp_sim_now(c->sim) - t0 < 500 * MS);
+        /* at least one side saw the cycle; a side whose call ran first
+         * (before the other started) may have succeeded */
+        assert_true(p[0].status == MP_EDEADLOCK || p[1].status == MP_EDEADLOCK ||
+                    (p[0].status == 0 && p[1].status == 0));
+        for (int i = 0; i < 2; i++)
+            assert_true(p[i].status == 0 || p[i].status == MP_EDEADLOCK);
+    }
+    /* no cycle: A waits for B while B is busy with its own call to C;
+     * both complete normally */
+    outcome q[2];
+    memset(q, 0, sizeof q);
+    call(c, 0, "Counter", "B2", "callother", "C2", 2, 0, &q[0]);
+    call(c, nodes - 1, "Counter", "A2", "callother", "B2", 2, 0, &q[1]);
+    wait_for(c, q, 2);
+    assert_int_equal(q[0].status, 0);
+    assert_int_equal(q[1].status, 0);
+    cluster_free(c);
+}
+
+static void test_call_cycles(void **state)
+{
+    check_call_cycles(1, 31);
+    check_call_cycles(3, 32);
 }
 
 static void test_idle_deactivation(void **state)
@@ -1818,6 +1907,7 @@ int main(void)
         cmocka_unit_test(test_too_big),
         cmocka_unit_test(test_activation_failure),
         cmocka_unit_test(test_actor_to_actor_local),
+        cmocka_unit_test(test_call_cycles),
         cmocka_unit_test(test_idle_deactivation),
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_client_mode),

@@ -121,10 +121,13 @@ struct mp_env {
 
 /* ---- time ---------------------------------------------------------------- */
 
-/* Monotonic time in nanoseconds since an arbitrary origin fixed per env. In
- * the real backend it reads the monotonic clock on every call (vDSO, cheap,
- * nanosecond resolution); in the simulator it is simulated time, which moves
- * only between events. */
+/* Monotonic time in nanoseconds since an arbitrary origin fixed per env;
+ * never goes back. In the real backend, inside the env's own callbacks
+ * (timers, reads, write completions, deferred work) one clock read serves up
+ * to 64 calls, so a value may lag the clock by the work of those calls
+ * (microseconds); outside them every call reads the clock (vDSO, nanosecond
+ * resolution). In the simulator it is simulated time, which moves only
+ * between events. */
 static inline uint64_t mp_env_now(mp_env *env) { return env->ops->now_ns(env); }
 
 /* ---- timers -------------------------------------------------------------- */

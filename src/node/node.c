@@ -1545,14 +1545,7 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
                                                 : n->call_timeout_ns;
     uint64_t now = mp_env_now(n->env);
     m->deadline = now + timeout < now ? UINT64_MAX : now + timeout;
-    /* Copy only the used part of the id: the struct is mostly slack. */
-    m->target.len = ref->len;
-    m->target.type_off = ref->type_off;
-    m->target.type_len = ref->type_len;
-    m->target.key_off = ref->key_off;
-    m->target.key_len = ref->key_len;
-    m->target.hash = ref->hash;
-    memcpy(m->target.id, ref->id, (size_t)ref->len + 1);
+    ref_copy(&m->target, ref);
     memcpy(m->method, method, mlen + 1);
     m->method_len = (uint8_t)mlen;
     if (sender) {

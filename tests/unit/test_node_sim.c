@@ -146,11 +146,12 @@ static void other_replied(void *ud, int status, const void *data, size_t len)
     reply_value(m, v * 100);
 }
 
-/* Calls "add" on the Counter named by the payload, replies its answer x100. */
-static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
-                        size_t len)
+/* Holds msg's turn while calling `method` (with arg) on the Counter whose
+ * key is the payload; other_replied answers msg. */
+static void hold_and_call(mp_actor *self, counter *c, mp_msg *msg, const void *p,
+                          size_t len, const char *method, const void *arg,
+                          size_t arg_len)
 {
-    counter *c = inst;
     char key[64];
     if (len >= sizeof key) len = sizeof key - 1;
     memcpy(key, p, len);
@@ -165,11 +166,18 @@ static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
     /* a short inner timeout: a lost callee must not keep this actor busy
      * for longer than its own callers wait */
     mp_call_opts opts = {2 * SEC};
-    int rc = mp_actor_call(self, &other, "add", NULL, 0, &opts, other_replied, c);
+    int rc = mp_actor_call(self, &other, method, arg, arg_len, &opts, other_replied, c);
     if (rc < 0) {
         c->held = NULL;
         mp_reply_error(msg, rc, "call failed");
     }
+}
+
+/* Calls "add" on the Counter named by the payload, replies its answer x100. */
+static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
+                        size_t len)
+{
+    hold_and_call(self, inst, msg, p, len, "add", NULL, 0);
 }
 
 /* Calls "callother" on the Counter named by the payload with this actor's
@@ -177,26 +185,9 @@ static void m_callother(mp_actor *self, void *inst, mp_msg *msg, const void *p,
 static void m_callback(mp_actor *self, void *inst, mp_msg *msg, const void *p,
                        size_t len)
 {
-    counter *c = inst;
-    char key[64];
-    if (len >= sizeof key) len = sizeof key - 1;
-    memcpy(key, p, len);
-    key[len] = 0;
-    mp_ref other;
-    if (mp_ref_get(mp_actor_node(self), "Counter", key, &other) != MP_OK) {
-        mp_reply_error(msg, MP_EINVAL, "bad key");
-        return;
-    }
     const mp_ref *me = mp_actor_ref(self);
-    c->held = msg;
-    c->in_turn = 1;
-    mp_call_opts opts = {2 * SEC};
-    int rc = mp_actor_call(self, &other, "callother", me->id + me->key_off,
-                           me->key_len, &opts, other_replied, c);
-    if (rc < 0) {
-        c->held = NULL;
-        mp_reply_error(msg, rc, "call failed");
-    }
+    hold_and_call(self, inst, msg, p, len, "callother", me->id + me->key_off,
+                  me->key_len);
 }
 
 static void m_where(mp_actor *self, void *inst, mp_msg *msg, const void *p,

@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build asan test test-release test-asan lint demo bench fuzz clean help
+.PHONY: all deps build asan test test-release test-asan lint demo bench fuzz valgrind clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make demo       run the demo"
 	@echo "make bench      run the benchmarks"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)"
+	@echo "make valgrind   every unit-test binary under valgrind memcheck (minutes)"
 	@echo "make lint       determinism lint (runtime code uses mp_env only)"
 
 deps:
@@ -50,6 +51,10 @@ test-asan: asan
 
 test: lint test-release test-asan
 	@echo "moonpool: all tests passed (release and ASan+UBSan builds)."
+
+valgrind: build
+	@scripts/install-deps.sh valgrind
+	@scripts/valgrind.sh $(BUILD)
 
 demo: build
 	@scripts/demo.sh $(BUILD)

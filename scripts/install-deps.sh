@@ -3,12 +3,13 @@
 # Called by `make` before anything is built. Nothing is ever downloaded from
 # anywhere but Debian's package registry.
 #
-#   scripts/install-deps.sh [core|fuzz|postgres]...   (default: core)
+#   scripts/install-deps.sh [core|fuzz|postgres|valgrind]...   (default: core)
 set -eu
 
 core="cmake make gcc pkg-config libuv1-dev libcmocka-dev libjansson-dev libsqlite3-dev libpq-dev postgresql"
 fuzz="clang libclang-rt-14-dev"
 postgres="postgresql"
+valgrind="valgrind"
 
 want=""
 [ $# -eq 0 ] && set -- core
@@ -17,7 +18,8 @@ for group in "$@"; do
         core) want="$want $core" ;;
         fuzz) want="$want $fuzz" ;;
         postgres) want="$want $postgres" ;;
-        *) echo "install-deps: unknown group '$group' (core, fuzz, postgres)" >&2; exit 2 ;;
+        valgrind) want="$want $valgrind" ;;
+        *) echo "install-deps: unknown group '$group' (core, fuzz, postgres, valgrind)" >&2; exit 2 ;;
     esac
 done
 

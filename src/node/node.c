@@ -1838,7 +1838,18 @@ static void on_frame(void *ud, const char *peer, const mp_frame *f)
 {
     mp_node *n = ud;
     if (n->freed || !peer) return;
-    int idx = mp_dir_member(&n->dir, peer, strlen(peer));
+    size_t plen = strlen(peer);
+    int idx;
+    if (plen == n->last_from_len && memcmp(peer, n->last_from, plen) == 0) {
+        idx = n->last_from_idx;
+    } else {
+        idx = mp_dir_member(&n->dir, peer, plen);
+        if (plen <= MP_ADDR_MAX) {
+            memcpy(n->last_from, peer, plen + 1);
+            n->last_from_len = plen;
+            n->last_from_idx = idx;
+        }
+    }
     if (idx >= 0 && (size_t)idx == n->dir.self) {
         mp_env_log(n->env, MP_LOG_WARN, "node: frame from own address %s dropped",
                    peer);
@@ -2191,6 +2202,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->hook_ud = cfg->hook_ud;
     n->storage = cfg->storage;
     n->client_only = cfg->client_only;
+    n->last_from_idx = -1; /* with last_from "": an empty address is no member */
     mp_list_init(&n->ccalls);
     mp_list_init(&n->sops);
     mp_list_init(&n->runq);

@@ -142,6 +142,12 @@ struct mp_node {
     /* config (copied) */
     char ns[MP_ACTOR_PART_MAX + 1];
     char self_addr[MP_ADDR_MAX + 1];
+    /* The sender of the last frame and its member index (-1: not a
+     * member): frames arrive in runs from one peer, and members never
+     * change, so on_frame compares the address instead of hashing it. */
+    char last_from[MP_ADDR_MAX + 1];
+    size_t last_from_len;
+    int last_from_idx;
     uint32_t incarnation;
     uint64_t call_timeout_ns;
     uint64_t idle_timeout_ns;

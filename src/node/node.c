@@ -1040,6 +1040,14 @@ static void pending_free(mp_node *n, mp_pending *p)
     free(p);
 }
 
+/* Forget p, handing its waiting messages to msgs (initialised here). */
+static void pending_take(mp_node *n, mp_pending *p, mp_list_node *msgs)
+{
+    mp_list_init(msgs);
+    mp_list_splice_back(msgs, &p->msgs);
+    pending_free(n, p);
+}
+
 /* The directory owner of ref refused our handshake (namespace or version):
  * retrying cannot help, so the requests waiting for the lookup fail now with
  * that status instead of timing out. */
@@ -1050,10 +1058,7 @@ static void lookup_refused(mp_node *n, const mp_ref *ref, int status,
     if (!p) return;
     MP_SOMETIMES(true, "actor.lookup_refused");
     mp_list_node msgs;
-    mp_list_init(&msgs);
-    mp_list_node *ln;
-    while ((ln = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ln);
-    pending_free(n, p);
+    pending_take(n, p, &msgs);
     fail_list(n, &msgs, status, text);
 }
 
@@ -1160,12 +1165,9 @@ static void lookup_done(mp_node *n, const mp_ref *ref, int status,
         }
         return;
     }
-    mp_list_node msgs;
-    mp_list_init(&msgs);
-    mp_list_node *ln;
-    while ((ln = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ln);
     mp_ref r = p->ref;
-    pending_free(n, p);
+    mp_list_node msgs;
+    pending_take(n, p, &msgs);
     lookup_resolved(n, &r, e, &msgs);
 }
 
@@ -1188,8 +1190,8 @@ static void lookup_resolved_a(mp_node *n, const mp_ref *rp,
     ref_copy(&r, rp);
     mp_list_node msgs;
     mp_list_init(&msgs);
+    mp_list_splice_back(&msgs, msgs_in);
     mp_list_node *ln;
-    while ((ln = mp_list_pop_front(msgs_in)) != NULL) mp_list_push_back(&msgs, ln);
 
     if (here && here->state != MP_ACT_INVALID) {
         host_here_a(n, &r, &msgs, here);
@@ -2172,18 +2174,10 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     if (cfg->max_message && (cfg->max_message < MP_FRAME_MIN_SIZE + 64 ||
                              cfg->max_message > MP_FRAME_MAX_LIMIT))
         return bad_config(env, "max_message out of range");
-    /* The transport checks these again; here the reason gets logged. 0 is
-     * its default. */
-    {
-        mp_transport_config td;
-        mp_transport_config_init(&td);
-        uint64_t hb = cfg->heartbeat_ns ? cfg->heartbeat_ns : td.heartbeat_ns;
-        uint64_t pt = cfg->peer_timeout_ns ? cfg->peer_timeout_ns : td.peer_timeout_ns;
-        if (hb < 1000000ull || hb > UINT64_MAX / 4)
-            return bad_config(env, "heartbeat_ns must be >= 1 ms");
-        if (pt != MP_NODE_NO_PEER_TIMEOUT && pt <= 2 * hb)
-            return bad_config(env, "peer_timeout_ns must be more than twice heartbeat_ns");
-    }
+    /* The transport's own rule, checked now so that the reason is logged
+     * (0 is its default, and the "never" values are equal, see below). */
+    const char *liveness = mp_transport_liveness_error(cfg->heartbeat_ns, cfg->peer_timeout_ns);
+    if (liveness) return bad_config(env, liveness);
 
     mp_node *n = calloc(1, sizeof *n);
     if (!n) return MP_ENOMEM;
@@ -2276,11 +2270,10 @@ int mp_node_start(mp_node *n)
         tc.self_addr = n->self_addr;
         tc.incarnation = n->incarnation;
         tc.max_frame = n->max_message;
-        if (n->heartbeat_ns) tc.heartbeat_ns = n->heartbeat_ns;
-        if (n->peer_timeout_ns)
-            tc.peer_timeout_ns = n->peer_timeout_ns == MP_NODE_NO_PEER_TIMEOUT
-                                     ? MP_TRANSPORT_NO_PEER_TIMEOUT
-                                     : n->peer_timeout_ns;
+        _Static_assert(MP_NODE_NO_PEER_TIMEOUT == MP_TRANSPORT_NO_PEER_TIMEOUT,
+                       "the node passes peer_timeout_ns through unchanged");
+        tc.heartbeat_ns = n->heartbeat_ns;       /* 0: the transport's default */
+        tc.peer_timeout_ns = n->peer_timeout_ns; /* 0: the transport's default */
         static const mp_transport_callbacks cbs = {on_frame, on_peer_restart, on_peer_down};
         int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
         if (rc < 0) return rc;
@@ -2431,10 +2424,7 @@ static void shutdown_finish(mp_node *n)
     while ((ln = mp_list_front(&n->pending_list)) != NULL) {
         mp_pending *p = MP_CONTAINER_OF(ln, mp_pending, link);
         mp_list_node msgs;
-        mp_list_init(&msgs);
-        mp_list_node *ml;
-        while ((ml = mp_list_pop_front(&p->msgs)) != NULL) mp_list_push_back(&msgs, ml);
-        pending_free(n, p);
+        pending_take(n, p, &msgs);
         fail_list(n, &msgs, MP_ECLOSED, "node shutting down");
     }
     /* Client calls waiting to fail over: they end now too. */

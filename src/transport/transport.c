@@ -153,8 +153,7 @@ struct peer {
      * that (cleared by an open connection): sends fail at once. */
     int refused;
     bool probe; /* a send was refused: keep redialing though none queued */
-    bool unreachable; /* a dial or handshake failed since the last open */
-    uint32_t fails;   /* failed dials/handshakes since the last open (logs) */
+    uint32_t fails;   /* failed dials/handshakes since the last open: logs, unreachable */
     bool in_outage;   /* lost since the last open connection */
     uint64_t outage_since; /* env time the outage began */
     char why[MP_HELLO_MAX_REASON + 1]; /* last failure, for the layer above */
@@ -233,6 +232,13 @@ static bool addr_ok(const char *addr)
 static peer *peer_find(mp_transport *t, const char *addr, size_t len)
 {
     return mp_map_str_get(&t->peer_map, addr, len);
+}
+
+/* The peer of a caller's NUL-terminated address, or NULL. */
+static peer *peer_named(mp_transport *t, const char *addr)
+{
+    size_t n = strnlen(addr, ADDR_CAP);
+    return n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
 }
 
 static peer *peer_get(mp_transport *t, const char *addr, size_t len)
@@ -388,12 +394,10 @@ static void peer_lost(peer *p, int status, bool was_open)
         p->in_outage = true;
         p->outage_since = mp_env_now(p->t->env);
     }
-    /* Unreachable once a dial or handshake failed: a broken open connection
-     * alone does not say the peer is gone (its first redial will). */
-    if (!was_open) {
-        p->unreachable = true;
-        p->fails++;
-    }
+    /* Unreachable once a dial or handshake failed (fails > 0): a broken
+     * open connection alone does not say the peer is gone (its first redial
+     * will). */
+    if (!was_open) p->fails++;
     schedule_retry(p);
     if (p->t->cbs.on_peer_down && !p->t->shutdown) p->t->cbs.on_peer_down(p->t->ud, p->addr, status);
 }
@@ -540,7 +544,6 @@ static void conn_open(conn *c, uint32_t inc)
     p->attempts = 0;
     p->refused = 0;
     p->probe = false;
-    p->unreachable = false;
     p->why[0] = '\0';
     if (p->retry_timer) {
         mp_env_timer_cancel(t->env, p->retry_timer);
@@ -1096,6 +1099,21 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->peer_timeout_ns = 10000000000ull;
 }
 
+const char *mp_transport_liveness_error(uint64_t heartbeat_ns,
+                                        uint64_t peer_timeout_ns)
+{
+    mp_transport_config d;
+    mp_transport_config_init(&d);
+    uint64_t hb = heartbeat_ns ? heartbeat_ns : d.heartbeat_ns;
+    uint64_t pt = peer_timeout_ns ? peer_timeout_ns : d.peer_timeout_ns;
+    /* Keep-alives leave up to one heartbeat apart: a timeout of two leaves
+     * room for latency; less would close healthy idle connections. */
+    if (hb < MIN_HEARTBEAT_NS || hb > UINT64_MAX / 4) return "heartbeat_ns must be >= 1 ms";
+    if (pt != MP_TRANSPORT_NO_PEER_TIMEOUT && pt <= 2 * hb)
+        return "peer_timeout_ns must be more than twice heartbeat_ns";
+    return NULL;
+}
+
 static int apply_config(mp_transport *t, const mp_transport_config *in)
 {
     mp_transport_config d;
@@ -1111,12 +1129,7 @@ static int apply_config(mp_transport *t, const mp_transport_config *in)
     if (!c->heartbeat_ns) c->heartbeat_ns = d.heartbeat_ns;
     if (!c->peer_timeout_ns) c->peer_timeout_ns = d.peer_timeout_ns;
     if (c->max_frame < MIN_MAX_FRAME || c->max_frame > MP_FRAME_MAX_LIMIT) return MP_EINVAL;
-    /* Keep-alives leave up to one heartbeat apart: a timeout of two leaves
-     * room for latency; less would close healthy idle connections. */
-    if (c->heartbeat_ns < MIN_HEARTBEAT_NS || c->heartbeat_ns > UINT64_MAX / 4) return MP_EINVAL;
-    if (c->peer_timeout_ns != MP_TRANSPORT_NO_PEER_TIMEOUT &&
-        c->peer_timeout_ns <= 2 * c->heartbeat_ns)
-        return MP_EINVAL;
+    if (mp_transport_liveness_error(c->heartbeat_ns, c->peer_timeout_ns)) return MP_EINVAL;
     t->hb_tick_ns = c->heartbeat_ns / 2;
     if (c->backoff_max_ns < c->backoff_initial_ns) return MP_EINVAL;
     if (c->incarnation == 0) return MP_EINVAL;
@@ -1194,16 +1207,14 @@ const char *mp_transport_self_addr(const mp_transport *t) { return t->self; }
 bool mp_transport_peer_unreachable(mp_transport *t, const char *addr)
 {
     if (!t || !addr) return false;
-    size_t n = strnlen(addr, ADDR_CAP);
-    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
-    return p && p->unreachable && !p->conn;
+    peer *p = peer_named(t, addr);
+    return p && p->fails > 0 && !p->conn;
 }
 
 const char *mp_transport_peer_error(mp_transport *t, const char *addr)
 {
     if (!t || !addr) return NULL;
-    size_t n = strnlen(addr, ADDR_CAP);
-    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
+    peer *p = peer_named(t, addr);
     return p && p->why[0] ? p->why : NULL;
 }
 
@@ -1273,8 +1284,7 @@ static void fill_stats(const peer *p, mp_peer_stats *out)
 int mp_transport_peer_stats(mp_transport *t, const char *addr, mp_peer_stats *out)
 {
     if (!t || !addr || !out) return MP_EINVAL;
-    size_t n = strnlen(addr, ADDR_CAP);
-    peer *p = n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
+    peer *p = peer_named(t, addr);
     if (!p) return MP_ENOTFOUND;
     fill_stats(p, out);
     return MP_OK;

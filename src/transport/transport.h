@@ -130,6 +130,12 @@ typedef struct mp_peer_stats {
  * keep-alives must have room to arrive before the peer gives up. */
 void mp_transport_config_init(mp_transport_config *cfg);
 
+/* The rule above for a heartbeat and peer timeout (0: their defaults):
+ * NULL when mp_transport_create would accept them, else why not (a static
+ * string), for callers that report bad settings before creating one. */
+const char *mp_transport_liveness_error(uint64_t heartbeat_ns,
+                                        uint64_t peer_timeout_ns);
+
 /* Create a transport on env and start listening on cfg->self_addr. Returns 0
  * and *out, or MP_EINVAL / MP_EADDR / MP_EADDRINUSE / MP_ENOMEM. */
 int mp_transport_create(mp_env *env, const mp_transport_config *cfg,

@@ -89,6 +89,19 @@ static inline mp_list_node *mp_list_pop_front(mp_list_node *head)
     return node;
 }
 
+/* Move every node of `from` to the tail of `to`, in order; `from` ends
+ * empty. O(1). */
+static inline void mp_list_splice_back(mp_list_node *to, mp_list_node *from)
+{
+    if (mp_list_empty(from)) return;
+    mp_list_node *first = from->next, *last = from->prev;
+    first->prev = to->prev;
+    to->prev->next = first;
+    last->next = to;
+    to->prev = last;
+    mp_list_init(from);
+}
+
 /* First node, or NULL when empty. */
 static inline mp_list_node *mp_list_front(const mp_list_node *head)
 {

@@ -906,6 +906,41 @@ static void test_list_basic(void **state)
     assert_null(mp_list_pop_front(&head));
 }
 
+/* Splicing keeps order, appends after what `to` holds, empties `from`, and
+ * treats an empty `from` or `to` alike. */
+static void test_list_splice(void **state)
+{
+    (void)state;
+    mp_list_node a, b;
+    struct item it[6];
+    mp_list_init(&a);
+    mp_list_init(&b);
+    for (int i = 0; i < 6; i++) {
+        it[i].id = i;
+        mp_list_node_init(&it[i].link);
+    }
+    mp_list_splice_back(&a, &b); /* empty into empty */
+    assert_true(mp_list_empty(&a) && mp_list_empty(&b));
+    mp_list_push_back(&b, &it[0].link);
+    mp_list_push_back(&b, &it[1].link);
+    mp_list_splice_back(&a, &b); /* into empty */
+    assert_true(mp_list_empty(&b));
+    for (int i = 2; i < 6; i++) mp_list_push_back(&b, &it[i].link);
+    mp_list_splice_back(&a, &b); /* into non-empty */
+    assert_true(mp_list_empty(&b));
+    mp_list_splice_back(&a, &b); /* empty into non-empty: no change */
+    assert_int_equal(mp_list_count(&a), 6);
+    for (int i = 0; i < 6; i++) {
+        mp_list_node *node = mp_list_pop_front(&a);
+        assert_non_null(node);
+        assert_int_equal(MP_CONTAINER_OF(node, struct item, link)->id, i);
+    }
+    assert_true(mp_list_empty(&a));
+    /* b is usable again after a splice */
+    mp_list_push_back(&b, &it[0].link);
+    assert_ptr_equal(mp_list_front(&b), &it[0].link);
+}
+
 /* Removing (and freeing) the current node while iterating is safe. */
 static void test_list_foreach_safe_removal(void **state)
 {
@@ -1264,6 +1299,7 @@ int main(void)
         cmocka_unit_test_teardown(test_heap_differential, reset_hook),
         cmocka_unit_test_teardown(test_heap_alloc_failure, reset_hook),
         cmocka_unit_test_teardown(test_list_basic, reset_hook),
+        cmocka_unit_test_teardown(test_list_splice, reset_hook),
         cmocka_unit_test_teardown(test_list_foreach_safe_removal, reset_hook),
         cmocka_unit_test_teardown(test_buf_append_le, reset_hook),
         cmocka_unit_test_teardown(test_buf_bounds, reset_hook),

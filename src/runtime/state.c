@@ -37,7 +37,7 @@
 
 #include "actor/state_codec.h"
 #include "moonpool/buggify.h"
-#include "node/node.h"
+#include "runtime/runtime.h"
 
 /* state.h without codec.h: the runtime's wire header has its own mp_bytes,
  * so codec calls go through state_codec.c. */
@@ -166,7 +166,7 @@ static bool sop_finish(mp_sop *op)
 {
     mp_node *n = op->node;
     sop_free(op);
-    return mp_node_sop_done(n);
+    return mp__sop_done(n);
 }
 
 /* ---- load ---- */
@@ -207,7 +207,7 @@ static void load_cb(void *ud, int status, const mp_storage_record *rec)
     if (why[0]) {
         MP_SOMETIMES(true, "actor.state_load_failed");
         n->stats.state_load_errors++;
-        if (!sop_finish(op)) mp_node_activation_failed(n, a, why);
+        if (!sop_finish(op)) mp__activation_failed(n, a, why);
         return;
     }
     a->state_loaded = true;
@@ -245,7 +245,7 @@ static void persist_done(mp_sop *op, int status, uint64_t new_etag)
 {
     mp_node *n = op->node;
     mp_actor *a = sop_actor(op);
-    mp_node_note_persist(n, mp_env_now(n->env) - op->started, status);
+    mp__note_persist(n, mp_env_now(n->env) - op->started, status);
     void (*cb)(void *, int) = op->cb;
     void *ud = op->ud;
     if (sop_finish(op)) return; /* the node is gone (shutdown) */

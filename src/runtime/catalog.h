@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "actor/activation.h"
+#include "runtime/activation.h"
 #include "util/map.h"
 
 typedef struct mp_catalog {

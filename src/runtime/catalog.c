@@ -2,7 +2,7 @@
  * The catalog (see catalog.h): map for lookups, list for ordered walks. Both
  * are updated together so that they always hold the same activations.
  */
-#include "actor/catalog.h"
+#include "runtime/catalog.h"
 
 #include <assert.h>
 

@@ -12,7 +12,7 @@
  * live in the message itself, so the local call path allocates nothing in
  * steady state.
  */
-#include "actor/activation.h"
+#include "runtime/activation.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@
 
 #include "moonpool/buggify.h"
 #include "util/alloc.h"
-#include "node/node.h"
+#include "runtime/runtime.h"
 
 #define MSG_FREE_MAX 4096
 
@@ -293,7 +293,7 @@ void mp_actor_schedule(mp_actor *a)
     } else if (a->state == MP_ACT_VALID && !a->current) {
         runnable = a->deactivate_requested || !mp_list_empty(&a->mailbox);
     }
-    if (runnable) mp_node_runq_push(a->node, &a->work);
+    if (runnable) mp__runq_push(a->node, &a->work);
 }
 
 void mp_actor_enqueue(mp_actor *a, mp_msg *m)
@@ -352,7 +352,7 @@ void mp_actor_step(mp_actor *a)
     mp_node *n = a->node;
     switch (a->state) {
     case MP_ACT_ACTIVATING:
-        mp_node_activate(n, a);
+        mp__activate(n, a);
         return;
     case MP_ACT_VALID:
         break;
@@ -362,7 +362,7 @@ void mp_actor_step(mp_actor *a)
     MP_ALWAYS(a->current == NULL, "actor.one_turn_at_a_time");
     if (a->current) return;
     if (a->deactivate_requested) {
-        mp_node_deactivate(n, a, a->deact_reason);
+        mp__deactivate(n, a, a->deact_reason);
         return;
     }
     mp_msg *m = mp_actor_pop(a);
@@ -403,8 +403,8 @@ static void end_turn(mp_msg *msg, int status, const void *data, size_t len)
         MP_ALWAYS(a->current == msg, "actor.reply_matches_turn");
         a->current = NULL;
     }
-    mp_node_finish(n, msg, status, data, len); /* msg may be gone now */
-    if (a) mp_node_turn_ended(n, a);
+    mp__finish(n, msg, status, data, len); /* msg may be gone now */
+    if (a) mp__turn_ended(n, a);
 }
 
 void mp_reply(mp_msg *msg, const void *data, size_t len)

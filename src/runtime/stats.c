@@ -1,0 +1,128 @@
+/*
+ * Counters: the node's stats, the persist latency histogram, and their JSON
+ * form (answered to "stats" requests, printed by moonpool stats).
+ */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonpool/buggify.h"
+#include "runtime/runtime.h"
+
+#include <jansson.h>
+
+void mp__note_persist(mp_node *n, uint64_t ns, int status)
+{
+    n->stats.persists++;
+    if (status < 0) n->stats.persist_errors++;
+    uint64_t us = ns / 1000;
+    int b = 0;
+    while (us > 1 && b < MP_PERSIST_BUCKETS - 1) {
+        us >>= 1;
+        b++;
+    }
+    n->persist_hist[b]++;
+    n->persist_count++;
+}
+
+void mp_node_get_stats(mp_node *n, mp_node_stats *out)
+{
+    *out = n->stats;
+    out->activations = mp_catalog_count(&n->catalog);
+    out->replies_late = n->calls.late;
+    out->timeouts = n->calls.timeouts;
+    out->pending_calls = mp_calls_pending(&n->calls);
+}
+
+/* A percentile of the persist latency histogram, in ms (the upper bound
+ * of the bucket holding it), or -1 when nothing was persisted. */
+static double persist_pct_ms(const mp_node *n, double q)
+{
+    if (!n->persist_count) return -1;
+    uint64_t want = (uint64_t)((double)n->persist_count * q);
+    if (want >= n->persist_count) want = n->persist_count - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < MP_PERSIST_BUCKETS; i++) {
+        seen += n->persist_hist[i];
+        if (seen > want) return (double)(2ull << i) / 1000.0;
+    }
+    return (double)(2ull << (MP_PERSIST_BUCKETS - 1)) / 1000.0;
+}
+
+char *mp_node_stats_json(mp_node *n, size_t *len)
+{
+    if (len) *len = 0;
+    if (!n) return NULL;
+    mp_node_stats st;
+    mp_node_get_stats(n, &st);
+    json_t *o = json_object();
+    json_t *types = json_object();
+    if (!o || !types) {
+        json_decref(o);
+        json_decref(types);
+        return NULL;
+    }
+    int bad = 0;
+#define SET_U(f) bad |= json_object_set_new(o, #f, json_integer((json_int_t)st.f))
+    SET_U(activations);
+    SET_U(activations_total);
+    SET_U(deactivations_total);
+    SET_U(calls_out);
+    SET_U(calls_in);
+    SET_U(replies_late);
+    SET_U(timeouts);
+    SET_U(forwards);
+    SET_U(cache_updates);
+    SET_U(errors_sent);
+    SET_U(mailbox_depth_total);
+    SET_U(mailbox_depth_max);
+    SET_U(pending_calls);
+    SET_U(dir_lookups);
+    SET_U(placements);
+    SET_U(state_loads);
+    SET_U(state_load_errors);
+    SET_U(persists);
+    SET_U(persist_errors);
+    SET_U(activation_failures);
+#undef SET_U
+    bad |= json_object_set_new(o, "addr", json_string(n->self_addr));
+    bad |= json_object_set_new(o, "namespace", json_string(n->ns));
+    bad |= json_object_set_new(o, "incarnation", json_integer(n->incarnation));
+    bad |= json_object_set_new(o, "client_only", json_boolean(n->client_only));
+    bad |= json_object_set_new(o, "members", json_integer((json_int_t)n->dir.n));
+    for (size_t i = 0; i < n->type_count; i++) {
+        json_int_t c = 0;
+        mp_list_node *ln, *tmp;
+        MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+        {
+            mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+            if (a->type == n->types[i].type) c++;
+        }
+        bad |= json_object_set_new(types, n->types[i].type->name, json_integer(c));
+    }
+    bad |= json_object_set_new(o, "types", types);
+    double p50 = persist_pct_ms(n, 0.5), p99 = persist_pct_ms(n, 0.99);
+    bad |= json_object_set_new(o, "persist_p50_ms", p50 < 0 ? json_null() : json_real(p50));
+    bad |= json_object_set_new(o, "persist_p99_ms", p99 < 0 ? json_null() : json_real(p99));
+    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (text && len) *len = strlen(text);
+    return text;
+}
+
+void mp_node_foreach_activation(mp_node *n,
+                                void (*fn)(void *ud, const mp_ref *ref),
+                                void *ud)
+{
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if (a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) {
+            mp_ref ref;
+            mp_actor_fill_ref(a, &ref);
+            fn(ud, &ref);
+        }
+    }
+}

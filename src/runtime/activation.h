@@ -87,7 +87,7 @@ struct mp_msg {
     uint64_t deadline;    /* absolute ns; past it the request is dropped */
     /* While this message's turn runs: the latest call the turn made
      * (correlation id, 0: none) and its target's mp_ref.hash, for call-cycle
-     * detection (node.c, deliver_local). Reset by mp_msg_alloc. */
+     * detection (route.c, mp__deliver_local). Reset by mp_msg_alloc. */
     uint64_t await_corr;
     uint64_t await_hash;
     char peer[MP_ADDR_MAX + 1];
@@ -104,7 +104,7 @@ struct mp_msg {
     int status;
     uint8_t *rdata;
     uint32_t rlen, rcap;
-    /* a send postponed by buggify (node.c): what to do when the timer fires */
+    /* a send postponed by buggify (send.c): what to do when the timer fires */
     mp_timer_id delay_timer;
     uint8_t delay_kind;
     uint16_t delay_member, delay_flags;

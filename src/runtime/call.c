@@ -55,6 +55,7 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
         memcpy(m->sender, sender->id, slen + 1);
         m->sender_len = (uint16_t)slen;
     }
+    assert(m->deadline > now); /* timeout > 0, saturated on overflow */
     if (n->client_only) return mp__client_submit(n, m, cb, ud, oneway);
     if (oneway) {
         m->origin = MP_ORIGIN_NONE;

@@ -65,6 +65,7 @@ void mp__ccall_free(mp_node *n, mp_ccall *cc)
 void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
                          const void *data, size_t len)
 {
+    assert(cc->cb);
     mp_reply_cb cb = cc->cb;
     void *ud = cc->ud;
     cc->corr = 0;
@@ -81,6 +82,8 @@ void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
  * its calls over every member. */
 static int client_attempt_once(mp_node *n, mp_ccall *cc)
 {
+    assert(n->client_only && n->dir.n > 0);
+    assert(cc->corr == 0 && !cc->timer); /* one attempt out at a time */
     int hint = cc->tries == 0 ? mp_dir_cache_get_ref(&n->dir, &cc->m->target) : -1;
     cc->gw = hint >= 0 ? (uint16_t)hint
                        : (uint16_t)((cc->m->target.hash + cc->tries) % n->dir.n);

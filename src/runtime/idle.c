@@ -21,6 +21,7 @@ static uint64_t idle_of(const mp_node *n, const mp_actor *a)
 static void sweep_timer(void *ud)
 {
     mp_node *n = ud;
+    assert(!n->freed);
     n->sweep_timer = 0;
     if (n->closing) return;
     uint64_t now = mp_env_now(n->env);

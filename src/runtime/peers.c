@@ -68,6 +68,7 @@ static void collect_waiting(void *arg, mp_call_rec *r)
 static size_t fail_waiting(mp_node *n, uint16_t member, int status,
                            const char *text)
 {
+    assert(member < n->dir.n && member != n->dir.self);
     waiting_ids w = {member, NULL, 0, 0};
     mp_calls_foreach(&n->calls, collect_waiting, &w);
     uint64_t *ids = w.ids;

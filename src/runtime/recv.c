@@ -63,6 +63,7 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
     MP__DBG(n, "recv %s.%s from %s fc=%u flags=%u corr=%llu", ref.id, m->method, peer,
         f->forward_count, f->flags, (unsigned long long)f->correlation_id);
 
+    assert(m->method_len == f->method.len && m->sender_len == f->sender.len);
     if (n->closing) {
         mp__fail_msg(n, m, MP_EUNAVAIL, "node shutting down");
         return;

@@ -180,6 +180,8 @@ int mp__register(mp_node *n, mp_actor *a, uint8_t kind)
 static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
                          uint32_t attempt)
 {
+    assert(kind == MP_CTX_REGISTER || kind == MP_CTX_REREGISTER);
+    assert(kind == MP_CTX_REREGISTER || a->state == MP_ACT_CREATING);
     mp_ref ref; /* a copy: register_done may free a */
     mp_actor_fill_ref(a, &ref);
     uint64_t act_id = a->act_id;
@@ -222,6 +224,7 @@ static void register_timer(void *ud)
 
 void mp__start_register(mp_node *n, mp_actor *a)
 {
+    assert(a->state == MP_ACT_CREATING && !a->timer);
     uint64_t delay = 0;
     if (a->register_attempts > 0)
         delay = (uint64_t)a->register_attempts * 50 * NS_PER_MS;
@@ -272,6 +275,7 @@ static void unregister_cb(void *ud, int status, const void *data, size_t len)
 void mp__send_unregister(mp_node *n, const mp_ref *ref, uint64_t act_id,
                             bool want_answer)
 {
+    assert(act_id != 0 && act_id <= n->next_act_id);
     size_t owner = mp_dir_owner(&n->dir, ref);
     if (owner == n->dir.self) {
         mp_dir_unregister(&n->dir, ref->id, ref->len, (uint16_t)n->dir.self,

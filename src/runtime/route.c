@@ -56,6 +56,8 @@ static bool call_cycle(mp_node *n, const mp_actor *a, const mp_msg *m)
 
 void mp__deliver_local(mp_node *n, mp_actor *a, mp_msg *m)
 {
+    assert(a->state != MP_ACT_INVALID);
+    assert(!mp_list_node_linked(&m->link));
     const mp_method_def *d = mp_actor_type_method(a->type, m->method, m->method_len);
     if (!d) {
         mp__fail_msg(n, m, MP_ENOMETHOD, "unknown method");
@@ -113,6 +115,7 @@ static void host_here_a(mp_node *n, const mp_ref *ref, mp_list_node *msgs,
         mp__fail_list(n, &ok, MP_ENOMEM, "out of memory");
         return;
     }
+    assert(a->state == MP_ACT_CREATING && a->act_id == n->next_act_id);
     n->stats.activations_total++;
     /* The cache describes other nodes only: an entry for an id hosted here
      * would outlive this activation and misroute its re-routed messages. */
@@ -130,6 +133,7 @@ void mp__host_here(mp_node *n, const mp_ref *ref, mp_list_node *msgs)
 
 void mp__pending_free(mp_node *n, mp_pending *p)
 {
+    assert(mp_list_empty(&p->msgs)); /* its messages were handed on */
     mp_map_str_remove(&n->pending, p->ref.id, p->ref.len);
     mp_list_remove(&p->link);
     if (p->retry) mp_env_timer_cancel(n->env, p->retry);
@@ -183,6 +187,8 @@ static void lookup_cb(void *ud, int status, const void *data, size_t len)
 
 static void start_lookup(mp_node *n, mp_pending *p)
 {
+    assert(!p->in_flight && !p->retry);
+    assert(!mp_list_empty(&p->msgs)); /* nobody waits: no lookup */
     p->in_flight = true;
     n->stats.dir_lookups++;
     size_t owner = mp_dir_owner(&n->dir, &p->ref);
@@ -354,6 +360,8 @@ static void pending_add(mp_node *n, mp_msg *m)
 
 void mp__route(mp_node *n, mp_msg *m)
 {
+    assert(!n->client_only); /* client calls go to a gateway (client.c) */
+    assert(!mp_list_node_linked(&m->link));
     mp_actor *a = mp_catalog_find(&n->catalog, &m->target);
     if (a && a->state != MP_ACT_INVALID) {
         mp__deliver_local(n, a, m);

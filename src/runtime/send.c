@@ -239,6 +239,8 @@ int mp__send_system(mp_node *n, size_t member, mp_sys_kind kind,
                        const mp_ref *ref, const void *payload, size_t len,
                        mp_ctx *ctx, mp_reply_cb cb)
 {
+    assert(member < n->dir.n && member != n->dir.self);
+    assert(!ctx || cb);
     mp_frame f;
     mp__frame_init(&f, MP_FRAME_SYSTEM);
     f.method = mp_sys_method(kind);

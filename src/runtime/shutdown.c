@@ -63,6 +63,8 @@ static void release_all(mp_node *n)
         mp__ctx_free(MP_CONTAINER_OF(ln, mp_ctx, link));
     while ((ln = mp_list_front(&n->ccalls)) != NULL)
         mp__ccall_free(n, MP_CONTAINER_OF(ln, mp_ccall, link));
+    assert(mp_catalog_count(&n->catalog) == 0);
+    assert(mp_list_empty(&n->pending_list) && mp_list_empty(&n->ctx_list));
     mp_state_node_free(n);
     mp_calls_free(&n->calls, false, 0);
     mp_catalog_free(&n->catalog);
@@ -121,6 +123,7 @@ bool mp__sop_done(mp_node *n)
 
 static void shutdown_finish(mp_node *n)
 {
+    assert(n->closing);
     if (n->transport_closing) return;
     n->transport_closing = true;
     if (n->shutdown_timer) mp_env_timer_cancel(n->env, n->shutdown_timer);

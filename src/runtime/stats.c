@@ -22,6 +22,7 @@ void mp__note_persist(mp_node *n, uint64_t ns, int status)
         us >>= 1;
         b++;
     }
+    assert(b >= 0 && b < MP_PERSIST_BUCKETS);
     n->persist_hist[b]++;
     n->persist_count++;
 }

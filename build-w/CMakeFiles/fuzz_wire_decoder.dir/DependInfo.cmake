@@ -1,0 +1,20 @@
+
+# Consider dependencies only in project.
+set(CMAKE_DEPENDS_IN_PROJECT_ONLY OFF)
+
+# The set of languages for which implicit dependencies are needed:
+set(CMAKE_DEPENDS_LANGUAGES
+  )
+
+# The set of dependency files which are needed:
+set(CMAKE_DEPENDS_DEPENDENCY_FILES
+  "/work/rt/tests/fuzz/fuzz_wire_decoder.c" "CMakeFiles/fuzz_wire_decoder.dir/tests/fuzz/fuzz_wire_decoder.c.o" "gcc" "CMakeFiles/fuzz_wire_decoder.dir/tests/fuzz/fuzz_wire_decoder.c.o.d"
+  "/work/rt/tests/fuzz/replay_main.c" "CMakeFiles/fuzz_wire_decoder.dir/tests/fuzz/replay_main.c.o" "gcc" "CMakeFiles/fuzz_wire_decoder.dir/tests/fuzz/replay_main.c.o.d"
+  )
+
+# Targets to which this target links.
+set(CMAKE_TARGET_LINKED_INFO_FILES
+  )
+
+# Fortran module output directory.
+set(CMAKE_Fortran_TARGET_MODULE_DIR "")

@@ -1,0 +1,2 @@
+# Empty dependencies file for fuzz_wire_decoder.
+# This may be replaced when dependencies are built.

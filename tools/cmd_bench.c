@@ -61,6 +61,7 @@
 #include "commands.h"
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 #include "moonpool/sim_workload.h"
 #include "moonpool/state.h"

@@ -57,7 +57,7 @@
 
 #include <jansson.h>
 
-#include "../tests/sim/workloads.h"
+#include "workloads.h"
 #include "commands.h"
 #include "moonpool/actor.h"
 #include "moonpool/env.h"

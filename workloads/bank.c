@@ -41,7 +41,7 @@
  * Why nodes are not killable here: without storage accounts keep their
  * state in memory, so a kill legitimately destroys money and the ledger
  * could prove nothing. The durable mode of this driver (the bank-durable
- * workload, tests/sim/bank_durable.c) adds a shared simulated database,
+ * workload, workloads/bank_durable.c) adds a shared simulated database,
  * kills, 2 s idle timeouts, a wake phase after heal (owed transfer legs
  * resume on activation) and a final check of every stored record (S11).
  * There, a client op whose node was killed counts as unknown.
@@ -63,7 +63,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../examples/bank/bank.h"
+#include "bank/bank.h"
 #include "moonpool/actor.h"
 #include "moonpool/buggify.h"
 #include "moonpool/codec.h"
@@ -1257,7 +1257,7 @@ static void bk_check(mp_sim *sim, void *state)
 /* The runtime's sometimes-assertions this workload can reach. Not the whole
  * "actor." family: idle deactivation, rerouting after deactivation and
  * owner restarts need accounts that survive deactivation and kills: the
- * durable mode requires those (tests/sim/bank_durable.c). */
+ * durable mode requires those (workloads/bank_durable.c). */
 static const char *const bk_coverage[] = {
     "bank.",
     "actor.activation_race_lost",
@@ -1285,7 +1285,7 @@ const mp_sim_workload mp_workload_bank = {
     .destroy = bk_destroy,
 };
 
-/* The same driver with persistence (tests/sim/bank_durable.c describes
+/* The same driver with persistence (workloads/bank_durable.c describes
  * it); exported through workloads.h. */
 int mp_bank_wl_setup_durable(mp_sim *sim, const mp_workload_params *params,
                              void **state)

@@ -21,7 +21,7 @@ help:
 	@echo "make bench      run the benchmarks"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)"
 	@echo "make valgrind   every unit-test binary under valgrind memcheck (minutes)"
-	@echo "make lint       determinism lint (runtime code uses mp_env only)"
+	@echo "make lint       source lint: determinism (mp_env only), no include cycle between src/ folders, no tests/ in shipped code"
 
 deps:
 	@scripts/install-deps.sh core

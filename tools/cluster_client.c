@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "moonpool/actor.h"
+#include "moonpool/env_uv.h"
 
 int mp_cc_split_target(const char *target, char *type_buf, size_t type_cap, const char **key)
 {

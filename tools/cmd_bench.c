@@ -57,10 +57,11 @@
 
 #include <jansson.h>
 
-#include "../tests/sim/workloads.h"
+#include "workloads.h"
 #include "commands.h"
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 #include "moonpool/sim_workload.h"
 #include "moonpool/state.h"

@@ -52,9 +52,55 @@
 #include "commands.h"
 #include "moonpool/host.h"
 #include "proc.h"
-#include "util/prng.h"
 
 #define DEMO_MARKER ".moonpool-demo"
+
+/* The demo's traffic generator: xoshiro256** seeded through splitmix64, the
+ * same sequence as the runtime's internal generator (so a --seed draws the
+ * same traffic as before), kept local because the tool builds against the
+ * public headers alone. */
+typedef struct demo_rng {
+    uint64_t s[4];
+} demo_rng;
+
+static uint64_t demo_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static void demo_rng_seed(demo_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        r->s[i] = z ^ (z >> 31);
+    }
+}
+
+static uint64_t demo_rng_next(demo_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = demo_rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = demo_rotl(s[3], 45);
+    return result;
+}
+
+/* Uniform in [0, n), Lemire's rejection method; n == 0 gives 0. */
+static uint64_t demo_rng_below(demo_rng *r, uint64_t n)
+{
+    if (n == 0) return 0;
+    for (;;) {
+        uint64_t x = demo_rng_next(r);
+        __uint128_t m = (__uint128_t)x * n;
+        uint64_t lo = (uint64_t)m;
+        if (lo >= n || lo >= (-n) % n) return (uint64_t)(m >> 64);
+    }
+}
 #define DEMO_MAX_NODES 8
 #define INITIAL_BALANCE 1000
 #define CALL_TIMEOUT_NS 10000000000ull /* per attempt */
@@ -122,7 +168,7 @@ typedef struct demo {
     mp_proc_group g;
     mp_cc cc;
     bool cc_open;
-    mp_prng rng;
+    demo_rng rng;
     bool tty;
     /* ledger */
     int64_t *expected;
@@ -707,9 +753,9 @@ static void make_init(demo *d, size_t i, job *j)
 
 static void make_op(demo *d, size_t i, job *j)
 {
-    uint64_t r = mp_prng_below(&d->rng, 100);
-    j->acct = (int)mp_prng_below(&d->rng, (uint64_t)d->o.accounts);
-    j->amount = 1 + (int64_t)mp_prng_below(&d->rng, 100);
+    uint64_t r = demo_rng_below(&d->rng, 100);
+    j->acct = (int)demo_rng_below(&d->rng, (uint64_t)d->o.accounts);
+    j->amount = 1 + (int64_t)demo_rng_below(&d->rng, 100);
     snprintf(j->op, sizeof j->op, "o%zu", i);
     if (r < 35) {
         j->kind = J_DEPOSIT;
@@ -717,7 +763,7 @@ static void make_op(demo *d, size_t i, job *j)
         j->kind = J_WITHDRAW;
     } else {
         j->kind = J_TRANSFER;
-        j->to = (int)mp_prng_below(&d->rng, (uint64_t)d->o.accounts - 1);
+        j->to = (int)demo_rng_below(&d->rng, (uint64_t)d->o.accounts - 1);
         if (j->to >= j->acct) j->to++;
         /* Always from the lower to the higher account number, so transfers
          * in flight can never wait on each other in a cycle: the example's
@@ -1047,7 +1093,7 @@ int mp_cmd_demo(int argc, char **argv)
     int rc = parse_args(argc, argv, &d.o);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
     d.tty = isatty(1);
-    mp_prng_seed(&d.rng, d.o.seed);
+    demo_rng_seed(&d.rng, d.o.seed);
     mp_proc_catch_signals();
     if (mp_proc_self_exe(d.exe, sizeof d.exe) < 0) {
         fprintf(stderr, "moonpool demo: cannot find my own executable\n");

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../tests/sim/workloads.h"
+#include "workloads.h"
 #include "commands.h"
 #include "moonpool/sim_workload.h"
 

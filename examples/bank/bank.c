@@ -46,7 +46,6 @@
 #include "moonpool/buggify.h"
 #include "moonpool/codec.h"
 #include "moonpool/state.h"
-#include "util/hash.h"
 
 /* ---- op-id set ------------------------------------------------------------ */
 
@@ -59,9 +58,16 @@ typedef struct opset {
     size_t count;
 } opset;
 
+/* FNV-1a, 64 bits: an example builds against the public headers alone, and
+ * op ids are short, so a simple byte-at-a-time hash is enough. */
 static uint64_t op_hash(const char *s, size_t len)
 {
-    return mp_hash64(s, len, MP_HASH_SEED_DEFAULT);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
 }
 
 static bool opset_has(const opset *s, const char *id, size_t len)

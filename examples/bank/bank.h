@@ -1,6 +1,6 @@
 /*
  * The BankAccount actor: the example that proves the runtime, and the
- * subject of the `bank` simulation workload (tests/sim/bank.c).
+ * subject of the `bank` simulation workload (workloads/bank.c).
  *
  * Type "BankAccount", key = account name. Payloads are JSON objects
  * (codec.h, the default JSON codec); every request is validated strictly
@@ -91,7 +91,7 @@ uint64_t mp_bank_live_accounts(void);
  * resume. The simulation workloads wait for 0 before their final checks. */
 uint64_t mp_bank_transfers_in_flight(void);
 
-/* ---- the `bank` simulation workload (tests/sim/bank.c) --------------------- */
+/* ---- the `bank` simulation workload (workloads/bank.c) --------------------- */
 
 /* What the last finished run of the bank workload saw (this thread), for
  * tests and reports: topology, traffic and the placement of activations

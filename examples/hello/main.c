@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "moonpool/call_sync.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 
 typedef struct greeter { int greetings; } greeter; /* one per activation */

@@ -4,7 +4,7 @@
  * The whole runtime reaches time, timers, the network, randomness and logging
  * through an mp_env and nothing else (a lint enforces it). Two backends exist:
  *
- *   - the real one (mp_env_uv_*), one libuv loop per node;
+ *   - the real one (env_uv.h: mp_env_uv_*), one libuv loop per node;
  *   - the simulated one (see sim.h), where every node of a cluster lives in one
  *     process and one seed decides every event.
  *
@@ -108,6 +108,7 @@ typedef struct mp_env_ops {
     void (*stream_close)(mp_stream *s, mp_close_cb cb, void *ud);
     const char *(*stream_peer)(mp_stream *s);
     uint64_t (*random_u64)(mp_env *env);
+    int (*listener_port)(mp_listener *l);
 } mp_env_ops;
 
 /* The common head of every backend's env. Backends embed it first. */
@@ -173,6 +174,22 @@ static inline void mp_listener_close(mp_listener *l, mp_close_cb cb, void *ud)
 {
     mp_env *env = *(mp_env **)l; /* every backend's listener starts with its env */
     env->ops->listener_close(l, cb, ud);
+}
+
+/* The local port listener `l` is bound to (1..65535): the port the OS picked
+ * when the address said port 0 (real backend), the port of the listened
+ * address in the simulator (which never listens on port 0). The listener
+ * stays owned by the caller; do not call once its close completed. Returns a
+ * negative mp_status instead: MP_EINVAL if `l` is NULL (or its backend has
+ * no port to tell), MP_ECLOSED between mp_listener_close and its close
+ * callback (real backend), MP_EIO if the OS cannot tell. Thread: the env's
+ * loop thread. */
+static inline int mp_listener_port(mp_listener *l)
+{
+    if (!l) return MP_EINVAL;
+    mp_env *env = *(mp_env **)l; /* every backend's listener starts with its env */
+    if (!env->ops->listener_port) return MP_EINVAL;
+    return env->ops->listener_port(l);
 }
 
 /* Connect to `addr`. Returns 0 when the attempt started (its outcome comes
@@ -260,34 +277,6 @@ int mp_log_level_parse(const char *text, mp_log_level *out);
  * longer than host_cap - 1. Returns 0 or MP_EADDR. */
 int mp_addr_parse(const char *addr, char *host_buf, size_t host_cap,
                   uint16_t *port);
-
-/* ---- the real backend (libuv) --------------------------------------------- */
-
-struct uv_loop_s;
-
-/* Create a real env on `loop` (NULL: a new loop owned by the env). `seed` of 0
- * draws one from the OS. Returns NULL on out-of-memory. Thread: the loop's. */
-mp_env *mp_env_uv_create(struct uv_loop_s *loop, uint64_t seed);
-
-/* Run the loop until mp_env_uv_stop is called or nothing is left to do.
- * Returns 0, or MP_EIO if libuv reported an error. */
-int mp_env_uv_run(mp_env *env);
-
-/* Ask mp_env_uv_run to return after the current loop turn. */
-void mp_env_uv_stop(mp_env *env);
-
-/* Run one turn of the loop without waiting (for tests and embedding).
- * Returns nonzero while handles or requests remain active. */
-int mp_env_uv_run_once(mp_env *env, int wait);
-
-/* The underlying loop, for code that embeds moonpool in its own libuv app. */
-struct uv_loop_s *mp_env_uv_loop(mp_env *env);
-
-/* Destroy the env. Every stream, listener, timer, pending connect and queued
- * defer must be gone first and every close callback must have run; returns
- * MP_EBUSY otherwise (and keeps the env), also when called from inside one of
- * the env's own callbacks. An owned loop is closed too. */
-int mp_env_uv_destroy(mp_env *env);
 
 #ifdef __cplusplus
 }

@@ -102,7 +102,7 @@
  * accept callback gets MP_ENOMEM and libuv keeps that connection pending,
  * which pauses the listener until it can be accepted.
  */
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -962,11 +962,9 @@ static void ue_listener_close(mp_listener *ml, mp_close_cb cb, void *ud)
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
-int mp_listener_port(mp_listener *ml)
+static int ue_listener_port(mp_listener *ml)
 {
-    if (!ml) return MP_EINVAL;
     ue_listener *l = (ue_listener *)ml;
-    if (!l->env || l->env->ops != &ue_ops) return MP_EINVAL;
     if (l->closing) return MP_ECLOSED;
     struct sockaddr_storage ss;
     int len = (int)sizeof ss;
@@ -996,6 +994,7 @@ static const mp_env_ops ue_ops = {
     .stream_close = ue_stream_close,
     .stream_peer = ue_stream_peer,
     .random_u64 = ue_random,
+    .listener_port = ue_listener_port,
 };
 
 int mp_env_is_uv(mp_env *env) { return env && env->ops == &ue_ops; }

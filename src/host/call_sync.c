@@ -15,7 +15,7 @@
 
 #include "moonpool/call_sync.h"
 #include "moonpool/node.h"
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 
 typedef struct sync_wait {
     bool done;

@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "moonpool/config.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/host.h"
 #include "moonpool/node.h"
 #include "moonpool/storage.h"

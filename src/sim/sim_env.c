@@ -102,6 +102,17 @@ static int env_listen(mp_env *e, const char *addr, mp_accept_cb cb, void *ud,
     return MP_OK;
 }
 
+/* The simulator listens only on explicit ports (env_listen refuses port 0),
+ * so the bound port is the one of the listened address. */
+static int env_listener_port(mp_listener *ml)
+{
+    sim_listener *l = (sim_listener *)(void *)ml;
+    char host[64];
+    uint16_t port;
+    if (mp_addr_parse(l->addr, host, sizeof host, &port) != MP_OK) return MP_EINVAL;
+    return port;
+}
+
 static void listener_free(sim_listener *l)
 {
     if (l->registered) {
@@ -185,6 +196,7 @@ static const mp_env_ops sim_env_ops = {
     .stream_close = env_stream_close,
     .stream_peer = env_stream_peer,
     .random_u64 = env_random,
+    .listener_port = env_listener_port,
 };
 
 sim_env *sim_env_create(mp_sim *sim, sim_proc *p)

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moonpool/env_uv.h"
+
 static void start_job(mp_batch *b);
 
 static void abandon_queue(mp_batch *b)

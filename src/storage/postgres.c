@@ -33,7 +33,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "storage/batch.h"
 #include "util/crc32c.h"
 

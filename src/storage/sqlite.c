@@ -50,7 +50,7 @@
 
 #include <uv.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "storage/batch.h"
 #include "util/crc32c.h"
 

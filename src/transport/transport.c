@@ -82,7 +82,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "env/env_uv.h"
 #include "moonpool/buggify.h"
 #include "transport/handshake.h"
 #include "util/buf.h"
@@ -1191,8 +1190,7 @@ int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
     t->listener_open = true;
     char host[HOST_CAP];
     uint16_t port = 0;
-    if (mp_addr_parse(t->self, host, sizeof host, &port) == MP_OK && port == 0 &&
-        mp_env_is_uv(env)) {
+    if (mp_addr_parse(t->self, host, sizeof host, &port) == MP_OK && port == 0) {
         int bound = mp_listener_port(t->listener);
         char tmp[HOST_CAP + 16];
         int n = snprintf(tmp, sizeof tmp, "%s:%u", host, (unsigned)(bound & 0xffff));

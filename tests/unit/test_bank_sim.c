@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "../../examples/bank/bank.h"
-#include "../sim/workloads.h"
+#include "workloads.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 #include "moonpool/sim_workload.h"

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "moonpool/call_sync.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 
 static int nested_status = 1;

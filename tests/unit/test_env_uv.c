@@ -20,7 +20,7 @@
 
 #include <uv.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/env.h"
 #include "moonpool/status.h"
 #include "util/prng.h"

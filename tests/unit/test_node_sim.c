@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 #include "directory/directory.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 

@@ -21,7 +21,7 @@
 #include "moonpool/buggify.h"
 #include "moonpool/sim.h"
 #include "moonpool/sim_workload.h"
-#include "../sim/workloads.h"
+#include "workloads.h"
 
 
 /* ---- capture -------------------------------------------------------------- */

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 #include "moonpool/state.h"

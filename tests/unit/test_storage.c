@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/env.h"
 #include "moonpool/sim.h"
 #include "moonpool/storage.h"

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "moonpool/env.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/storage.h"
 #include "storage_suite.h"
 

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "env/env_uv.h"
+#include "moonpool/env_uv.h"
 #include "moonpool/env.h"
 #include "moonpool/status.h"
 #include "transport/handshake.h"

@@ -1,5 +1,5 @@
 /*
- * The bank-durable workload: the bank (tests/sim/bank.c) with accounts that
+ * The bank-durable workload: the bank (workloads/bank.c) with accounts that
  * persist every change, under kills.
  *
  * What differs from `bank`:

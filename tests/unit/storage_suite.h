@@ -580,7 +580,7 @@ static int st_cmp_u64(const void *a, const void *b)
 
 /* Persisted updates per second with `writers` concurrent writers, each
  * saving, waiting for its callback, and saving again, for `secs`. */
-static void st_bench_run(st_fix *f, const char *label, int writers,
+__attribute__((unused)) static void st_bench_run(st_fix *f, const char *label, int writers,
                          double secs)
 {
     st_bench b = {0};

@@ -20,17 +20,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "moonpool/env_uv.h"
 #include "moonpool/node.h"
 #include "moonpool/sim.h"
 #include "moonpool/state.h"
 #include "moonpool/storage.h"
+#include "sim_cluster.h"
 
 #define MS 1000000ull
 #define SEC 1000000000ull
-#define MAXN 4
 
 /* ---- the test actor: a persisted counter {"n": N} ---- */
 
@@ -154,39 +152,21 @@ static const mp_actor_type acc_type = {
     .release = acc_release,
 };
 
-/* ---- world: a db process and nodes ---- */
+/* ---- world: a db process and a sim_cluster of nodes ---- */
 
-typedef struct world world;
-
-typedef struct db_arg {
-    world *w;
-} db_arg;
-
-typedef struct node_arg {
-    world *w;
-    int idx;
-    int cluster; /* nodes of different clusters never meet */
-} node_arg;
-
-struct world {
-    mp_sim *sim;
+typedef struct world {
+    sc_cluster *c;
     int db_pid;
-    db_arg dba;
     mp_storage_sim_config scfg;
-    int n;
-    int pids[MAXN];
-    char addrs[MAXN][32];
-    const char *members[MAXN];
-    node_arg args[MAXN];
     bool separate; /* each node its own one-member cluster */
     uint64_t idle_ns;
-};
+} world;
 
 static int db_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 {
-    db_arg *da = arg;
+    world *w = arg;
     mp_storage *s = mp_storage_sim_create(
-        env, mp_sim_process_disk(da->w->sim, da->w->db_pid), &da->w->scfg);
+        env, mp_sim_process_disk(sc_sim(w->c), w->db_pid), &w->scfg);
     if (!s) return MP_ENOMEM;
     *state = s;
     return 0;
@@ -198,41 +178,20 @@ static const mp_sim_process_ops db_ops = {db_boot, db_teardown};
 
 static mp_storage *db(world *w)
 {
-    return mp_sim_process_state(w->sim, w->db_pid);
+    return mp_sim_process_state(sc_sim(w->c), w->db_pid);
 }
 
-static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
+/* Every node uses the db; `separate` gives each its own cluster. */
+static void node_configure(void *ud, int idx, mp_node_config *cfg)
 {
-    node_arg *na = arg;
-    world *w = na->w;
-    mp_node_config cfg;
-    mp_node_config_init(&cfg);
-    cfg.cluster_namespace = "st";
-    cfg.self_addr = w->addrs[na->idx];
-    cfg.members = w->separate ? &w->members[na->idx] : w->members;
-    cfg.member_count = w->separate ? 1 : (size_t)w->n;
-    cfg.incarnation = inc;
-    cfg.storage = db(w);
-    cfg.call_timeout_ns = 5 * SEC;
-    if (w->idle_ns) cfg.idle_timeout_ns = w->idle_ns;
-    mp_node *node;
-    int rc = mp_node_create(env, &cfg, &node);
-    if (rc < 0) return rc;
-    if ((rc = mp_node_register_type(node, &acc_type)) < 0 ||
-        (rc = mp_node_start(node)) < 0) {
-        mp_node_free_now(node);
-        return rc;
+    world *w = ud;
+    if (w->separate) {
+        cfg->members = &sc_member_addrs(w->c)[idx];
+        cfg->member_count = 1;
     }
-    *state = node;
-    return 0;
+    cfg->storage = db(w);
+    if (w->idle_ns) cfg->idle_timeout_ns = w->idle_ns;
 }
-
-static void node_teardown(void *state)
-{
-    if (state) mp_node_free_now(state);
-}
-
-static const mp_sim_process_ops node_ops = {node_boot, node_teardown};
 
 static world *world_new(int n, uint64_t seed, bool separate,
                         const mp_storage_sim_config *scfg)
@@ -240,13 +199,16 @@ static world *world_new(int n, uint64_t seed, bool separate,
     world *w = calloc(1, sizeof *w);
     assert_non_null(w);
     g_act_ok = g_deact = g_release = g_killed_live = g_twice = 0;
-    mp_sim_config cfg;
-    mp_sim_config_init(&cfg);
-    cfg.seed = seed;
-    cfg.log_level = MP_LOG_ERROR;
-    w->sim = mp_sim_create(&cfg);
-    assert_non_null(w->sim);
-    w->n = n;
+    sc_options o;
+    sc_options_init(&o);
+    o.sim.seed = seed;
+    o.members = n;
+    o.ns = "st";
+    o.types[0] = &acc_type;
+    o.call_timeout_ns = 5 * SEC;
+    o.configure = node_configure;
+    o.ud = w;
+    w->c = sc_create(&o);
     w->separate = separate;
     if (scfg) {
         w->scfg = *scfg;
@@ -254,79 +216,34 @@ static world *world_new(int n, uint64_t seed, bool separate,
         mp_storage_sim_config_init(&w->scfg);
         w->scfg.buggify = false;
     }
-    w->dba.w = w;
-    w->db_pid = mp_sim_spawn(w->sim, "10.0.0.100:9", &db_ops, &w->dba);
+    w->db_pid = mp_sim_spawn(sc_sim(w->c), "10.0.0.100:9", &db_ops, w);
     assert_true(w->db_pid >= 0);
-    mp_sim_set_killable(w->sim, w->db_pid, false);
-    for (int i = 0; i < n; i++) {
-        snprintf(w->addrs[i], sizeof w->addrs[i], "10.0.0.%d:4000", i + 1);
-        w->members[i] = w->addrs[i];
-        w->args[i].w = w;
-        w->args[i].idx = i;
-    }
+    mp_sim_set_killable(sc_sim(w->c), w->db_pid, false);
     return w;
 }
 
 static void world_start(world *w)
 {
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 1 * MS); /* db first */
+    sc_run_for(w->c, 1 * MS); /* db first */
     assert_non_null(db(w));
-    for (int i = 0; i < w->n; i++) {
-        w->pids[i] = mp_sim_spawn(w->sim, w->addrs[i], &node_ops, &w->args[i]);
-        assert_true(w->pids[i] >= 0);
-    }
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 1 * MS);
+    sc_start(w->c);
 }
 
-static mp_node *node_at(world *w, int i)
-{
-    return mp_sim_process_state(w->sim, w->pids[i]);
-}
+static mp_node *node_at(world *w, int i) { return sc_node(w->c, i); }
 
 static void world_free(world *w)
 {
-    if (mp_sim_failed(w->sim)) fail_msg("sim failed: %s", mp_sim_failure(w->sim));
-    void *disk = *mp_sim_process_disk(w->sim, w->db_pid);
-    mp_sim_destroy(w->sim);
+    void *disk = *mp_sim_process_disk(sc_sim(w->c), w->db_pid);
+    sc_free(w->c);
     mp_storage_sim_disk_free(disk);
     free(w);
 }
 
-typedef struct outcome {
-    int calls, status;
-    int64_t value;
-    char text[160];
-} outcome;
-
-static void on_reply(void *ud, int status, const void *data, size_t len)
-{
-    outcome *o = ud;
-    o->calls++;
-    o->status = status;
-    o->value = 0;
-    if (status == 0 && len == sizeof o->value) memcpy(&o->value, data, len);
-    size_t n = len < sizeof o->text - 1 ? len : sizeof o->text - 1;
-    memcpy(o->text, data, n);
-    o->text[n] = 0;
-}
-
-static bool done1(void *ud) { return ((outcome *)ud)->calls > 0; }
-
 /* Call and wait for the reply. */
-static outcome call(world *w, int from, const char *key, const char *method,
-                    const void *p, size_t len)
+static sc_reply call(world *w, int from, const char *key, const char *method,
+                     const void *p, size_t len)
 {
-    outcome o = {0};
-    mp_ref r;
-    mp_node *node = node_at(w, from);
-    assert_non_null(node);
-    assert_int_equal(mp_ref_get(node, "Acc", key, &r), MP_OK);
-    mp_call_opts opts = {10 * SEC};
-    assert_int_equal(mp_call(node, &r, method, p, len, &opts, on_reply, &o), MP_OK);
-    assert_true(mp_sim_run_while_not(w->sim, done1, &o,
-                                     mp_sim_now(w->sim) + 60 * SEC));
-    assert_int_equal(o.calls, 1);
-    return o;
+    return sc_call_wait(w->c, from, "Acc", key, method, p, len, 10 * SEC, 60 * SEC);
 }
 
 /* Direct access to the db, as a test oracle. */
@@ -369,7 +286,7 @@ static dbres db_load(world *w, const char *key)
     assert_true(kl > 0);
     dbres r = {0};
     assert_int_equal(mp_storage_load_record(db(w), k, (size_t)kl, db_load_cb, &r), 0);
-    assert_true(mp_sim_run_while_not(w->sim, dbdone, &r, mp_sim_now(w->sim) + SEC));
+    assert_true(mp_sim_run_while_not(sc_sim(w->c), dbdone, &r, mp_sim_now(sc_sim(w->c)) + SEC));
     return r;
 }
 
@@ -380,14 +297,14 @@ static dbres db_save(world *w, const char *key, const char *text, uint64_t etag)
     dbres r = {0};
     assert_int_equal(mp_storage_save(db(w), k, (size_t)kl, text, strlen(text),
                                      etag, NULL, db_save_cb, &r), 0);
-    assert_true(mp_sim_run_while_not(w->sim, dbdone, &r, mp_sim_now(w->sim) + SEC));
+    assert_true(mp_sim_run_while_not(sc_sim(w->c), dbdone, &r, mp_sim_now(sc_sim(w->c)) + SEC));
     return r;
 }
 
 static int live_count(world *w)
 {
     int total = 0;
-    for (int i = 0; i < w->n; i++) {
+    for (int i = 0; i < sc_members(w->c); i++) {
         mp_node *node = node_at(w, i);
         if (!node) continue;
         mp_node_stats st;
@@ -405,7 +322,7 @@ static void test_load_before_activate(void **state)
 {
     world *w = world_new(1, 1, false, NULL);
     world_start(w);
-    outcome o = call(w, 0, "a", "get", NULL, 0);
+    sc_reply o = call(w, 0, "a", "get", NULL, 0);
     assert_int_equal(o.status, 0);
     assert_int_equal(g_seen_at_activate, -1); /* nothing stored */
     for (int i = 1; i <= 3; i++) {
@@ -421,7 +338,7 @@ static void test_load_before_activate(void **state)
     assert_true(r.writer.activation > 0);
     o = call(w, 0, "a", "deact", NULL, 0);
     assert_int_equal(o.status, 0);
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 100 * MS);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 100 * MS);
     assert_int_equal(live_count(w), 0);
     assert_int_equal(g_deact, 1);
     o = call(w, 0, "a", "get", NULL, 0);
@@ -452,7 +369,7 @@ static void test_bad_state_fails_activation(void **state)
     world_start(w);
     dbres s = db_save(w, "b", "this is not json", 0);
     assert_int_equal(s.status, 0);
-    outcome o = call(w, 0, "b", "get", NULL, 0);
+    sc_reply o = call(w, 0, "b", "get", NULL, 0);
     assert_int_equal(o.status, MP_EACTIVATION);
     assert_non_null(strstr(o.text, "does not decode"));
     assert_int_equal(live_count(w), 0);
@@ -479,8 +396,8 @@ static void test_stale_activation_conflict(void **state)
 {
     world *w = world_new(2, 3, true, NULL);
     world_start(w);
-    outcome a = call(w, 0, "x", "get", NULL, 0);
-    outcome b = call(w, 1, "x", "get", NULL, 0);
+    sc_reply a = call(w, 0, "x", "get", NULL, 0);
+    sc_reply b = call(w, 1, "x", "get", NULL, 0);
     assert_int_equal(a.status, 0);
     assert_int_equal(b.status, 0);
     assert_int_equal(live_count(w), 2); /* both loaded "none" */
@@ -490,7 +407,7 @@ static void test_stale_activation_conflict(void **state)
     b = call(w, 1, "x", "incr", NULL, 0);
     assert_int_equal(b.status, MP_ECONFLICT);
     /* the stale one was deactivated; its next activation reloads */
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 100 * MS);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 100 * MS);
     mp_node_stats st;
     mp_node_get_stats(node_at(w, 1), &st);
     assert_int_equal(st.activations, 0);
@@ -521,7 +438,7 @@ static void test_estorage_reload(void **state)
     int ok = 0, failed = 0;
     int64_t last = 0;
     for (int i = 0; i < 60; i++) {
-        outcome o = call(w, 0, "e", "incr", NULL, 0);
+        sc_reply o = call(w, 0, "e", "incr", NULL, 0);
         if (o.status == 0) {
             ok++;
             last = o.value;
@@ -533,7 +450,7 @@ static void test_estorage_reload(void **state)
     }
     assert_true(ok > 0 && failed > 0);
     /* make the last one stick, then compare with the db */
-    outcome o;
+    sc_reply o;
     do {
         o = call(w, 0, "e", "incr", NULL, 0);
         assert_true(o.status == 0 || o.status == MP_ESTORAGE);
@@ -556,7 +473,7 @@ static void test_load_error(void **state)
     sc.read_fail_p = 1.0;
     world *w = world_new(1, 5, false, &sc);
     world_start(w);
-    outcome o = call(w, 0, "l", "get", NULL, 0);
+    sc_reply o = call(w, 0, "l", "get", NULL, 0);
     assert_int_equal(o.status, MP_EACTIVATION);
     assert_non_null(strstr(o.text, "state load"));
     assert_int_equal(live_count(w), 0);
@@ -570,7 +487,7 @@ static void test_load_error(void **state)
  * and reactivation with state on other nodes run all along. */
 typedef struct traffic {
     world *w;
-    outcome o[64];
+    sc_reply o[64];
     int issued, done_before;
     uint64_t stop_at;
 } traffic;
@@ -580,17 +497,17 @@ static void traffic_tick(void *ud);
 static void traffic_call(traffic *t, int slot)
 {
     world *w = t->w;
-    int from = (int)mp_sim_random_below(w->sim, (uint64_t)w->n);
+    int from = (int)mp_sim_random_below(sc_sim(w->c), (uint64_t)sc_members(w->c));
     mp_node *node = node_at(w, from);
     if (!node) return;
     char key[16];
-    snprintf(key, sizeof key, "k%d", (int)mp_sim_random_below(w->sim, 20));
+    snprintf(key, sizeof key, "k%d", (int)mp_sim_random_below(sc_sim(w->c), 20));
     mp_ref r;
     mp_ref_get(node, "Acc", key, &r);
     mp_call_opts opts = {2 * SEC};
     static const uint8_t deact = 1;
     memset(&t->o[slot], 0, sizeof t->o[slot]);
-    if (mp_call(node, &r, "incr", &deact, 1, &opts, on_reply, &t->o[slot]) == 0)
+    if (mp_call(node, &r, "incr", &deact, 1, &opts, sc_on_reply, &t->o[slot]) == 0)
         t->issued++;
 }
 
@@ -598,17 +515,17 @@ static void traffic_tick(void *ud)
 {
     traffic *t = ud;
     world *w = t->w;
-    if (mp_sim_now(w->sim) >= t->stop_at) return;
-    for (int i = 0; i < 4; i++) traffic_call(t, (int)mp_sim_random_below(w->sim, 64));
+    if (mp_sim_now(sc_sim(w->c)) >= t->stop_at) return;
+    for (int i = 0; i < 4; i++) traffic_call(t, (int)mp_sim_random_below(sc_sim(w->c), 64));
     /* sometimes kill a node and restart it */
-    if (mp_sim_random_below(w->sim, 40) == 0) {
-        int k = (int)mp_sim_random_below(w->sim, (uint64_t)w->n);
-        if (mp_sim_process_running(w->sim, w->pids[k])) {
-            mp_sim_kill(w->sim, w->pids[k]);
-            mp_sim_restart(w->sim, w->pids[k], 300 * MS);
+    if (mp_sim_random_below(sc_sim(w->c), 40) == 0) {
+        int k = (int)mp_sim_random_below(sc_sim(w->c), (uint64_t)sc_members(w->c));
+        if (mp_sim_process_running(sc_sim(w->c), sc_pid(w->c, k))) {
+            mp_sim_kill(sc_sim(w->c), sc_pid(w->c, k));
+            mp_sim_restart(sc_sim(w->c), sc_pid(w->c, k), 300 * MS);
         }
     }
-    mp_sim_schedule(w->sim, 50 * MS, traffic_tick, t);
+    mp_sim_schedule(sc_sim(w->c), 50 * MS, traffic_tick, t);
 }
 
 static void test_hooks_under_kills(void **state)
@@ -624,9 +541,9 @@ static void test_hooks_under_kills(void **state)
         static traffic t;
         memset(&t, 0, sizeof t);
         t.w = w;
-        t.stop_at = mp_sim_now(w->sim) + 20 * SEC;
-        mp_sim_schedule(w->sim, 1 * MS, traffic_tick, &t);
-        mp_sim_run_until(w->sim, t.stop_at + 10 * SEC);
+        t.stop_at = mp_sim_now(sc_sim(w->c)) + 20 * SEC;
+        mp_sim_schedule(sc_sim(w->c), 1 * MS, traffic_tick, &t);
+        mp_sim_run_until(sc_sim(w->c), t.stop_at + 10 * SEC);
         assert_true(t.issued > 100);
         assert_true(g_act_ok > 20);
         /* everything idle by now: only kills left hooks unrun so far */
@@ -665,10 +582,10 @@ static void test_shutdown_waits_for_storage(void **state)
     world *w = world_new(0, 6, false, &sc);
     world_start(w);
     static int dummy;
-    int hpid = mp_sim_spawn(w->sim, "10.0.0.50:1", &idle_ops, &dummy);
+    int hpid = mp_sim_spawn(sc_sim(w->c), "10.0.0.50:1", &idle_ops, &dummy);
     assert_true(hpid >= 0);
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 1 * MS);
-    mp_env *env = mp_sim_process_env(w->sim, hpid);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 1 * MS);
+    mp_env *env = mp_sim_process_env(sc_sim(w->c), hpid);
     mp_node_config cfg;
     mp_node_config_init(&cfg);
     const char *m[] = {"10.0.0.50:1"};
@@ -683,119 +600,26 @@ static void test_shutdown_waits_for_storage(void **state)
     assert_int_equal(mp_node_start(node), MP_OK);
     mp_ref r;
     mp_ref_get(node, "Acc", "s", &r);
-    outcome o = {0};
-    assert_int_equal(mp_call(node, &r, "incr", NULL, 0, NULL, on_reply, &o), MP_OK);
+    sc_reply o = {0};
+    assert_int_equal(mp_call(node, &r, "incr", NULL, 0, NULL, sc_on_reply, &o), MP_OK);
     /* load (400 ms) done, persist (400 ms) in flight */
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 600 * MS);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 600 * MS);
     assert_int_equal(g_act_ok, 1);
     assert_int_equal(o.calls, 0);
     int shut = 0;
     mp_node_shutdown(node, 50 * MS, shut_cb, &shut);
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 100 * MS);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 100 * MS);
     assert_int_equal(shut, 0);      /* still waiting for the save */
     assert_int_equal(g_deact, 1);   /* hooks ran at the deadline */
     assert_int_equal(o.calls, 1);   /* the caller got MP_ECLOSED */
     assert_int_equal(o.status, MP_ECLOSED);
-    mp_sim_run_until(w->sim, mp_sim_now(w->sim) + 1 * SEC);
+    mp_sim_run_until(sc_sim(w->c), mp_sim_now(sc_sim(w->c)) + 1 * SEC);
     assert_int_equal(shut, 1);      /* released once the save completed */
     assert_int_equal(g_release, 1);
     /* the save itself landed: the next activation sees it */
     dbres rr = db_load(w, "s");
     assert_string_equal(rr.data, "{\"n\":1}");
     world_free(w);
-}
-
-/* ---- activation rate with state loads (real env, memory storage) ---- */
-
-typedef struct sbench {
-    mp_env *env;
-    mp_node *node;
-    const char *method;
-    uint64_t next, total, done, window, failed;
-} sbench;
-
-static void sbench_issue(sbench *b);
-
-static void sbench_reply(void *ud, int status, const void *data, size_t len)
-{
-    sbench *b = ud;
-    b->done++;
-    if (status != 0) b->failed++;
-    if (b->done == b->total) mp_env_uv_stop(b->env);
-    if (b->next < b->total) sbench_issue(b);
-}
-
-static void sbench_issue(sbench *b)
-{
-    char key[32];
-    snprintf(key, sizeof key, "a%llu", (unsigned long long)b->next++);
-    mp_ref r;
-    mp_ref_get(b->node, "Acc", key, &r);
-    mp_call(b->node, &r, b->method, NULL, 0, NULL, sbench_reply, b);
-}
-
-static double sbench_phase(mp_env *env, mp_node *node, const char *method,
-                           uint64_t n)
-{
-    sbench b = {.env = env, .node = node, .method = method, .total = n};
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (uint64_t i = 0; i < 1000 && b.next < n; i++) sbench_issue(&b);
-    mp_env_uv_run(env);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    assert_int_equal(b.done, n);
-    assert_int_equal(b.failed, 0);
-    return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-}
-
-static mp_node *sbench_node(mp_env *env, mp_storage *st)
-{
-    mp_node_config cfg;
-    mp_node_config_init(&cfg);
-    const char *m[] = {"127.0.0.1:1"};
-    cfg.cluster_namespace = "st";
-    cfg.self_addr = m[0];
-    cfg.members = m;
-    cfg.member_count = 1;
-    cfg.storage = st;
-    mp_node *node;
-    assert_int_equal(mp_node_create(env, &cfg, &node), MP_OK);
-    assert_int_equal(mp_node_register_type(node, &acc_type), MP_OK);
-    assert_int_equal(mp_node_start(node), MP_OK);
-    return node;
-}
-
-/* MP_STATE_BENCH=1 (MP_STATE_BENCH_N actors, default 200000): activations
- * per second on the real env with the memory provider, (1) new actors:
- * load "none" + on_activate + one persist each, (2) a fresh node over the
- * same storage: load of an existing record + decode + on_activate. Reports,
- * never asserts, speed. */
-static void test_bench_activation(void **state)
-{
-    const char *on = getenv("MP_STATE_BENCH");
-    if (!on || strcmp(on, "1") != 0) {
-        skip();
-        return;
-    }
-    const char *nv = getenv("MP_STATE_BENCH_N");
-    uint64_t n = nv ? strtoull(nv, NULL, 10) : 200000;
-    mp_env *env = mp_env_uv_create(NULL, 1);
-    assert_non_null(env);
-    mp_storage *st = mp_storage_memory_create(env);
-    assert_non_null(st);
-    mp_node *a = sbench_node(env, st);
-    double s1 = sbench_phase(env, a, "incr", n);
-    mp_node_free_now(a);
-    mp_node *b = sbench_node(env, st);
-    double s2 = sbench_phase(env, b, "get", n);
-    printf("bench: %llu new activations (load none + persist) in %.3f s: %.0f/s\n",
-           (unsigned long long)n, s1, (double)n / s1);
-    printf("bench: %llu activations loading stored state in %.3f s: %.0f/s\n",
-           (unsigned long long)n, s2, (double)n / s2);
-    mp_node_free_now(b);
-    mp_storage_free_now(st);
-    mp_env_uv_run(env);
-    mp_env_uv_destroy(env);
 }
 
 int main(void)
@@ -808,7 +632,6 @@ int main(void)
         cmocka_unit_test(test_load_error),
         cmocka_unit_test(test_hooks_under_kills),
         cmocka_unit_test(test_shutdown_waits_for_storage),
-        cmocka_unit_test(test_bench_activation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,8 +5,8 @@
  * SQLite reopen, corruption detection, group commit, open errors; the
  * simulated disk's faults, kill/restart semantics and determinism.
  *
- * MP_STORAGE_BENCH=1 adds a throughput/latency benchmark of SQLite (1, 64
- * and 1024 concurrent writers); it reports, never asserts.
+ * (SQLite throughput/latency with 1, 64 and 1024 writers is measured by
+ * `moonpool bench persist`, row "persist(provider)".)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -597,18 +597,6 @@ static void test_sqlite_concurrent_first_open(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-static void test_sqlite_bench(void **state)
-{
-    st_fix *f = *state;
-    if (!getenv("MP_STORAGE_BENCH")) {
-        skip();
-        return;
-    }
-    st_bench_run(f, "sqlite", 1, 2.0);
-    st_bench_run(f, "sqlite", 64, 2.0);
-    st_bench_run(f, "sqlite", 1024, 3.0);
-}
-
 /* ---- simulated disk specifics ------------------------------------------- */
 
 static void test_sim_synced_survives_kill(void **state)
@@ -781,8 +769,6 @@ int main(void)
         cmocka_unit_test(test_sim_unsynced_at_kill),
         cmocka_unit_test(test_sim_faults),
         cmocka_unit_test(test_sim_deterministic),
-        cmocka_unit_test_setup_teardown(test_sqlite_bench, sqlite_setup,
-                                        uv_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,9 +9,7 @@
  * length is never asserted on. Hostile peers are played by raw env streams
  * that write hand-crafted bytes.
  *
- * Benchmark: MP_TRANSPORT_BENCH=1 runs a pipelined echo of 1,000,000 small
- * frames between two transports and prints frames/s and MB/s (no assertion
- * on speed).
+ * (The pipelined echo benchmark is bench/bench_transport_echo.c.)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -50,8 +48,6 @@ typedef struct node {
     mp_transport *t;
     rx_log rx;
     int id;
-    /* echo mode (benchmark): every frame is sent back */
-    int echo;
 } node;
 
 static void on_frame(void *ud, const char *peer, const mp_frame *f)
@@ -60,11 +56,6 @@ static void on_frame(void *ud, const char *peer, const mp_frame *f)
     rx_log *r = &n->rx;
     snprintf(r->last_peer, sizeof r->last_peer, "%s", peer);
     r->frames++;
-    if (n->echo) {
-        int rc = mp_transport_send(n->t, peer, f);
-        if (rc != MP_OK) r->bad++;
-        return;
-    }
     if (f->payload.len != 16) {
         r->bad++;
         return;
@@ -781,84 +772,6 @@ static void test_close_flushes_queue(void **state)
     destroy_env(env);
 }
 
-/* ---- benchmark ---------------------------------------------------------- */
-
-typedef struct bench {
-    node *a, *b;
-    uint64_t sent, total, window;
-    uint64_t back; /* echoes received by a */
-} bench;
-
-static bench *g_bench;
-
-static void bench_on_frame(void *ud, const char *peer, const mp_frame *f)
-{
-    node *n = ud;
-    if (n->echo) {
-        on_frame(ud, peer, f);
-        return;
-    }
-    bench *B = g_bench;
-    B->back++;
-    /* Keep the window full. */
-    while (B->sent < B->total && B->sent - B->back < B->window) {
-        if (send_seq(B->a, B->b, B->sent) != MP_OK) break;
-        B->sent++;
-    }
-}
-
-static bool bench_done(void *ud)
-{
-    bench *B = ud;
-    return B->back >= B->total;
-}
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void test_bench(void **state)
-{
-    const char *on = getenv("MP_TRANSPORT_BENCH");
-    if (!on || strcmp(on, "1") != 0) {
-        skip();
-        return;
-    }
-    mp_env *env = mp_env_uv_create(NULL, 9);
-    static const mp_transport_callbacks bcbs = {bench_on_frame, NULL, NULL};
-    node a, b;
-    mp_transport_config cfg;
-    mp_transport_config_init(&cfg);
-    cfg.cluster_namespace = "bench";
-    cfg.self_addr = "127.0.0.1:0";
-    memset(&a, 0, sizeof a);
-    memset(&b, 0, sizeof b);
-    a.id = 0;
-    b.id = 1;
-    b.echo = 1;
-    assert_int_equal(mp_transport_create(env, &cfg, &bcbs, &a, &a.t), MP_OK);
-    assert_int_equal(mp_transport_create(env, &cfg, &bcbs, &b, &b.t), MP_OK);
-    bench B = {&a, &b, 0, 1000000, 4096, 0};
-    g_bench = &B;
-    double t0 = wall_s();
-    while (B.sent < B.window) assert_int_equal(send_seq(&a, &b, B.sent++), MP_OK);
-    run_until(env, bench_done, &B);
-    double dt = wall_s() - t0;
-    mp_peer_stats s;
-    assert_int_equal(mp_transport_peer_stats(a.t, mp_transport_self_addr(b.t), &s), MP_OK);
-    double mb = (double)(s.bytes_out + s.bytes_in) / 1e6;
-    printf("transport bench: %llu frames each way (16-byte payload, %llu B on the wire), "
-           "window %llu: %.0f frames/s round trip, %.1f MB/s both directions, %.2f s\n",
-           (unsigned long long)B.total, (unsigned long long)(s.bytes_out / B.total),
-           (unsigned long long)B.window, (double)B.total / dt, mb / dt, dt);
-    node_close(env, &a);
-    node_close(env, &b);
-    destroy_env(env);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -874,7 +787,6 @@ int main(void)
         cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),
-        cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

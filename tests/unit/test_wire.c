@@ -9,10 +9,10 @@
  * drained it, so ASan catches any read past the input or any use of the input
  * after the decoder said it was done with it.
  *
- * Two opt-in extras driven by environment variables (off in ctest):
- *   MP_WIRE_BENCH=1          print encode/decode throughput (no assertions);
+ * One opt-in extra driven by an environment variable (off in ctest):
  *   MP_WIRE_CORPUS_DIR=path  write the fuzz seed corpus for
  *                            tests/fuzz/fuzz_wire_decoder.c into path.
+ * (The encode/decode throughput benchmark is bench/bench_wire.c.)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1014,85 +1014,6 @@ static void test_write_corpus(void **state)
     print_message("corpus written to %s\n", dir);
 }
 
-/* ---- micro benchmark (MP_WIRE_BENCH=1) ---------------------------------- */
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void test_bench(void **state)
-{
-    const char *on = getenv("MP_WIRE_BENCH");
-    if (!on || strcmp(on, "1") != 0) {
-        skip();
-        return;
-    }
-    enum { N = 2000000, BATCH = 1000 };
-    uint8_t payload[100];
-    memset(payload, 'x', sizeof payload);
-    mp_frame f = simple_frame(MP_FRAME_REQUEST);
-    f.payload = mp_bytes_make(payload, sizeof payload);
-    size_t fsize = mp_frame_encoded_size(&f);
-    uint8_t *buf = malloc(fsize * BATCH);
-    assert_non_null(buf);
-    size_t w;
-    volatile uint64_t sink = 0;
-
-    double t0 = now_sec();
-    for (int i = 0; i < N; i++) {
-        f.correlation_id = (uint64_t)i;
-        int rc = mp_frame_encode(&f, buf + (size_t)(i % BATCH) * fsize, fsize, &w, 0);
-        sink += (uint64_t)rc + w;
-    }
-    double enc = now_sec() - t0;
-
-    mp_frame_decoder dec;
-    assert_int_equal(mp_frame_decoder_init(&dec, 0), 0);
-    mp_frame g;
-    t0 = now_sec();
-    for (int i = 0; i < N / BATCH; i++) {
-        mp_frame_decoder_feed(&dec, buf, fsize * BATCH);
-        while (mp_frame_decoder_next(&dec, &g) == 1) sink += g.correlation_id;
-    }
-    double decs = now_sec() - t0;
-    /* Worst case for copies: every frame split in two. */
-    t0 = now_sec();
-    int nsplit = N / 10;
-    for (int i = 0; i < nsplit; i++) {
-        mp_frame_decoder_feed(&dec, buf, fsize / 2);
-        while (mp_frame_decoder_next(&dec, &g) == 1) sink++;
-        mp_frame_decoder_feed(&dec, buf + fsize / 2, fsize - fsize / 2);
-        while (mp_frame_decoder_next(&dec, &g) == 1) sink++;
-    }
-    double spl = now_sec() - t0;
-    mp_frame_decoder_free(&dec);
-
-    uint8_t *big = malloc(1 << 20);
-    assert_non_null(big);
-    memset(big, 1, 1 << 20);
-    t0 = now_sec();
-    for (int i = 0; i < 200; i++) sink += mp_crc32c(big, 1 << 20);
-    double crc = now_sec() - t0;
-    t0 = now_sec();
-    for (int i = 0; i < 50; i++) sink += mp_crc32c_sw_update(0, big, 1 << 20);
-    double crcsw = now_sec() - t0;
-    free(big);
-
-    double mb = (double)fsize * N / 1e6;
-    printf("wire bench: frame %zu bytes (100-byte payload)\n", fsize);
-    printf("  encode          %10.0f frames/s %8.1f MB/s\n", N / enc, mb / enc);
-    printf("  decode in place %10.0f frames/s %8.1f MB/s\n", N / decs, mb / decs);
-    printf("  decode split    %10.0f frames/s %8.1f MB/s\n", nsplit / spl,
-           (double)fsize * nsplit / 1e6 / spl);
-    printf("  crc32c %s    %8.1f MB/s; table path %8.1f MB/s\n",
-           mp_crc32c_hw_available() ? "hw" : "sw", 200 * 1.048576 / crc, 50 * 1.048576 / crcsw);
-    (void)sink;
-    free(buf);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1113,7 +1034,6 @@ int main(void)
         cmocka_unit_test(test_stream_memory_follows_bytes),
         cmocka_unit_test(test_stream_api_misuse),
         cmocka_unit_test(test_write_corpus),
-        cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

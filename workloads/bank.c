@@ -501,7 +501,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     return 0;
 }
 
-static const mp_sim_process_ops bk_ops = {node_boot, node_teardown};
+static const mp_sim_process_ops bk_ops = {node_boot, node_teardown, NULL};
 
 /* The database (durable mode): a never-killed process owning one simulated
  * disk, whose provider every node uses, like a PostgreSQL server shared by
@@ -524,7 +524,7 @@ static int db_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
 
 static void db_teardown(void *state) { mp_storage_free_now(state); }
 
-static const mp_sim_process_ops db_ops = {db_boot, db_teardown};
+static const mp_sim_process_ops db_ops = {db_boot, db_teardown, NULL};
 
 /* ---- the driver (world level) --------------------------------------------- */
 

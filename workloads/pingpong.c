@@ -876,7 +876,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     return 0;
 }
 
-static const mp_sim_process_ops pp_ops = {node_boot, node_teardown};
+static const mp_sim_process_ops pp_ops = {node_boot, node_teardown, NULL};
 
 /* ---- workload callbacks --------------------------------------------------- */
 

@@ -15,6 +15,7 @@ static const mp_sim_workload *const builtin[] = {
     &mp_workload_pingpong,
     &mp_workload_bank,
     &mp_workload_bank_durable,
+    &mp_workload_exec,
 };
 
 void mp_sim_workloads_register_builtin(void)

@@ -23,6 +23,9 @@ extern const mp_sim_workload mp_workload_bank;
  * bank_durable.c). */
 extern const mp_sim_workload mp_workload_bank_durable;
 
+/* Issue 11: every execution of every call observed (workloads/exec_record.c). */
+extern const mp_sim_workload mp_workload_exec;
+
 /* The bank driver's callbacks (workloads/bank.c), shared by both. */
 int mp_bank_wl_setup_durable(mp_sim *sim, const mp_workload_params *params,
                              void **state);

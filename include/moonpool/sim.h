@@ -62,6 +62,19 @@ typedef struct mp_sim_faults {
     double kill_rate;          /* kills of killable processes per sim second */
     uint64_t restart_max_ns;   /* a killed process restarts after up to this */
     bool buggify;              /* buggify sites may fire */
+    /* Process faults (issue 11). All zero unless a workload opts in
+     * (mp_sim_faults_swarm never draws them, so seeds of workloads that do
+     * not opt in run exactly as before). Targets are killable processes. */
+    double pause_rate;         /* pauses per simulated second (mp_sim_pause) */
+    uint64_t pause_min_ns;     /* a pause lasts uniformly in [min, max] */
+    uint64_t pause_max_ns;
+    double stop_rate;          /* graceful restarts per sim s (mp_sim_stop) */
+    uint64_t stop_deadline_ns; /* shutdown deadline given to the process */
+    double oneway_rate;        /* one-way partitions per sim s; their length
+                                  is drawn like partition_max_ns's */
+    /* Coverage only: faults at least this long count as "long" (set it to
+     * the cluster's peer timeout). 0: none is long. */
+    uint64_t long_fault_ns;
 } mp_sim_faults;
 
 typedef struct mp_sim_config {
@@ -81,6 +94,16 @@ void mp_sim_config_init(mp_sim_config *cfg);
 
 /* Draw a swarm configuration of faults from a seed (deterministic). */
 void mp_sim_faults_swarm(uint64_t seed, mp_sim_faults *out);
+
+/* Opt into the process faults (pause, graceful restart, one-way and long
+ * partitions), drawn from the seed on a stream of their own (so the families
+ * drawn by mp_sim_faults_swarm keep their values): each family is on with
+ * probability 1/2; pauses last 0.5..3 x peer_timeout_ns (most of them
+ * 1.5..3 x); when partitions are on, partition_max_ns is raised to
+ * 3 x peer_timeout_ns half of the time. Leaves a configuration without any
+ * fault generation (rates all zero: --no-faults) unchanged. */
+void mp_sim_faults_swarm_process(uint64_t seed, uint64_t peer_timeout_ns,
+                                 mp_sim_faults *f);
 
 /* Print a fault configuration on one line into buf (for run headers). */
 void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap);
@@ -104,6 +127,11 @@ typedef struct mp_sim_process_ops {
      * accepted and complete without callbacks. Also called at
      * world destruction (for every process still running). */
     void (*teardown)(void *state);
+    /* Graceful stop (mp_sim_stop), may be NULL (a stop is then a kill):
+     * begin shutting down (mp_node_shutdown with deadline_ns, an absolute
+     * env time) and call mp_sim_process_exit(env) once done. The world then
+     * runs teardown (as after a kill) and boots the process again. */
+    void (*stop)(void *state, uint64_t deadline_ns);
 } mp_sim_process_ops;
 
 /* Spawn a process listening on nothing yet, reachable at `addr` once it
@@ -119,6 +147,31 @@ int mp_sim_kill(mp_sim *sim, int pid);
 
 /* Boot a killed process again after delay_ns, with incarnation + 1. */
 int mp_sim_restart(mp_sim *sim, int pid, uint64_t delay_ns);
+
+/* Pause a running process for duration_ns: none of its timers, deferred
+ * callbacks, deliveries, connects or write/close completions run, nobody can
+ * complete a connect to it, and it writes nothing (it runs no code); bytes
+ * it wrote before stay in flight. At the end it resumes with its memory
+ * intact and the events that fell due meanwhile run in their original
+ * order. A kill or stop ends a pause. Pausing a paused process extends the
+ * pause. Returns 0, MP_ENOTFOUND, or MP_EINVAL (not running). */
+int mp_sim_pause(mp_sim *sim, int pid, uint64_t duration_ns);
+
+/* Whether the process is paused now. */
+bool mp_sim_process_paused(mp_sim *sim, int pid);
+
+/* Graceful restart: ask a running process to stop (its ops->stop with the
+ * absolute deadline now + deadline_ns); when it calls mp_sim_process_exit,
+ * or at the deadline + 1 s if it never does, it is torn down and booted
+ * again restart_delay_ns later with incarnation + 1. Returns 0,
+ * MP_ENOTFOUND, or MP_EINVAL (not running, or already stopping). */
+int mp_sim_stop(mp_sim *sim, int pid, uint64_t deadline_ns,
+                uint64_t restart_delay_ns);
+
+/* Called by a process (from its own callback) whose graceful stop is done:
+ * the world tears it down as an event at the current time. Ignored unless
+ * the process was asked to stop. */
+void mp_sim_process_exit(mp_env *env);
 
 /* Whether a process is running (booted and not killed). */
 bool mp_sim_process_running(mp_sim *sim, int pid);
@@ -179,6 +232,13 @@ const mp_sim_faults *mp_sim_get_faults(mp_sim *sim);
  * (0 = until healed). Bytes in flight wait; connects fail. */
 int mp_sim_partition(mp_sim *sim, int pid_a, int pid_b, uint64_t duration_ns);
 
+/* Drop-and-hold the direction from -> to only for duration_ns (0 = until
+ * healed): bytes from `from` to `to` wait in flight while the other
+ * direction flows; connects between the two fail either way (the handshake
+ * needs both directions). */
+int mp_sim_partition_oneway(mp_sim *sim, int from_pid, int to_pid,
+                            uint64_t duration_ns);
+
 /* Stall everything a process sends and receives for duration_ns. */
 int mp_sim_clog(mp_sim *sim, int pid, uint64_t duration_ns);
 
@@ -187,7 +247,8 @@ int mp_sim_reset_connections(mp_sim *sim, int pid_a, int pid_b);
 
 /* Heal phase: stop generating faults (buggify included), heal partitions and
  * clogs, restart every killed process that was killed by the generator, and
- * use base latency from now on. */
+ * use base latency from now on. Pauses run to their end and graceful stops
+ * under way complete (and restart): both are bounded. */
 void mp_sim_heal(mp_sim *sim);
 
 /* ---- outcome ------------------------------------------------------------- */
@@ -217,6 +278,7 @@ typedef struct mp_sim_stats {
     uint64_t bytes_delivered;
     uint64_t connects, connect_failures, resets, partitions, clogs, kills,
         restarts, buggify_fired;
+    uint64_t pauses, stops, oneway_partitions;
 } mp_sim_stats;
 void mp_sim_get_stats(mp_sim *sim, mp_sim_stats *out);
 

@@ -44,6 +44,10 @@ typedef struct mp_sim_workload {
     /* Simulated durations of the two phases (0 = runner defaults). */
     uint64_t chaos_ns;
     uint64_t heal_ns;
+    /* Adjust the fault configuration drawn for a seed (swarm or fixed) before
+     * the world is created, e.g. mp_sim_faults_swarm_process to opt into the
+     * process faults. Not called with --no-faults. May be NULL. */
+    void (*tune_faults)(uint64_t seed, mp_sim_faults *faults);
     /* Build the cluster and start traffic. Return 0 and the state, or an
      * error (the seed fails). */
     int (*setup)(mp_sim *sim, const mp_workload_params *params, void **state);

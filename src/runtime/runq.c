@@ -64,6 +64,7 @@ static void drain(void *ud)
     }
     n->in_drain = false;
     if (!mp_list_empty(&n->runq)) schedule_drain(n);
+    if (n->release_after_drain && !n->drain_scheduled) mp__finish_release(n);
 }
 
 void mp__finish(mp_node *n, mp_msg *m, int status, const void *data,

@@ -193,6 +193,7 @@ struct mp_node {
     mp_list_node ccalls; /* mp_ccall, client-only nodes */
     mp_list_node sops;   /* mp_sop: storage operations in flight */
     bool release_waiting; /* shut down: memory goes when sops drain */
+    bool release_after_drain; /* shut down: memory goes after the deferred drain */
     /* shutdown */
     void (*shutdown_cb)(void *ud);
     void *shutdown_ud;
@@ -350,6 +351,9 @@ void mp__check_shutdown_done(mp_node *n);
 /* A storage operation completed (state.c): a graceful shutdown waiting for
  * the last one finishes now. Returns true if the node was released. */
 bool mp__sop_done(mp_node *n);
+/* Release a shut-down node's memory and run its shutdown callback; waits
+ * for a drain already deferred (the env cannot cancel a defer). */
+void mp__finish_release(mp_node *n);
 
 /* stats.c */
 /* Count a persist latency (ns). */

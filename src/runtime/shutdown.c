@@ -92,8 +92,16 @@ void mp_node_free_now(mp_node *n)
     release_all(n);
 }
 
-static void finish_release(mp_node *n)
+void mp__finish_release(mp_node *n)
 {
+    /* A deferred drain holds n and cannot be cancelled: the memory goes
+     * when it has run (runq.c), or it would run on freed memory (seed 101
+     * of the exec workload: a graceful stop whose last failures queued
+     * local replies just before the transport closed). */
+    if (n->drain_scheduled) {
+        n->release_after_drain = true;
+        return;
+    }
     void (*cb)(void *) = n->shutdown_cb;
     void *cud = n->shutdown_ud;
     release_all(n);
@@ -110,14 +118,14 @@ static void transport_closed(void *ud)
         n->release_waiting = true;
         return;
     }
-    finish_release(n);
+    mp__finish_release(n);
 }
 
 bool mp__sop_done(mp_node *n)
 {
     if (!n->release_waiting || !mp_list_empty(&n->sops)) return false;
     n->release_waiting = false;
-    finish_release(n);
+    mp__finish_release(n);
     return true;
 }
 

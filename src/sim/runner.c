@@ -93,8 +93,18 @@ static uint64_t heal_ns_of(const mp_sim_workload *w, const mp_sim_run_opts *o)
  * inside the world) so that what is printed is exactly what ran, and so that
  * --no-buggify can still switch buggify off in a swarm run. Without swarm a
  * fixed moderate mix is used; --no-faults keeps only the base latency. */
-static void seed_faults(const mp_sim_run_opts *o, uint64_t seed,
-                        mp_sim_faults *f)
+static void seed_faults_base(const mp_sim_run_opts *o, uint64_t seed,
+                             mp_sim_faults *f);
+
+static void seed_faults(const mp_sim_workload *w, const mp_sim_run_opts *o,
+                        uint64_t seed, mp_sim_faults *f)
+{
+    seed_faults_base(o, seed, f);
+    if (o->faults && w->tune_faults) w->tune_faults(seed, f);
+}
+
+static void seed_faults_base(const mp_sim_run_opts *o, uint64_t seed,
+                             mp_sim_faults *f)
 {
     mp_sim_config defaults;
     mp_sim_config_init(&defaults);
@@ -374,7 +384,7 @@ static void run_seed(const mp_sim_workload *w, const mp_sim_run_opts *opts,
                      const trace_copy *ref, coverage *cov, seed_outcome *o)
 {
     memset(o, 0, sizeof *o);
-    seed_faults(opts, seed, &o->faults);
+    seed_faults(w, opts, seed, &o->faults);
 
     mp_sim_config cfg;
     mp_sim_config_init(&cfg);
@@ -557,7 +567,7 @@ int mp_sim_run_seeds(const mp_sim_workload *w, const mp_sim_run_opts *opts,
         nseeds++;
         if (opts->verbose) {
             mp_sim_faults fz;
-            seed_faults(opts, seed, &fz);
+            seed_faults(w, opts, seed, &fz);
             print_faults(f, NULL, seed, &fz);
             fflush(f);
         }

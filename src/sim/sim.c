@@ -46,6 +46,7 @@ static const char *const kind_names[EV_KIND_COUNT_] = {
     [EV_CLOSE_DONE] = "close-done",
     [EV_FAULT_TICK] = "fault-tick",
     [EV_WORLD] = "world",
+    [EV_EXIT] = "exit",
 };
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -249,6 +250,8 @@ void sim_proc_kill(mp_sim *sim, sim_proc *p, bool reset_conns)
     assert(p->state == PROC_RUNNING && p->env);
     sim_env *env = p->env;
     p->state = PROC_DEAD;
+    p->paused_until = 0;
+    p->stopping = false;
     env->dead = true;
     sim_env_kill_objects(env, reset_conns);
     void *st = p->state_ptr;
@@ -275,6 +278,8 @@ static void boot_process(mp_sim *sim, sim_event *ev)
     sim_proc *p = sim->procs[ev->pid];
     assert(p->boot_pending && ev->aux == p->boot_token);
     p->boot_pending = false;
+    p->paused_until = 0;
+    p->stopping = false;
     p->inc++;
     sim_env *env = sim_env_create(sim, p);
     if (!env) {
@@ -442,6 +447,69 @@ int mp_sim_restart(mp_sim *sim, int pid, uint64_t delay_ns)
     return sim_schedule_boot(sim, p, delay_ns);
 }
 
+int mp_sim_pause(mp_sim *sim, int pid, uint64_t duration_ns)
+{
+    sim_proc *p = sim_proc_get(sim, pid);
+    if (!p) return MP_ENOTFOUND;
+    if (p->state != PROC_RUNNING) return MP_EINVAL;
+    uint64_t until = sim->now + duration_ns;
+    if (until < sim->now) until = UINT64_MAX;
+    if (until > p->paused_until) p->paused_until = until;
+    sim->stats.pauses++;
+    return MP_OK;
+}
+
+bool mp_sim_process_paused(mp_sim *sim, int pid)
+{
+    sim_proc *p = sim_proc_get(sim, pid);
+    return p && sim_proc_paused(sim, p);
+}
+
+static int push_exit(mp_sim *sim, sim_proc *p, uint64_t delay_ns)
+{
+    sim_event *ev = sim_ev_alloc(sim, EV_EXIT, p->pid, p->inc);
+    if (!ev) return MP_ENOMEM;
+    uint64_t t = sim->now + delay_ns;
+    if (t < sim->now) t = UINT64_MAX;
+    sim_ev_push(sim, ev, t);
+    return MP_OK;
+}
+
+int mp_sim_stop(mp_sim *sim, int pid, uint64_t deadline_ns,
+                uint64_t restart_delay_ns)
+{
+    sim_proc *p = sim_proc_get(sim, pid);
+    if (!p) return MP_ENOTFOUND;
+    if (p->state != PROC_RUNNING || p->stopping || sim_proc_paused(sim, p))
+        return MP_EINVAL;
+    /* The forced exit first: it is there whatever stop() does. */
+    uint64_t grace = deadline_ns + MP_SIM_NS_PER_S;
+    if (grace < deadline_ns) grace = UINT64_MAX;
+    int rc = push_exit(sim, p, p->ops->stop ? grace : 0);
+    if (rc != MP_OK) return rc;
+    p->stopping = true;
+    p->stop_restart_delay = restart_delay_ns;
+    sim->stats.stops++;
+    if (p->ops->stop) {
+        uint64_t dl = sim->now + deadline_ns;
+        if (dl < sim->now) dl = UINT64_MAX;
+        p->ops->stop(p->state_ptr, dl);
+    }
+    return MP_OK;
+}
+
+void mp_sim_process_exit(mp_env *env)
+{
+    if (!env) return;
+    sim_env *se = (sim_env *)(void *)env;
+    mp_sim *sim = se->sim;
+    sim_proc *p = sim_proc_get(sim, se->pid);
+    if (se->dead || !p || p->env != se || !p->stopping) return;
+    MP_SOMETIMES(true, "sim.fault.stop_graceful_exit");
+    if (push_exit(sim, p, 0) != MP_OK)
+        mp_sim_fail(sim, "simulator out of memory (process exit)");
+}
+
 bool mp_sim_process_running(mp_sim *sim, int pid)
 {
     sim_proc *p = sim_proc_get(sim, pid);
@@ -518,7 +586,29 @@ static void trace_record(mp_sim *sim, uint8_t kind, int32_t pid, uint64_t time)
     sim->labels[sim->events] = (sim_label){time, pid, kind};
 }
 
-/* Pop and run one event. Returns 1 processed, 0 dropped (stale), -1 empty. */
+bool sim_proc_paused(mp_sim *sim, const sim_proc *p)
+{
+    return p->state == PROC_RUNNING && p->paused_until > sim->now;
+}
+
+/* Events that run the process's code (everything but boot and exit), which
+ * a pause holds back. */
+static bool ev_runs_process(const sim_event *ev)
+{
+    return ev->pid >= 0 && ev->kind != EV_BOOT && ev->kind != EV_EXIT;
+}
+
+/* A graceful stop ends: teardown as after a kill, then the reboot. */
+static void finish_stop(mp_sim *sim, sim_proc *p)
+{
+    uint64_t delay = p->stop_restart_delay;
+    sim_proc_kill(sim, p, true);
+    if (sim_schedule_boot(sim, p, delay) != MP_OK)
+        mp_sim_fail(sim, "simulator out of memory (restart after stop)");
+}
+
+/* Pop and run one event. Returns 1 processed, 0 dropped (stale) or held
+ * back (paused process), -1 empty. */
 static int dispatch_one(mp_sim *sim)
 {
     sim_event *ev = heap_pop(sim);
@@ -527,6 +617,13 @@ static int dispatch_one(mp_sim *sim)
     sim->now = ev->time;
     if (!ev_live(sim, ev)) {
         sim_ev_free(sim, ev);
+        return 0;
+    }
+    if (ev_runs_process(ev) && sim_proc_paused(sim, sim->procs[ev->pid])) {
+        /* Held until the pause ends. Events pop in (time, seq) order and
+         * are re-queued in that order at one instant, so they keep their
+         * relative order when the process resumes. */
+        sim_ev_push(sim, ev, sim->procs[ev->pid]->paused_until);
         return 0;
     }
     const uint64_t seq = ev->seq, time = ev->time;
@@ -572,6 +669,9 @@ static int dispatch_one(mp_sim *sim)
         break;
     case EV_WORLD:
         ev->fn.world(ev->ud);
+        break;
+    case EV_EXIT:
+        if (sim->procs[pid]->stopping) finish_stop(sim, sim->procs[pid]);
         break;
     case EV_KIND_COUNT_:
         assert(0);

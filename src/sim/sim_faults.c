@@ -74,6 +74,39 @@ void mp_sim_faults_swarm(uint64_t seed, mp_sim_faults *out)
 
 static double ms_of(uint64_t ns) { return (double)ns / (double)MS; }
 
+static bool generator_active(const mp_sim_faults *f);
+
+void mp_sim_faults_swarm_process(uint64_t seed, uint64_t peer_timeout_ns,
+                                 mp_sim_faults *f)
+{
+    if (!generator_active(f)) return; /* --no-faults: stay a calm world */
+    mp_prng r;
+    mp_prng_seed(&r, mp_mix64(seed, SIM_STREAM_PROCFAULTS));
+    uint64_t pt = peer_timeout_ns ? peer_timeout_ns : MP_SIM_NS_PER_S;
+    f->long_fault_ns = pt;
+    if (mp_prng_chance(&r, 0.5)) {
+        f->pause_rate = 0.2 + 0.4 * mp_prng_unit(&r);
+        /* Most pauses outlast the peer timeout (1.5..3 x), a quarter of the
+         * seeds also see short ones (from 0.5 x). */
+        f->pause_min_ns = mp_prng_chance(&r, 0.25) ? pt / 2 : pt + pt / 2;
+        f->pause_max_ns = 3 * pt;
+    }
+    if (mp_prng_chance(&r, 0.5)) {
+        f->stop_rate = 0.2 + 0.4 * mp_prng_unit(&r);
+        f->stop_deadline_ns = 200 * MS + mp_prng_below(&r, 1800 * MS);
+        if (f->restart_max_ns == 0)
+            f->restart_max_ns = 100 * MS + mp_prng_below(&r, 1900 * MS);
+    }
+    if (mp_prng_chance(&r, 0.5)) {
+        f->oneway_rate = 0.2 + 0.6 * mp_prng_unit(&r);
+        if (f->partition_max_ns == 0)
+            f->partition_max_ns = 100 * MS + mp_prng_below(&r, 1900 * MS);
+    }
+    if ((f->partition_rate > 0 || f->oneway_rate > 0) &&
+        mp_prng_chance(&r, 0.5) && f->partition_max_ns < 3 * pt)
+        f->partition_max_ns = 3 * pt; /* longer than the peer timeout */
+}
+
 void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
 {
     if (!buf || cap == 0) return;
@@ -86,12 +119,25 @@ void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
              f->reset_rate, f->partition_rate, ms_of(f->partition_max_ns),
              f->clog_rate, ms_of(f->clog_max_ns), f->kill_rate,
              ms_of(f->restart_max_ns), f->buggify ? "on" : "off");
+    /* Process faults only when on: lines of other workloads stay as they
+     * were. */
+    if (f->pause_rate > 0 || f->stop_rate > 0 || f->oneway_rate > 0) {
+        size_t n = strlen(buf);
+        if (n < cap)
+            snprintf(buf + n, cap - n,
+                     " pause=%.2f/s:%.0f..%.0fms stop=%.2f/s<=%.0fms "
+                     "oneway=%.2f/s",
+                     f->pause_rate, ms_of(f->pause_min_ns),
+                     ms_of(f->pause_max_ns), f->stop_rate,
+                     ms_of(f->stop_deadline_ns), f->oneway_rate);
+    }
 }
 
 static bool generator_active(const mp_sim_faults *f)
 {
     return f->reset_rate > 0 || f->partition_rate > 0 || f->clog_rate > 0 ||
-           f->kill_rate > 0;
+           f->kill_rate > 0 || f->pause_rate > 0 || f->stop_rate > 0 ||
+           f->oneway_rate > 0;
 }
 
 void sim_faults_start(mp_sim *sim)
@@ -190,6 +236,75 @@ static void gen_kill(mp_sim *sim)
     }
 }
 
+/* Processes the generator may pause or stop: killable, running, neither
+ * paused nor stopping; and no more than the kill limit of them unavailable
+ * (killed, paused or stopping because of the generator) at once. */
+static bool proc_fault_target(mp_sim *sim, const sim_proc *p)
+{
+    return p->killable && p->state == PROC_RUNNING && !p->stopping &&
+           !sim_proc_paused(sim, p);
+}
+
+static sim_proc *pick_proc_target(mp_sim *sim)
+{
+    int killable = 0, down = 0, candidates = 0;
+    for (int i = 0; i < sim->nprocs; i++) {
+        sim_proc *p = sim->procs[i];
+        if (!p->killable) continue;
+        killable++;
+        if ((p->killed_by_gen && p->state != PROC_RUNNING) || p->stopping ||
+            sim_proc_paused(sim, p))
+            down++;
+        if (proc_fault_target(sim, p)) candidates++;
+    }
+    int limit = killable / 2 > 1 ? killable / 2 : 1;
+    if (candidates == 0 || down >= limit) return NULL;
+    uint64_t k = mp_prng_below(&sim->rng_faults, (uint64_t)candidates);
+    for (int i = 0; i < sim->nprocs; i++) {
+        sim_proc *p = sim->procs[i];
+        if (!proc_fault_target(sim, p)) continue;
+        if (k-- == 0) return p;
+    }
+    return NULL;
+}
+
+static void gen_pause(mp_sim *sim)
+{
+    sim_proc *p = pick_proc_target(sim);
+    if (!p) return;
+    const mp_sim_faults *f = &sim->faults;
+    uint64_t lo = f->pause_min_ns, hi = f->pause_max_ns;
+    if (hi < lo) hi = lo;
+    uint64_t d = lo + mp_prng_below(&sim->rng_faults, hi - lo + 1);
+    if (d == 0) return;
+    mp_sim_pause(sim, p->pid, d);
+    MP_SOMETIMES(true, "sim.fault.pause");
+    if (f->long_fault_ns && d >= f->long_fault_ns + f->long_fault_ns / 2)
+        MP_SOMETIMES(true, "sim.fault.pause_long");
+}
+
+static void gen_stop(mp_sim *sim)
+{
+    sim_proc *p = pick_proc_target(sim);
+    if (!p) return;
+    const mp_sim_faults *f = &sim->faults;
+    uint64_t deadline = f->stop_deadline_ns ? f->stop_deadline_ns
+                                            : 2 * MP_SIM_NS_PER_S;
+    uint64_t delay = mp_prng_below(&sim->rng_faults, f->restart_max_ns + 1);
+    if (mp_sim_stop(sim, p->pid, deadline, delay) == MP_OK)
+        MP_SOMETIMES(true, "sim.fault.stop");
+}
+
+static void gen_oneway(mp_sim *sim)
+{
+    if (sim->nprocs < 2) return;
+    int a = (int)mp_prng_below(&sim->rng_faults, (uint64_t)sim->nprocs);
+    int b = (int)mp_prng_below(&sim->rng_faults, (uint64_t)sim->nprocs - 1);
+    if (b >= a) b++;
+    uint64_t d = duration_upto(sim, sim->faults.partition_max_ns, 500 * MS);
+    mp_sim_partition_oneway(sim, a, b, d);
+}
+
 void sim_faults_on_tick(mp_sim *sim, sim_event *ev)
 {
     sim->tick_scheduled = false;
@@ -200,10 +315,18 @@ void sim_faults_on_tick(mp_sim *sim, sim_event *ev)
     bool clog = fires(sim, f->clog_rate);
     bool reset = fires(sim, f->reset_rate);
     bool kill = fires(sim, f->kill_rate);
+    /* Process faults draw only when on (fires() draws nothing at rate 0),
+     * so worlds without them see the same stream as before. */
+    bool pause = fires(sim, f->pause_rate);
+    bool stop = fires(sim, f->stop_rate);
+    bool oneway = fires(sim, f->oneway_rate);
     if (part) gen_partition(sim);
     if (clog) gen_clog(sim);
     if (reset) gen_reset(sim);
     if (kill) gen_kill(sim);
+    if (pause) gen_pause(sim);
+    if (stop) gen_stop(sim);
+    if (oneway) gen_oneway(sim);
     sim->tick_scheduled = true;
     sim_ev_push(sim, ev, sim->now + FAULT_TICK_NS); /* reuse the event */
 }
@@ -225,20 +348,26 @@ int mp_sim_partition(mp_sim *sim, int pid_a, int pid_b, uint64_t duration_ns)
     if (!sim_proc_get(sim, pid_a) || !sim_proc_get(sim, pid_b))
         return MP_ENOTFOUND;
     if (pid_a == pid_b) return MP_EINVAL;
-    if (sim->nparts == sim->parts_cap) {
-        int cap = sim->parts_cap ? sim->parts_cap * 2 : 8;
-        sim_partition *np = realloc(sim->parts, (size_t)cap * sizeof *np);
-        if (!np) return MP_ENOMEM;
-        sim->parts = np;
-        sim->parts_cap = cap;
-    }
-    uint64_t until = UINT64_MAX;
-    if (duration_ns) {
-        until = sim->now + duration_ns;
-        if (until < sim->now) until = UINT64_MAX;
-    }
-    sim->parts[sim->nparts++] = (sim_partition){pid_a, pid_b, until};
+    int rc = sim_partition_add(sim, pid_a, pid_b, false, duration_ns);
+    if (rc != MP_OK) return rc;
     sim->stats.partitions++;
+    if (sim->faults.long_fault_ns && duration_ns >= sim->faults.long_fault_ns)
+        MP_SOMETIMES(true, "sim.fault.partition_long");
+    return MP_OK;
+}
+
+int mp_sim_partition_oneway(mp_sim *sim, int from_pid, int to_pid,
+                            uint64_t duration_ns)
+{
+    if (!sim_proc_get(sim, from_pid) || !sim_proc_get(sim, to_pid))
+        return MP_ENOTFOUND;
+    if (from_pid == to_pid) return MP_EINVAL;
+    int rc = sim_partition_add(sim, from_pid, to_pid, true, duration_ns);
+    if (rc != MP_OK) return rc;
+    sim->stats.oneway_partitions++;
+    MP_SOMETIMES(true, "sim.fault.partition_oneway");
+    if (sim->faults.long_fault_ns && duration_ns >= sim->faults.long_fault_ns)
+        MP_SOMETIMES(true, "sim.fault.partition_oneway_long");
     return MP_OK;
 }
 
@@ -276,6 +405,7 @@ void mp_sim_heal(mp_sim *sim)
     mp_sim_faults *f = &sim->faults;
     sim->healed = true;
     f->reset_rate = f->partition_rate = f->clog_rate = f->kill_rate = 0;
+    f->pause_rate = f->stop_rate = f->oneway_rate = 0;
     f->connect_fail_p = 0;
     f->latency_tail_p = 0;
     f->buggify = false;

@@ -69,6 +69,7 @@ typedef enum sim_ev_kind {
     EV_CLOSE_DONE,   /* stream or listener close completion */
     EV_FAULT_TICK,   /* fault generator */
     EV_WORLD,        /* mp_sim_schedule callback */
+    EV_EXIT,         /* a stopping process exits (or its deadline passed) */
     EV_KIND_COUNT_
 } sim_ev_kind;
 
@@ -202,10 +203,14 @@ typedef struct sim_proc {
     sim_env *env;
     void *disk;
     uint64_t clog_until; /* 0 = not clogged; UINT64_MAX = until healed */
+    uint64_t paused_until; /* events of it before this time wait for it */
+    bool stopping;         /* mp_sim_stop asked, exit pending */
+    uint64_t stop_restart_delay;
 } sim_proc;
 
 typedef struct sim_partition {
     int a, b;
+    bool oneway; /* only a -> b is cut */
     uint64_t until; /* UINT64_MAX = until healed */
 } sim_partition;
 
@@ -279,6 +284,7 @@ sim_event *sim_ev_by_id(mp_sim *sim, mp_timer_id id);
 mp_timer_id sim_ev_id(const sim_event *ev);
 void sim_proc_kill(mp_sim *sim, sim_proc *p, bool reset_conns);
 int sim_schedule_boot(mp_sim *sim, sim_proc *p, uint64_t delay_ns);
+bool sim_proc_paused(mp_sim *sim, const sim_proc *p);
 uint64_t sim_hash_bytes(const uint8_t *p, size_t n);
 
 static inline sim_proc *sim_proc_get(mp_sim *sim, int pid)
@@ -298,6 +304,8 @@ void sim_env_free(sim_env *env);
 /* ---- sim_net.c ------------------------------------------------------------ */
 uint64_t sim_net_latency(mp_sim *sim);
 bool sim_net_blocked(mp_sim *sim, int a, int b, uint64_t *until);
+int sim_partition_add(mp_sim *sim, int a, int b, bool oneway,
+                      uint64_t duration_ns);
 sim_stream *sim_stream_new(sim_env *env, sim_conn *c, int side,
                            const char *peer);
 void sim_stream_free(mp_sim *sim, sim_stream *s);
@@ -331,5 +339,6 @@ void mp_sites_reset_(void);
 #define SIM_STREAM_BUGGIFY 0x62756767ull     /* "bugg" */
 #define SIM_STREAM_WORLD 0x776f726c64ull     /* "world" */
 #define SIM_STREAM_SITES 0x7369746573ull     /* "sites" */
+#define SIM_STREAM_PROCFAULTS 0x70726f63ull  /* "proc" */
 
 #endif

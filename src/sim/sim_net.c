@@ -63,6 +63,8 @@ uint64_t sim_net_latency(mp_sim *sim)
 
 /* ---- partitions and clogs --------------------------------------------------- */
 
+/* Whether bytes from a to b are cut (two-way partitions in either order,
+ * one-way ones only as a -> b). */
 static bool partitioned(mp_sim *sim, int a, int b, uint64_t *until)
 {
     bool hit = false;
@@ -73,7 +75,8 @@ static bool partitioned(mp_sim *sim, int a, int b, uint64_t *until)
             sim->parts[i] = sim->parts[--sim->nparts];
             continue;
         }
-        if ((p->a == a && p->b == b) || (p->a == b && p->b == a)) {
+        if ((p->a == a && p->b == b) ||
+            (!p->oneway && p->a == b && p->b == a)) {
             hit = true;
             u = max_u64(u, p->until);
         }
@@ -91,6 +94,24 @@ static bool clogged(mp_sim *sim, int a, int b, uint64_t *until)
     if (pb && pb->clog_until > sim->now) u = max_u64(u, pb->clog_until);
     if (until) *until = u;
     return u != 0;
+}
+
+int sim_partition_add(mp_sim *sim, int a, int b, bool oneway,
+                      uint64_t duration_ns)
+{
+    if (sim->nparts == sim->parts_cap) {
+        int cap = sim->parts_cap ? sim->parts_cap * 2 : 8;
+        sim_partition *np = realloc(sim->parts, (size_t)cap * sizeof *np);
+        if (!np) return MP_ENOMEM;
+        sim->parts = np;
+        sim->parts_cap = cap;
+    }
+    uint64_t until = UINT64_MAX;
+    if (duration_ns) {
+        until = after(sim, duration_ns);
+    }
+    sim->parts[sim->nparts++] = (sim_partition){a, b, oneway, until};
+    return MP_OK;
 }
 
 bool sim_net_blocked(mp_sim *sim, int a, int b, uint64_t *until)
@@ -494,7 +515,8 @@ void sim_net_on_connect(mp_sim *sim, sim_event *ev)
     }
     int lpid = l->senv->pid;
     uint64_t until = 0;
-    if (lpid != ev->pid && partitioned(sim, ev->pid, lpid, NULL)) {
+    if (lpid != ev->pid && (partitioned(sim, ev->pid, lpid, NULL) ||
+                            partitioned(sim, lpid, ev->pid, NULL))) {
         uint64_t t = after(sim, CONNECT_TIMEOUT_MIN_NS +
                                     mp_prng_below(&sim->rng_net,
                                                   CONNECT_TIMEOUT_SPAN_NS));
@@ -510,6 +532,11 @@ void sim_net_on_connect(mp_sim *sim, sim_event *ev)
                                                       CONNECT_TIMEOUT_SPAN_NS));
             connect_fail_at(sim, ev, MP_ETIMEDOUT, t);
         }
+        return;
+    }
+    if (sim_proc_paused(sim, sim->procs[lpid])) {
+        /* Nobody accepts while the listener is paused: the SYN waits. */
+        sim_ev_push(sim, ev, sim->procs[lpid]->paused_until);
         return;
     }
     if (mp_prng_chance(&sim->rng_net, sim->faults.connect_fail_p)) {

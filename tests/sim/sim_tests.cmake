@@ -57,3 +57,15 @@ add_test(NAME cli.sim.list COMMAND $<TARGET_FILE:moonpool> sim --list)
 set_tests_properties(cli.sim.badflag cli.sim.badrange cli.sim.list PROPERTIES
                      TIMEOUT 60 LABELS cli)
 set_tests_properties(cli.sim.list PROPERTIES PASS_REGULAR_EXPRESSION "pingpong")
+
+# Issue 11 oracle (workloads/exec_record.c): every execution of every call
+# observed; pauses, graceful restarts, one-way and long partitions. EXPECTED
+# TO FAIL until the runtime fix lands (on branch h4: 266 of 300 seeds fail,
+# mostly I1 "at most once" via client-only failover; seed 101 crashes with a
+# use-after-free of the node in runq drain after mp_node_shutdown's callback).
+# Enable once fixed:
+#   add_test(NAME sim.exec.seeds
+#            COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds 1..300)
+#   add_test(NAME sim.exec.determinism
+#            COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds 1..50
+#                    --check-determinism)

@@ -90,7 +90,7 @@ static void slot_teardown(void *state)
     s->node = NULL;
 }
 
-static const mp_sim_process_ops slot_ops = {slot_boot, slot_teardown};
+static const mp_sim_process_ops slot_ops = {slot_boot, slot_teardown, NULL};
 
 sc_cluster *sc_create(const sc_options *o)
 {

@@ -30,7 +30,7 @@ static int boot(mp_env *env, void *arg, uint32_t inc, void **state)
     return 0;
 }
 static void teardown_proc(void *state) {}
-static const mp_sim_process_ops ops = {boot, teardown_proc};
+static const mp_sim_process_ops ops = {boot, teardown_proc, NULL};
 
 static int setup(void **state)
 {

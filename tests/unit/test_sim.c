@@ -103,14 +103,14 @@ static int timer_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 
 static void noop_teardown(void *state) { (void)state; }
 
-static const mp_sim_process_ops timer_ops = {timer_boot, noop_teardown};
+static const mp_sim_process_ops timer_ops = {timer_boot, noop_teardown, NULL};
 
 static int idle_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 {
     *state = arg;
     return 0;
 }
-static const mp_sim_process_ops idle_ops = {idle_boot, noop_teardown};
+static const mp_sim_process_ops idle_ops = {idle_boot, noop_teardown, NULL};
 
 static void test_timers_order(void **unused)
 {
@@ -242,7 +242,7 @@ static void srv_teardown(void *state)
     x->l = NULL;
 }
 
-static const mp_sim_process_ops srv_ops = {srv_boot, srv_teardown};
+static const mp_sim_process_ops srv_ops = {srv_boot, srv_teardown, NULL};
 
 static void cli_closed(void *ud) { ((xfer *)ud)->closes++; }
 
@@ -298,7 +298,7 @@ static int cli_boot(mp_env *env, void *arg, uint32_t inc, void **state)
     return 0;
 }
 
-static const mp_sim_process_ops cli_ops = {cli_boot, noop_teardown};
+static const mp_sim_process_ops cli_ops = {cli_boot, noop_teardown, NULL};
 
 static void test_stream_exchange(void **unused)
 {
@@ -434,7 +434,7 @@ static void p_teardown(void *state)
     if (n->l) mp_listener_close(n->l, NULL, NULL);
 }
 
-static const mp_sim_process_ops p_ops = {p_boot, p_teardown};
+static const mp_sim_process_ops p_ops = {p_boot, p_teardown, NULL};
 
 static void write_str(mp_stream *s, const char *text)
 {
@@ -733,7 +733,7 @@ static void cn_teardown(void *state)
     free(n);
 }
 
-static const mp_sim_process_ops cn_ops = {cn_boot, cn_teardown};
+static const mp_sim_process_ops cn_ops = {cn_boot, cn_teardown, NULL};
 
 static cnode protos[16];
 
@@ -1111,7 +1111,7 @@ static void cs_teardown(void *state)
     c->l = NULL;
 }
 
-static const mp_sim_process_ops cs_ops = {cs_boot, cs_teardown};
+static const mp_sim_process_ops cs_ops = {cs_boot, cs_teardown, NULL};
 
 static void suicide(void *ud)
 {

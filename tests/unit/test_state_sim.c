@@ -174,7 +174,7 @@ static int db_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 
 static void db_teardown(void *state) { mp_storage_free_now(state); }
 
-static const mp_sim_process_ops db_ops = {db_boot, db_teardown};
+static const mp_sim_process_ops db_ops = {db_boot, db_teardown, NULL};
 
 static mp_storage *db(world *w)
 {
@@ -568,7 +568,7 @@ static int idle_boot(mp_env *env, void *arg, uint32_t inc, void **state)
     return 0;
 }
 static void idle_teardown(void *state) {}
-static const mp_sim_process_ops idle_ops = {idle_boot, idle_teardown};
+static const mp_sim_process_ops idle_ops = {idle_boot, idle_teardown, NULL};
 
 static void shut_cb(void *ud) { (*(int *)ud)++; }
 

@@ -163,7 +163,7 @@ static void sp_teardown(void *state)
     sf->f.env = NULL;
 }
 
-static const mp_sim_process_ops sp_ops = {sp_boot, sp_teardown};
+static const mp_sim_process_ops sp_ops = {sp_boot, sp_teardown, NULL};
 
 static bool flag_pred(void *ud) { return *(const int *)ud != 0; }
 

@@ -151,7 +151,7 @@ static void teardown(void *state)
     free(p);
 }
 
-static const mp_sim_process_ops OPS = {boot, teardown};
+static const mp_sim_process_ops OPS = {boot, teardown, NULL};
 
 static proc *proc_of(world *w, int i) { return mp_sim_process_state(w->sim, w->pids[i]); }
 
@@ -494,7 +494,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 
 static void node_teardown(void *state) { mp_node_free_now(state); }
 
-static const mp_sim_process_ops NODE_OPS = {node_boot, node_teardown};
+static const mp_sim_process_ops NODE_OPS = {node_boot, node_teardown, NULL};
 
 /* Two members exchange load reports every 100 ms; a partition silences
  * them and the configured 450 ms (not the default 10 s) closes the
@@ -596,7 +596,7 @@ static int cfg_boot(mp_env *env, void *arg, uint32_t inc, void **state)
 
 static void cfg_teardown(void *state) { (void)state; }
 
-static const mp_sim_process_ops CFG_OPS = {cfg_boot, cfg_teardown};
+static const mp_sim_process_ops CFG_OPS = {cfg_boot, cfg_teardown, NULL};
 
 static void test_config_validation(void **state)
 {

@@ -289,7 +289,7 @@ static void teardown(void *state)
     free(p);
 }
 
-static const mp_sim_process_ops OPS = {boot, teardown};
+static const mp_sim_process_ops OPS = {boot, teardown, NULL};
 
 /* ---- fault driver (world-level events) ---------------------------------- */
 

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "moonpool/status.h"
+#include "moonpool/units.h"
 
 #ifdef __cplusplus
 extern "C" {

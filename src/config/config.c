@@ -157,6 +157,7 @@ static const char *quote(char *buf, size_t cap, const char *p, size_t n)
 
 /* The origin as shown in messages: its last 100 bytes (a file name is at
  * the end of its path) so the reason itself is never cut off. */
+__attribute__((format(printf, 4, 0)))
 static void set_error(mp_config_error *err, const char *origin, int line,
                       const char *fmt, va_list ap)
 {

@@ -55,6 +55,7 @@
 #include <stdint.h>
 
 #include "moonpool/env.h"
+#include "moonpool/limits.h"
 #include "moonpool/node.h"
 
 #ifdef __cplusplus
@@ -63,9 +64,10 @@ extern "C" {
 
 #define MP_CONFIG_MAX_SIZE (1024u * 1024u) /* bytes of config text */
 #define MP_CONFIG_MAX_LINE 4096u           /* bytes per line, without EOL */
-#define MP_CONFIG_NAMESPACE_MAX 64u
-#define MP_CONFIG_ADDR_MAX 64u             /* "host:port" text */
-#define MP_CONFIG_MAX_MEMBERS 256u         /* = MP_MAX_MEMBERS (node.h) */
+/* Defaults of the keys below: moonpool/limits.h (the API uses the same). */
+#define MP_CONFIG_NAMESPACE_MAX ((unsigned)MP_ACTOR_PART_MAX) /* as the API */
+#define MP_CONFIG_ADDR_MAX ((unsigned)MP_ADDR_MAX)     /* "host:port" text */
+#define MP_CONFIG_MAX_MEMBERS ((unsigned)MP_MAX_MEMBERS)
 
 typedef enum mp_config_storage {
     MP_CONFIG_STORAGE_SQLITE = 0, /* default; path defaults to data_dir/state.db */

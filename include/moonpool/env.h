@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "moonpool/status.h"
+#include "moonpool/units.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -265,7 +266,7 @@ double mp_env_random_unit(mp_env *env);
 void mp_env_log(mp_env *env, mp_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mp_env_vlog(mp_env *env, mp_log_level level, const char *fmt,
-                 va_list ap);
+                 va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* Parse "debug" | "info" | "warn" | "error" | "off". Returns 0 or MP_EINVAL. */
 int mp_log_level_parse(const char *text, mp_log_level *out);

@@ -21,12 +21,11 @@
 
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
+#include "moonpool/limits.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define MP_MAX_MEMBERS 256
 
 typedef struct mp_node_config {
     const char *cluster_namespace; /* [A-Za-z0-9_.-]; copied */
@@ -34,7 +33,7 @@ typedef struct mp_node_config {
     const char *const *members;    /* static member list; copied */
     size_t member_count;           /* 1 .. MP_MAX_MEMBERS */
     uint32_t incarnation;          /* grows on every restart; >= 1 */
-    uint64_t call_timeout_ns;      /* default 30 s */
+    uint64_t call_timeout_ns;      /* default 30 s (limits.h has every default) */
     uint64_t idle_timeout_ns;      /* default 10 min */
     /* Peer liveness (transport): a connection that wrote nothing for
      * heartbeat_ns sends a keep-alive; one that received nothing for
@@ -47,7 +46,8 @@ typedef struct mp_node_config {
     uint64_t peer_timeout_ns;
     uint32_t max_message;          /* bytes per frame; default 1 MiB */
     uint32_t max_pending_calls;    /* default 1,000,000: MP_EQUEUEFULL past */
-    size_t mailbox_warn_depth;     /* 0: no hook */
+    size_t mailbox_warn_depth;     /* default MP_DEFAULT_MAILBOX_WARN_DEPTH
+                                      (limits.h), as in a config file; 0: off */
     /* Called when an activation's mailbox depth reaches mailbox_warn_depth
      * (once per crossing). May be NULL. `actor` is valid only during the
      * call (copy it to keep it). */

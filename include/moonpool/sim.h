@@ -35,6 +35,7 @@
 
 #include "moonpool/buggify.h"
 #include "moonpool/env.h"
+#include "moonpool/units.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,8 +43,9 @@ extern "C" {
 
 typedef struct mp_sim mp_sim;
 
-#define MP_SIM_NS_PER_MS 1000000ull
-#define MP_SIM_NS_PER_S 1000000000ull
+/* Older names of MP_NS_PER_MS / MP_NS_PER_SEC (moonpool/units.h). */
+#define MP_SIM_NS_PER_MS MP_NS_PER_MS
+#define MP_SIM_NS_PER_S MP_NS_PER_SEC
 
 /* Fault intensities. All zero: a perfect network with fixed base latency. */
 typedef struct mp_sim_faults {

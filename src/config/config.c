@@ -32,15 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NS_PER_MS 1000000ull
-#define NS_PER_S (1000ull * NS_PER_MS)
-#define NS_PER_MIN (60ull * NS_PER_S)
-#define NS_PER_H (60ull * NS_PER_MIN)
-
-#define KIB 1024ull
-#define MIB (1024ull * KIB)
-#define GIB (1024ull * MIB)
-
 /* Longest list line the formatter writes before wrapping (readability only;
  * the parser's bound is MP_CONFIG_MAX_LINE). */
 #define FORMAT_WRAP 76
@@ -84,13 +75,13 @@ static const keydef keys[K_COUNT_] = {
     [K_PROVIDER] = {SEC_STORAGE, "provider", V_PROVIDER, 0, 0},
     [K_PATH] = {SEC_STORAGE, "path", V_TEXT, 0, 0},
     [K_CONNINFO] = {SEC_STORAGE, "conninfo", V_TEXT, 0, 0},
-    [K_CALL] = {SEC_TIMEOUTS, "call", V_DURATION, NS_PER_MS, 24 * NS_PER_H},
-    [K_IDLE] = {SEC_TIMEOUTS, "idle", V_DURATION, NS_PER_S, 7 * 24 * NS_PER_H},
-    [K_SHUTDOWN] = {SEC_TIMEOUTS, "shutdown", V_DURATION, NS_PER_MS, NS_PER_H},
-    [K_HEARTBEAT] = {SEC_TIMEOUTS, "heartbeat", V_DURATION, 10 * NS_PER_MS, NS_PER_H},
+    [K_CALL] = {SEC_TIMEOUTS, "call", V_DURATION, MP_NS_PER_MS, 24 * MP_NS_PER_HOUR},
+    [K_IDLE] = {SEC_TIMEOUTS, "idle", V_DURATION, MP_NS_PER_SEC, 7 * 24 * MP_NS_PER_HOUR},
+    [K_SHUTDOWN] = {SEC_TIMEOUTS, "shutdown", V_DURATION, MP_NS_PER_MS, MP_NS_PER_HOUR},
+    [K_HEARTBEAT] = {SEC_TIMEOUTS, "heartbeat", V_DURATION, 10 * MP_NS_PER_MS, MP_NS_PER_HOUR},
     /* 0 disables it; otherwise > 2 x heartbeat (validate) */
-    [K_PEER_TIMEOUT] = {SEC_TIMEOUTS, "peer_timeout", V_DURATION, 0, 24 * NS_PER_H},
-    [K_MAX_MESSAGE] = {SEC_LIMITS, "max_message", V_SIZE, 4 * KIB, GIB},
+    [K_PEER_TIMEOUT] = {SEC_TIMEOUTS, "peer_timeout", V_DURATION, 0, 24 * MP_NS_PER_HOUR},
+    [K_MAX_MESSAGE] = {SEC_LIMITS, "max_message", V_SIZE, 4 * MP_KIB, MP_MAX_MESSAGE_LIMIT_BYTES},
     [K_MAX_PENDING] = {SEC_LIMITS, "max_pending_calls", V_COUNT, 1, 1000000000ull},
     [K_MAILBOX_WARN] = {SEC_LIMITS, "mailbox_warn_depth", V_COUNT, 0, 1000000000ull},
 };
@@ -166,6 +157,7 @@ static const char *quote(char *buf, size_t cap, const char *p, size_t n)
 
 /* The origin as shown in messages: its last 100 bytes (a file name is at
  * the end of its path) so the reason itself is never cut off. */
+__attribute__((format(printf, 4, 0)))
 static void set_error(mp_config_error *err, const char *origin, int line,
                       const char *fmt, va_list ap)
 {
@@ -279,9 +271,9 @@ typedef struct unitdef {
 } unitdef;
 
 static const unitdef duration_units[] = {
-    {"h", NS_PER_H}, {"m", NS_PER_MIN}, {"s", NS_PER_S}, {"ms", NS_PER_MS}, {NULL, 0}};
+    {"h", MP_NS_PER_HOUR}, {"m", MP_NS_PER_MIN}, {"s", MP_NS_PER_SEC}, {"ms", MP_NS_PER_MS}, {NULL, 0}};
 static const unitdef size_units[] = {
-    {"GiB", GIB}, {"MiB", MIB}, {"KiB", KIB}, {"B", 1}, {NULL, 0}};
+    {"GiB", MP_GIB}, {"MiB", MP_MIB}, {"KiB", MP_KIB}, {"B", 1}, {NULL, 0}};
 
 /* Canonical text of a value: the largest unit that divides it exactly. */
 static void format_units(char *buf, size_t cap, uint64_t v, const unitdef *u)
@@ -684,14 +676,14 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     ps->section = -1;
     ps->log_level = MP_LOG_INFO;
     ps->storage = MP_CONFIG_STORAGE_SQLITE;
-    ps->num[K_CALL] = 30 * NS_PER_S;
-    ps->num[K_IDLE] = 10 * NS_PER_MIN;
-    ps->num[K_SHUTDOWN] = 10 * NS_PER_S;
-    ps->num[K_HEARTBEAT] = NS_PER_S;
-    ps->num[K_PEER_TIMEOUT] = 10 * NS_PER_S;
-    ps->num[K_MAX_MESSAGE] = MIB;
-    ps->num[K_MAX_PENDING] = 1000000;
-    ps->num[K_MAILBOX_WARN] = 10000;
+    ps->num[K_CALL] = MP_DEFAULT_CALL_TIMEOUT_NS;
+    ps->num[K_IDLE] = MP_DEFAULT_IDLE_TIMEOUT_NS;
+    ps->num[K_SHUTDOWN] = MP_DEFAULT_SHUTDOWN_TIMEOUT_NS;
+    ps->num[K_HEARTBEAT] = MP_DEFAULT_HEARTBEAT_NS;
+    ps->num[K_PEER_TIMEOUT] = MP_DEFAULT_PEER_TIMEOUT_NS;
+    ps->num[K_MAX_MESSAGE] = MP_DEFAULT_MAX_MESSAGE_BYTES;
+    ps->num[K_MAX_PENDING] = MP_DEFAULT_MAX_PENDING_CALLS;
+    ps->num[K_MAILBOX_WARN] = MP_DEFAULT_MAILBOX_WARN_DEPTH;
 
     int rc = MP_OK;
     size_t pos = 0;

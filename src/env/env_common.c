@@ -46,8 +46,8 @@ void mp_env_vlog(mp_env *env, mp_log_level level, const char *fmt, va_list ap)
     char line[1024];
     uint64_t now = mp_env_now(env);
     int n = snprintf(line, sizeof line, "%llu.%06llu %s %s: ",
-                     (unsigned long long)(now / 1000000000ull),
-                     (unsigned long long)(now % 1000000000ull / 1000ull),
+                     (unsigned long long)(now / MP_NS_PER_SEC),
+                     (unsigned long long)(now % MP_NS_PER_SEC / MP_NS_PER_US),
                      env->name ? env->name : "-", level_names[level]);
     if (n < 0) return;
     if ((size_t)n < sizeof line) vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);

@@ -117,7 +117,6 @@
 #define UE_READ_BUF_SIZE (64u * 1024u)
 #define UE_INLINE_IOV 8
 #define UE_NONE UINT32_MAX
-#define UE_NS_PER_MS 1000000ull
 /* now_ns reads served from the cache before the clock is read again inside
  * one callback (see "Time"). */
 #define UE_NOW_REUSE 64u
@@ -392,7 +391,7 @@ static void tick_update(ue_env *env)
          * timeout, so an absolute target makes a stale uv_now harmless. */
         uint64_t abs_ns = env->origin_ns + deadline;
         if (abs_ns < deadline) abs_ns = UINT64_MAX;
-        uint64_t due_ms = abs_ns / UE_NS_PER_MS + (abs_ns % UE_NS_PER_MS != 0);
+        uint64_t due_ms = abs_ns / MP_NS_PER_MS + (abs_ns % MP_NS_PER_MS != 0);
         uint64_t loop_ms = uv_now(env->loop);
         timeout = due_ms > loop_ms ? due_ms - loop_ms : 1;
     }

@@ -268,7 +268,7 @@ static void begin_shutdown(host *H, const char *why)
     }
     H->shutting_down = true;
     mp_env_log(H->env, MP_LOG_INFO, "%s: shutting down (deadline %" PRIu64 " ms)", why,
-               H->shutdown_ns / 1000000);
+               (uint64_t)(H->shutdown_ns / MP_NS_PER_MS));
     if (H->node) {
         mp_node_shutdown(H->node, H->shutdown_ns, node_down, H);
     } else {

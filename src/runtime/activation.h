@@ -36,11 +36,11 @@
 #include <string.h>
 
 #include "moonpool/actor.h"
+#include "moonpool/limits.h" /* MP_ADDR_MAX */
 #include "moonpool/storage.h"
 #include "util/list.h"
 
 #define MP_MSG_INLINE 64 /* payload bytes stored inside the message */
-#define MP_ADDR_MAX 64   /* node address text ("host:port") */
 
 typedef enum mp_act_state {
     MP_ACT_CREATING = 0,

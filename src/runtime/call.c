@@ -128,7 +128,7 @@ int mp_node_request_stats(mp_node *n, const char *member_addr, mp_reply_cb cb,
     mp_frame f;
     mp__frame_init(&f, MP_FRAME_SYSTEM);
     f.method = mp_sys_method(MP_SYS_STATS);
-    f.ttl_ms = (uint32_t)(n->call_timeout_ns / NS_PER_MS);
+    f.ttl_ms = (uint32_t)(n->call_timeout_ns / MP_NS_PER_MS);
     int rc = mp_calls_add(&n->calls, n->call_timeout_ns, cb, ud, &f.correlation_id);
     if (rc < 0) return rc;
     rc = mp__send_frame(n, mp_dir_addr(&n->dir, (size_t)idx), &f);

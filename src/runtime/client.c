@@ -25,7 +25,7 @@ static bool client_retryable(int status)
 /* Every member is tried once per round; a call then waits a little before
  * the next round (the cluster may be restarting), up to its deadline. */
 #define CLIENT_ROUNDS 4
-#define CLIENT_ROUND_PAUSE_NS (100ull * NS_PER_MS)
+#define CLIENT_ROUND_PAUSE_NS (100ull * MP_NS_PER_MS)
 
 static void ccall_cb(void *ud, int status, const void *data, size_t len);
 static void client_next(mp_node *n, mp_ccall *cc, int status,
@@ -36,7 +36,7 @@ static int client_frame(mp_node *n, const mp_msg *m, size_t gw, uint64_t corr)
     uint64_t now = mp_env_now(n->env);
     if (m->deadline && now >= m->deadline) return MP_ETIMEDOUT;
     uint64_t remaining = m->deadline ? m->deadline - now : n->call_timeout_ns;
-    uint64_t ttl_ms = (remaining + NS_PER_MS - 1) / NS_PER_MS;
+    uint64_t ttl_ms = (remaining + MP_NS_PER_MS - 1) / MP_NS_PER_MS;
     if (ttl_ms > UINT32_MAX) ttl_ms = UINT32_MAX;
     mp_frame f;
     mp__frame_init(&f, corr ? MP_FRAME_REQUEST : MP_FRAME_ONEWAY);

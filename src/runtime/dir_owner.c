@@ -148,7 +148,7 @@ static void register_common(const sys_req *q, bool rereg)
             c->act_id = r.act_id;
             snprintf(c->peer, sizeof c->peer, "%s", q->peer);
             c->timer = mp_env_timer_start(
-                n->env, mp_env_random_below(n->env, 20 * NS_PER_MS) + 1,
+                n->env, mp_env_random_below(n->env, 20 * MP_NS_PER_MS) + 1,
                 delayed_register, c);
             if (c->timer) return;
             mp__ctx_free(c);

@@ -56,10 +56,11 @@ void mp_node_config_init(mp_node_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->incarnation = 1;
-    cfg->call_timeout_ns = DEFAULT_CALL_TIMEOUT_NS;
-    cfg->idle_timeout_ns = DEFAULT_IDLE_TIMEOUT_NS;
-    cfg->max_message = MP_FRAME_DEFAULT_MAX;
-    cfg->max_pending_calls = 1000000;
+    cfg->call_timeout_ns = MP_DEFAULT_CALL_TIMEOUT_NS;
+    cfg->idle_timeout_ns = MP_DEFAULT_IDLE_TIMEOUT_NS;
+    cfg->max_message = MP_DEFAULT_MAX_MESSAGE_BYTES;
+    cfg->max_pending_calls = MP_DEFAULT_MAX_PENDING_CALLS;
+    cfg->mailbox_warn_depth = MP_DEFAULT_MAILBOX_WARN_DEPTH;
 }
 
 static bool ident_ok(const char *s, size_t max)
@@ -125,9 +126,9 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     snprintf(n->ns, sizeof n->ns, "%s", cfg->cluster_namespace);
     snprintf(n->self_addr, sizeof n->self_addr, "%s", cfg->self_addr);
     n->incarnation = cfg->incarnation;
-    n->call_timeout_ns = cfg->call_timeout_ns ? cfg->call_timeout_ns : DEFAULT_CALL_TIMEOUT_NS;
-    n->idle_timeout_ns = cfg->idle_timeout_ns ? cfg->idle_timeout_ns : DEFAULT_IDLE_TIMEOUT_NS;
-    n->max_message = cfg->max_message ? cfg->max_message : MP_FRAME_DEFAULT_MAX;
+    n->call_timeout_ns = cfg->call_timeout_ns ? cfg->call_timeout_ns : MP_DEFAULT_CALL_TIMEOUT_NS;
+    n->idle_timeout_ns = cfg->idle_timeout_ns ? cfg->idle_timeout_ns : MP_DEFAULT_IDLE_TIMEOUT_NS;
+    n->max_message = cfg->max_message ? cfg->max_message : MP_DEFAULT_MAX_MESSAGE_BYTES;
     n->heartbeat_ns = cfg->heartbeat_ns;
     n->peer_timeout_ns = cfg->peer_timeout_ns;
     n->max_pending_calls = cfg->max_pending_calls;

@@ -48,7 +48,7 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
     m->forward_count = f->forward_count;
     m->flags = f->flags;
     m->remote_in = true;
-    m->deadline = mp_env_now(n->env) + (uint64_t)f->ttl_ms * NS_PER_MS;
+    m->deadline = mp_env_now(n->env) + (uint64_t)f->ttl_ms * MP_NS_PER_MS;
     size_t pl = strlen(peer);
     if (pl > MP_ADDR_MAX) pl = MP_ADDR_MAX;
     memcpy(m->peer, peer, pl);

@@ -28,7 +28,7 @@
  * before the activation's messages fail with "directory unreachable". */
 #define REGISTER_ATTEMPTS 3
 /* A recovering owner answers "busy": ask again this much later. */
-#define BUSY_RETRY_NS (200ull * NS_PER_MS)
+#define BUSY_RETRY_NS (200ull * MP_NS_PER_MS)
 
 static void register_timer(void *ud);
 static void rereg_retry_fire(void *ud);
@@ -227,9 +227,9 @@ void mp__start_register(mp_node *n, mp_actor *a)
     assert(a->state == MP_ACT_CREATING && !a->timer);
     uint64_t delay = 0;
     if (a->register_attempts > 0)
-        delay = (uint64_t)a->register_attempts * 50 * NS_PER_MS;
+        delay = (uint64_t)a->register_attempts * 50 * MP_NS_PER_MS;
     else if (MP_BUGGIFY_P(0.2))
-        delay = mp_env_random_below(n->env, 10 * NS_PER_MS) + 1;
+        delay = mp_env_random_below(n->env, 10 * MP_NS_PER_MS) + 1;
     if (delay) {
         a->timer = mp_env_timer_start(n->env, delay, register_timer, a);
         if (a->timer) return;

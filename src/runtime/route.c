@@ -258,7 +258,7 @@ static void lookup_done(mp_node *n, const mp_ref *ref, int status,
             return;
         }
         p->attempts++;
-        uint64_t d = 50 * NS_PER_MS << (p->attempts < 5 ? p->attempts : 5);
+        uint64_t d = 50 * MP_NS_PER_MS << (p->attempts < 5 ? p->attempts : 5);
         d += mp_env_random_below(n->env, d / 2 + 1);
         p->retry = mp_env_timer_start(n->env, d, lookup_retry, p);
         if (!p->retry) {

@@ -50,6 +50,8 @@
 #include "actor/calls.h"
 #include "directory/directory.h"
 #include "moonpool/env.h"
+#include "moonpool/limits.h"
+#include "moonpool/units.h"
 #include "moonpool/node.h"
 #include "runtime/activation.h"
 #include "runtime/catalog.h"
@@ -62,19 +64,19 @@
 
 /* Load reports: fresh enough for placement (see directory.h), cheap (one
  * 8-byte frame per peer). */
-#define MP_LOAD_INTERVAL_NS (100ull * 1000 * 1000)
+#define MP_LOAD_INTERVAL_NS (100ull * MP_NS_PER_MS)
 /* After a restart (incarnation > 1) this node's directory partition is
  * empty while the activations it owned still live on other nodes. For this
  * long it answers "busy, retry" instead of "not found", so the survivors
  * (who re-register on learning of the restart, within a load interval)
  * win back their entries before anyone places a second activation. */
-#define MP_DIR_RECOVERY_NS (5000ull * 1000 * 1000)
+#define MP_DIR_RECOVERY_NS (5ull * MP_NS_PER_SEC)
 /* A re-registration that got no answer (its frame went down with a
  * connection) is sent again after this, while its activation lives. It
  * must land within the owner's recovery time, which covers a partition
  * (up to 2 s in the simulator) plus the transport's reconnect backoff
  * (up to 2 s); see the bank-durable workload. */
-#define MP_REREG_RETRY_NS (100ull * 1000 * 1000)
+#define MP_REREG_RETRY_NS (100ull * MP_NS_PER_MS)
 #define MP_REREG_ATTEMPTS 60
 #define MP_MAX_FORWARDS 2
 #define MP_PERSIST_BUCKETS 40
@@ -205,10 +207,6 @@ struct mp_node {
     uint64_t persist_hist[MP_PERSIST_BUCKETS];
     uint64_t persist_count;
 };
-
-#define NS_PER_MS 1000000ull
-#define DEFAULT_CALL_TIMEOUT_NS (30ull * 1000 * NS_PER_MS)
-#define DEFAULT_IDLE_TIMEOUT_NS (600ull * 1000 * NS_PER_MS)
 
 /* Routing trace at debug level (off by default: one level check). */
 #define MP__DBG(n, ...)                                                       \

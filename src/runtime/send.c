@@ -22,7 +22,7 @@
 /* Directory requests are idempotent (lookups, first-wins registration that
  * a node may repeat for itself), so a short timeout and a retry beat waiting
  * long for a frame lost with a broken connection. */
-#define SYS_TIMEOUT_MAX_NS (1000ull * NS_PER_MS)
+#define SYS_TIMEOUT_MAX_NS (1000ull * MP_NS_PER_MS)
 
 mp_ctx *mp__ctx_new(mp_node *n, uint8_t kind, const mp_ref *ref)
 {
@@ -122,7 +122,7 @@ static void delayed_fire(void *ud)
 bool mp__delay_msg(mp_node *n, mp_msg *m, uint8_t kind, uint16_t member,
                       uint16_t flags)
 {
-    uint64_t d = mp_env_random_below(n->env, 20 * NS_PER_MS) + 1;
+    uint64_t d = mp_env_random_below(n->env, 20 * MP_NS_PER_MS) + 1;
     m->delay_kind = kind;
     m->delay_member = member;
     m->delay_flags = flags;
@@ -157,7 +157,7 @@ void mp__send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
             return;
     }
     uint64_t remaining = m->deadline ? m->deadline - now : n->call_timeout_ns;
-    uint64_t ttl_ms = (remaining + NS_PER_MS - 1) / NS_PER_MS;
+    uint64_t ttl_ms = (remaining + MP_NS_PER_MS - 1) / MP_NS_PER_MS;
     if (ttl_ms > UINT32_MAX) ttl_ms = UINT32_MAX;
 
     mp_frame f;
@@ -246,7 +246,7 @@ int mp__send_system(mp_node *n, size_t member, mp_sys_kind kind,
     f.method = mp_sys_method(kind);
     if (ref) f.target = mp_bytes_make(ref->id, ref->len);
     f.payload = mp_bytes_make(payload, (uint32_t)len);
-    f.ttl_ms = (uint32_t)(sys_timeout(n) / NS_PER_MS);
+    f.ttl_ms = (uint32_t)(sys_timeout(n) / MP_NS_PER_MS);
     if (ctx) {
         ctx->member = (uint16_t)member;
         int rc = mp_calls_add(&n->calls, sys_timeout(n), cb, ctx,

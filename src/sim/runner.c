@@ -42,8 +42,8 @@
 #include "moonpool/sim.h"
 #include "moonpool/sim_workload.h"
 
-#define DEFAULT_CHAOS_NS (10 * MP_SIM_NS_PER_S)
-#define DEFAULT_HEAL_NS (30 * MP_SIM_NS_PER_S)
+#define DEFAULT_CHAOS_NS (10 * MP_NS_PER_SEC)
+#define DEFAULT_HEAL_NS (30 * MP_NS_PER_SEC)
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -64,7 +64,7 @@ static FILE *out_of(const mp_sim_run_opts *o) { return o->out ? o->out : stdout;
 /* Exact decimal seconds for a duration, so a replay line reproduces it. */
 static void fmt_seconds(uint64_t ns, char *buf, size_t cap)
 {
-    uint64_t s = ns / MP_SIM_NS_PER_S, frac = ns % MP_SIM_NS_PER_S;
+    uint64_t s = ns / MP_NS_PER_SEC, frac = ns % MP_NS_PER_SEC;
     if (frac == 0) {
         snprintf(buf, cap, "%" PRIu64, s);
         return;
@@ -122,15 +122,15 @@ static void seed_faults_base(const mp_sim_run_opts *o, uint64_t seed,
     }
     *f = defaults.faults;
     f->latency_tail_p = 0.01;
-    f->latency_tail_ns = 200 * MP_SIM_NS_PER_MS;
+    f->latency_tail_ns = 200 * MP_NS_PER_MS;
     f->connect_fail_p = 0.02;
     f->reset_rate = 0.05;
     f->partition_rate = 0.05;
-    f->partition_max_ns = 2 * MP_SIM_NS_PER_S;
+    f->partition_max_ns = 2 * MP_NS_PER_SEC;
     f->clog_rate = 0.05;
-    f->clog_max_ns = 500 * MP_SIM_NS_PER_MS;
+    f->clog_max_ns = 500 * MP_NS_PER_MS;
     f->kill_rate = 0.03;
-    f->restart_max_ns = 2 * MP_SIM_NS_PER_S;
+    f->restart_max_ns = 2 * MP_NS_PER_SEC;
     f->buggify = o->buggify;
 }
 
@@ -518,7 +518,7 @@ static void print_outcome(FILE *f, uint64_t seed, const seed_outcome *o,
     fprintf(f, "seed %" PRIu64 ": %s (trace 0x%016" PRIx64 ", events %" PRIu64
                ", sim %.1f s)\n",
             seed, status, o->trace_hash, o->events,
-            (double)o->sim_ns / (double)MP_SIM_NS_PER_S);
+            (double)o->sim_ns / (double)MP_NS_PER_SEC);
 }
 
 /* ---- the seed set --------------------------------------------------------- */
@@ -656,7 +656,7 @@ int mp_sim_run_seeds(const mp_sim_workload *w, const mp_sim_run_opts *opts,
                 "speed: %" PRIu64 " events in %.2f s wall = %.0f events/s, "
                 "%.1f sim-s/wall-s, %.1f seeds/min\n",
                 r->events, wall, (double)r->events / wall,
-                (double)r->sim_ns / (double)MP_SIM_NS_PER_S / wall,
+                (double)r->sim_ns / (double)MP_NS_PER_SEC / wall,
                 (double)nseeds * 60.0 / wall);
     }
     fprintf(f, "%" PRIu64 " passed, %" PRIu64 " failed\n", r->passed, r->failed);

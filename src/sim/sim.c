@@ -785,8 +785,8 @@ const char *mp_sim_trace_label(mp_sim *sim, uint64_t i)
     const char *kn = l->kind < EV_KIND_COUNT_ ? kind_names[l->kind] : "?";
     snprintf(sim->label_buf, sizeof sim->label_buf,
              "%s pid=%d t=%llu.%09llu", kn, (int)l->pid,
-             (unsigned long long)(l->time / MP_SIM_NS_PER_S),
-             (unsigned long long)(l->time % MP_SIM_NS_PER_S));
+             (unsigned long long)(l->time / MP_NS_PER_SEC),
+             (unsigned long long)(l->time % MP_NS_PER_SEC));
     return sim->label_buf;
 }
 

@@ -27,9 +27,9 @@
 
 #include "sim/sim_internal.h"
 
-#define FAULT_TICK_NS (10 * MP_SIM_NS_PER_MS)
-#define MS MP_SIM_NS_PER_MS
-#define US 1000ull
+#define FAULT_TICK_NS (10 * MP_NS_PER_MS)
+#define MS MP_NS_PER_MS
+#define US MP_NS_PER_US
 
 void mp_sim_config_init(mp_sim_config *cfg)
 {
@@ -157,7 +157,7 @@ static bool fires(mp_sim *sim, double rate)
 {
     if (rate <= 0) return false;
     return mp_prng_chance(&sim->rng_faults,
-                          rate * ((double)FAULT_TICK_NS / MP_SIM_NS_PER_S));
+                          rate * ((double)FAULT_TICK_NS / MP_NS_PER_SEC));
 }
 
 static uint64_t duration_upto(mp_sim *sim, uint64_t max_ns, uint64_t dflt)

@@ -36,8 +36,8 @@
 
 #include "sim/sim_internal.h"
 
-#define CONNECT_TIMEOUT_MIN_NS (50 * MP_SIM_NS_PER_MS)
-#define CONNECT_TIMEOUT_SPAN_NS (450 * MP_SIM_NS_PER_MS)
+#define CONNECT_TIMEOUT_MIN_NS (50 * MP_NS_PER_MS)
+#define CONNECT_TIMEOUT_SPAN_NS (450 * MP_NS_PER_MS)
 
 static inline uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 static inline uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }

@@ -100,8 +100,8 @@ void mp_always_failed_(mp_site *site)
                     "always-assertion '%s' failed at %s:%d (sim time "
                     "%llu.%09llu s)",
                     name, site->file, site->line,
-                    (unsigned long long)(t / MP_SIM_NS_PER_S),
-                    (unsigned long long)(t % MP_SIM_NS_PER_S));
+                    (unsigned long long)(t / MP_NS_PER_SEC),
+                    (unsigned long long)(t % MP_NS_PER_SEC));
         return;
     }
     fprintf(stderr, "moonpool: always-assertion '%s' failed at %s:%d\n", name,

@@ -36,6 +36,7 @@
 #include "moonpool/env_uv.h"
 #include "storage/batch.h"
 #include "util/crc32c.h"
+#include "util/endian.h"
 
 #define PG_RETRIES 5
 
@@ -72,28 +73,13 @@ static void pg_free_ctx(pg_ctx *c)
 
 static void pg_shutdown(void *ctx) { pg_free_ctx(ctx); }
 
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (unsigned char)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return v;
-}
-
 /* Integer field of a binary result: int8 (8 bytes) only. */
 static bool field_i64(const PGresult *r, int col, int64_t *out)
 {
     if (PQgetisnull(r, 0, col) || PQgetlength(r, 0, col) != 8 ||
         PQftype(r, col) != 20 /* INT8OID */)
         return false;
-    *out = (int64_t)get_be64((const unsigned char *)PQgetvalue(r, 0, col));
+    *out = (int64_t)mp_get_be64((const unsigned char *)PQgetvalue(r, 0, col));
     return true;
 }
 
@@ -145,17 +131,17 @@ static pg_out exec_op(pg_ctx *c, mp_storage_op *op)
     case MP_SOP_CLEAR:
         q = op->expected_etag ? Q_DELETE : Q_EXISTS;
         nparams = op->expected_etag ? 2 : 1;
-        put_be64(etag_be, op->expected_etag);
+        mp_put_be64(etag_be, op->expected_etag);
         vals[1] = (const char *)etag_be;
         lens[1] = 8;
         fmts[1] = 1;
         break;
     case MP_SOP_SAVE:
     default: {
-        put_be64(inc_be, op->writer.incarnation);
-        put_be64(act_be, op->writer.activation);
-        put_be64(crc_be, mp_crc32c(op->data, op->len));
-        put_be64(etag_be, op->expected_etag);
+        mp_put_be64(inc_be, op->writer.incarnation);
+        mp_put_be64(act_be, op->writer.activation);
+        mp_put_be64(crc_be, mp_crc32c(op->data, op->len));
+        mp_put_be64(etag_be, op->expected_etag);
         static const char empty[1] = {0};
         const char *data = op->len ? (const char *)op->data : empty;
         int base;
@@ -302,7 +288,7 @@ static uint64_t pg_run(void *ctx, mp_storage_op **ops, size_t n)
     for (int attempt = 0; attempt < PG_RETRIES; attempt++) {
         if (attempt > 0) {
             /* Back off before a retry (deadlock with a third party). */
-            struct timespec ts = {0, (long)attempt * 5 * 1000 * 1000};
+            struct timespec ts = {0, (long)(attempt * 5 * MP_NS_PER_MS)};
             nanosleep(&ts, NULL);
         }
         if (!ensure_conn(c)) break;

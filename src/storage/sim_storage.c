@@ -51,8 +51,8 @@ typedef struct sim_storage {
 void mp_storage_sim_config_init(mp_storage_sim_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->latency_min_ns = 50 * 1000ull;
-    cfg->latency_max_ns = 2 * 1000 * 1000ull;
+    cfg->latency_min_ns = 50 * MP_NS_PER_US;
+    cfg->latency_max_ns = 2 * MP_NS_PER_MS;
     cfg->kill_apply_p = 0.5;
     cfg->buggify = true;
 }
@@ -169,7 +169,7 @@ static int sim_submit(mp_storage *s, mp_storage_op *op)
     uint64_t lo = ss->cfg.latency_min_ns, hi = ss->cfg.latency_max_ns;
     if (hi < lo) hi = lo;
     uint64_t lat = lo + mp_env_random_below(env, hi - lo + 1);
-    if (ss->cfg.buggify && MP_BUGGIFY_P(0.05)) lat += 100 * 1000 * 1000ull;
+    if (ss->cfg.buggify && MP_BUGGIFY_P(0.05)) lat += 100 * MP_NS_PER_MS;
     uint64_t now = mp_env_now(env);
     uint64_t due = now + lat;
     if (due < ss->last_due) due = ss->last_due;

@@ -66,7 +66,7 @@
 /* The busy handler's pauses: from SQ_BUSY_MIN_NS doubling up to
  * SQ_BUSY_MAX_NS (see sq_busy). */
 #define SQ_BUSY_MIN_NS 20000ull  /* 20 us */
-#define SQ_BUSY_MAX_NS 500000ull /* 0.5 ms */
+#define SQ_BUSY_MAX_NS (500 * MP_NS_PER_US)
 
 typedef struct sq_ctx {
     sqlite3 *db;
@@ -109,7 +109,7 @@ static uint64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return (uint64_t)ts.tv_sec * MP_NS_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 /* SQLite's busy handler: another connection holds the lock we need.

@@ -9,6 +9,8 @@
 #include <assert.h>
 #include <string.h>
 
+#include "util/endian.h"
+
 static int ns_char(uint8_t c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -31,25 +33,6 @@ static int addr_valid(const uint8_t *p, size_t len)
     return 1;
 }
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
 int mp_hello_encode(const mp_hello *h, uint8_t *buf, size_t cap, size_t *written)
 {
     if (written) *written = 0;
@@ -60,17 +43,17 @@ int mp_hello_encode(const mp_hello *h, uint8_t *buf, size_t cap, size_t *written
     size_t need = 2 + 2 + h->ns.len + 2 + h->addr.len + 4;
     if (cap < need) return MP_EINVAL;
     uint8_t *p = buf;
-    put_u16(p, h->version);
+    mp_put_le16(p, h->version);
     p += 2;
-    put_u16(p, (uint16_t)h->ns.len);
+    mp_put_le16(p, (uint16_t)h->ns.len);
     p += 2;
     memcpy(p, h->ns.ptr, h->ns.len);
     p += h->ns.len;
-    put_u16(p, (uint16_t)h->addr.len);
+    mp_put_le16(p, (uint16_t)h->addr.len);
     p += 2;
     memcpy(p, h->addr.ptr, h->addr.len);
     p += h->addr.len;
-    put_u32(p, h->incarnation);
+    mp_put_le32(p, h->incarnation);
     p += 4;
     assert((size_t)(p - buf) == need);
     *written = need;
@@ -83,12 +66,12 @@ int mp_hello_decode(const uint8_t *p, size_t len, mp_hello *out)
     memset(out, 0, sizeof *out);
     size_t pos = 0;
     if (len < 2) return MP_ETRUNCATED;
-    out->version = get_u16(p);
+    out->version = mp_get_le16(p);
     pos = 2;
     if (out->version != MP_HELLO_VERSION) return MP_EVERSION;
 
     if (len - pos < 2) return MP_ETRUNCATED;
-    uint16_t ns_len = get_u16(p + pos);
+    uint16_t ns_len = mp_get_le16(p + pos);
     pos += 2;
     if (ns_len == 0 || ns_len > MP_HELLO_MAX_NS) return MP_EPROTO;
     if (len - pos < ns_len) return MP_ETRUNCATED;
@@ -97,7 +80,7 @@ int mp_hello_decode(const uint8_t *p, size_t len, mp_hello *out)
     pos += ns_len;
 
     if (len - pos < 2) return MP_ETRUNCATED;
-    uint16_t addr_len = get_u16(p + pos);
+    uint16_t addr_len = mp_get_le16(p + pos);
     pos += 2;
     if (addr_len == 0 || addr_len > MP_HELLO_MAX_ADDR) return MP_EPROTO;
     if (len - pos < addr_len) return MP_ETRUNCATED;
@@ -106,7 +89,7 @@ int mp_hello_decode(const uint8_t *p, size_t len, mp_hello *out)
     pos += addr_len;
 
     if (len - pos < 4) return MP_ETRUNCATED;
-    out->incarnation = get_u32(p + pos);
+    out->incarnation = mp_get_le32(p + pos);
     pos += 4;
     if (out->incarnation == 0) return MP_EPROTO;
     if (pos != len) return MP_EPROTO;

@@ -35,7 +35,7 @@
 
 #define MP_HELLO_VERSION 1u
 #define MP_HELLO_MAX_NS 128u
-#define MP_HELLO_MAX_ADDR 64u
+#define MP_HELLO_MAX_ADDR ((unsigned)MP_ADDR_MAX) /* moonpool/limits.h */
 #define MP_HELLO_MAX_REASON 160u
 /* Largest HELLO payload: version + two length-prefixed fields + incarnation. */
 #define MP_HELLO_MAX_PAYLOAD (2u + 2u + MP_HELLO_MAX_NS + 2u + MP_HELLO_MAX_ADDR + 4u)

@@ -97,8 +97,7 @@
 /* Incoming connections still in handshake, beyond which accepts are closed
  * at once: an unknown client cannot make us hold unbounded state. */
 #define MAX_UNATTRIBUTED 1024u
-#define BUGGIFY_FLUSH_DELAY_NS 2000000ull /* 2 ms */
-#define MIN_HEARTBEAT_NS 1000000ull      /* 1 ms */
+#define BUGGIFY_FLUSH_DELAY_NS (2 * MP_NS_PER_MS)
 /* The keep-alive frame: an empty system frame with its method. */
 #define KA_FRAME_CAP (MP_FRAME_MIN_SIZE + sizeof MP_KEEPALIVE_METHOD)
 
@@ -536,7 +535,7 @@ static void conn_open(conn *c, uint32_t inc)
         uint64_t gone = mp_env_now(t->env) - p->outage_since;
         mp_env_log(t->env, MP_LOG_INFO,
                    "transport: reconnected to %s after %u failed attempt%s (%.1f s)", p->addr,
-                   (unsigned)p->fails, p->fails == 1 ? "" : "s", (double)gone / 1e9);
+                   (unsigned)p->fails, p->fails == 1 ? "" : "s", (double)gone / (double)MP_NS_PER_SEC);
     }
     p->fails = 0;
     p->in_outage = false;
@@ -1042,7 +1041,7 @@ static void on_hb_tick(void *ud)
         /* Our own loop stalled: replies may sit unread behind this timer. */
         mp_env_log(t->env, MP_LOG_DEBUG,
                    "transport: heartbeat tick %.3f s late (loop stalled): no peer judged",
-                   (double)(now - t->hb_due) / 1e9);
+                   (double)(now - t->hb_due) / (double)MP_NS_PER_SEC);
         judge = false;
     }
     bool open = false;
@@ -1056,7 +1055,7 @@ static void on_hb_tick(void *ud)
         if (judge && now - c->last_recv >= limit) {
             char why[MP_HELLO_MAX_REASON + 1];
             snprintf(why, sizeof why, "no bytes from %s for %.3g s", c->p->addr,
-                     (double)(now - c->last_recv) / 1e9);
+                     (double)(now - c->last_recv) / (double)MP_NS_PER_SEC);
             c->p->st.peer_timeouts++;
             MP_SOMETIMES(true, "transport.peer_timeout");
             conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
@@ -1089,13 +1088,13 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->self_addr = NULL;
     cfg->incarnation = 1;
     cfg->max_frame = MP_FRAME_DEFAULT_MAX;
-    cfg->backoff_initial_ns = 10000000ull;
-    cfg->backoff_max_ns = 2000000000ull;
-    cfg->handshake_timeout_ns = 5000000000ull;
-    cfg->max_queue_frames = 65536;
-    cfg->max_queue_bytes = 64ull * 1024 * 1024;
-    cfg->heartbeat_ns = 1000000000ull;
-    cfg->peer_timeout_ns = 10000000000ull;
+    cfg->backoff_initial_ns = MP_DEFAULT_BACKOFF_INITIAL_NS;
+    cfg->backoff_max_ns = MP_DEFAULT_BACKOFF_MAX_NS;
+    cfg->handshake_timeout_ns = MP_DEFAULT_HANDSHAKE_TIMEOUT_NS;
+    cfg->max_queue_frames = MP_DEFAULT_PEER_QUEUE_FRAMES;
+    cfg->max_queue_bytes = MP_DEFAULT_PEER_QUEUE_BYTES;
+    cfg->heartbeat_ns = MP_DEFAULT_HEARTBEAT_NS;
+    cfg->peer_timeout_ns = MP_DEFAULT_PEER_TIMEOUT_NS;
 }
 
 const char *mp_transport_liveness_error(uint64_t heartbeat_ns,
@@ -1107,7 +1106,7 @@ const char *mp_transport_liveness_error(uint64_t heartbeat_ns,
     uint64_t pt = peer_timeout_ns ? peer_timeout_ns : d.peer_timeout_ns;
     /* Keep-alives leave up to one heartbeat apart: a timeout of two leaves
      * room for latency; less would close healthy idle connections. */
-    if (hb < MIN_HEARTBEAT_NS || hb > UINT64_MAX / 4) return "heartbeat_ns must be >= 1 ms";
+    if (hb < MP_MIN_HEARTBEAT_NS || hb > UINT64_MAX / 4) return "heartbeat_ns must be >= 1 ms";
     if (pt != MP_TRANSPORT_NO_PEER_TIMEOUT && pt <= 2 * hb)
         return "peer_timeout_ns must be more than twice heartbeat_ns";
     return NULL;

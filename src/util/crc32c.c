@@ -14,6 +14,7 @@
  * is correct on any byte order and any alignment.
  */
 #include "util/crc32c.h"
+#include "util/endian.h"
 
 #include <string.h>
 
@@ -387,18 +388,13 @@ static const uint32_t crc32c_table[8][256] = {
     },
 };
 
-static inline uint32_t load_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 uint32_t mp_crc32c_sw_update(uint32_t crc, const void *data, size_t len)
 {
     const uint8_t *p = data;
     uint32_t c = ~crc;
     while (len >= 8) {
-        uint32_t lo = load_le32(p) ^ c;
-        uint32_t hi = load_le32(p + 4);
+        uint32_t lo = mp_get_le32(p) ^ c;
+        uint32_t hi = mp_get_le32(p + 4);
         c = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
             crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^
             crc32c_table[3][hi & 0xff] ^ crc32c_table[2][(hi >> 8) & 0xff] ^

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 
 #include "util/crc32c.h"
+#include "util/endian.h"
 
 /* Bytes needed to judge a prefix: length, magic, version. */
 #define PREFIX_LEN 9u
@@ -53,43 +54,6 @@ _Static_assert(PREFIX_LEN < MP_FRAME_MIN_SIZE, "prefix fits in every frame");
 static const uint8_t magic_bytes[4] = {
     (uint8_t)(MP_FRAME_MAGIC & 0xff), (uint8_t)((MP_FRAME_MAGIC >> 8) & 0xff),
     (uint8_t)((MP_FRAME_MAGIC >> 16) & 0xff), (uint8_t)(MP_FRAME_MAGIC >> 24)};
-
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static inline void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static inline uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* ---- shared rules ------------------------------------------------------- */
 
@@ -129,7 +93,7 @@ static int check_prefix(const uint8_t *p, size_t avail, uint32_t max_frame, size
     for (size_t i = OFF_MAGIC; i < mend; i++)
         if (p[i] != magic_bytes[i - OFF_MAGIC]) return MP_EBADMAGIC;
     if (avail < OFF_MAGIC + 4) return 0;
-    uint64_t total = (uint64_t)get32(p) + 4;
+    uint64_t total = (uint64_t)mp_get_le32(p) + 4;
     if (total > max_frame) return MP_ETOOBIG;
     if (total < MP_FRAME_MIN_SIZE) return MP_ETRUNCATED;
     if (avail < PREFIX_LEN) return 0;
@@ -147,7 +111,7 @@ typedef struct reader {
 static int rd_u16(reader *r, uint16_t *v)
 {
     if (r->end - r->pos < 2) return MP_ETRUNCATED;
-    *v = get16(r->p + r->pos);
+    *v = mp_get_le16(r->p + r->pos);
     r->pos += 2;
     return 0;
 }
@@ -155,7 +119,7 @@ static int rd_u16(reader *r, uint16_t *v)
 static int rd_u32(reader *r, uint32_t *v)
 {
     if (r->end - r->pos < 4) return MP_ETRUNCATED;
-    *v = get32(r->p + r->pos);
+    *v = mp_get_le32(r->p + r->pos);
     r->pos += 4;
     return 0;
 }
@@ -183,19 +147,19 @@ static int decode_whole(const uint8_t *p, size_t frame_len, mp_frame *out)
 {
     assert(frame_len >= MP_FRAME_MIN_SIZE);
     size_t crc_at = frame_len - 4;
-    if (mp_crc32c(p + OFF_MAGIC, crc_at - OFF_MAGIC) != get32(p + crc_at)) return MP_ECHECKSUM;
+    if (mp_crc32c(p + OFF_MAGIC, crc_at - OFF_MAGIC) != mp_get_le32(p + crc_at)) return MP_ECHECKSUM;
 
     /* No memset of *out: it is ~700 bytes, mostly cache-update slots that
      * only the first cache_update_count of are meaningful; every other field
      * is assigned below. That alone is a third of the decode time. */
     uint8_t kind = p[OFF_KIND];
-    int32_t status = (int32_t)get32(p + OFF_STATUS);
+    int32_t status = (int32_t)mp_get_le32(p + OFF_STATUS);
     if (!kind_ok(kind) || p[OFF_RESERVED] != 0 || !status_ok(kind, status)) return MP_EPROTO;
     out->kind = kind;
-    out->flags = get16(p + OFF_FLAGS);
-    out->correlation_id = get64(p + OFF_CORR);
+    out->flags = mp_get_le16(p + OFF_FLAGS);
+    out->correlation_id = mp_get_le64(p + OFF_CORR);
     out->forward_count = p[OFF_FWD];
-    out->ttl_ms = get32(p + OFF_TTL);
+    out->ttl_ms = mp_get_le32(p + OFF_TTL);
     out->status = status;
 
     reader r = {p, MP_FRAME_FIXED_HEADER, crc_at};
@@ -264,7 +228,7 @@ static int validate_for_encode(const mp_frame *f)
 static uint8_t *put_str16(uint8_t *w, mp_bytes b)
 {
     assert(b.len <= UINT16_MAX);
-    put16(w, (uint16_t)b.len);
+    mp_put_le16(w, (uint16_t)b.len);
     w += 2;
     if (b.len) memcpy(w, b.ptr, b.len);
     return w + b.len;
@@ -283,33 +247,33 @@ int mp_frame_encode(const mp_frame *f, uint8_t *buf, size_t cap, size_t *written
     if (size > cap) return MP_EINVAL;
 
     uint8_t *w = buf;
-    put32(w, (uint32_t)(size - 4));
-    put32(w + OFF_MAGIC, MP_FRAME_MAGIC);
+    mp_put_le32(w, (uint32_t)(size - 4));
+    mp_put_le32(w + OFF_MAGIC, MP_FRAME_MAGIC);
     w[OFF_VERSION] = MP_FRAME_VERSION;
     w[OFF_KIND] = f->kind;
-    put16(w + OFF_FLAGS, f->flags);
-    put64(w + OFF_CORR, f->correlation_id);
+    mp_put_le16(w + OFF_FLAGS, f->flags);
+    mp_put_le64(w + OFF_CORR, f->correlation_id);
     w[OFF_FWD] = f->forward_count;
     w[OFF_RESERVED] = 0;
-    put32(w + OFF_TTL, f->ttl_ms);
-    put32(w + OFF_STATUS, (uint32_t)f->status);
+    mp_put_le32(w + OFF_TTL, f->ttl_ms);
+    mp_put_le32(w + OFF_STATUS, (uint32_t)f->status);
     w += MP_FRAME_FIXED_HEADER;
     w = put_str16(w, f->target);
     w = put_str16(w, f->sender);
     w = put_str16(w, f->method);
-    put16(w, f->cache_update_count);
+    mp_put_le16(w, f->cache_update_count);
     w += 2;
     for (unsigned i = 0; i < f->cache_update_count; i++) {
         w = put_str16(w, f->cache_updates[i].actor_id);
         w = put_str16(w, f->cache_updates[i].addr);
-        put32(w, f->cache_updates[i].incarnation);
+        mp_put_le32(w, f->cache_updates[i].incarnation);
         w += 4;
     }
-    put32(w, f->payload.len);
+    mp_put_le32(w, f->payload.len);
     w += 4;
     if (f->payload.len) memcpy(w, f->payload.ptr, f->payload.len);
     w += f->payload.len;
-    put32(w, mp_crc32c(buf + OFF_MAGIC, (size_t)(w - buf) - OFF_MAGIC));
+    mp_put_le32(w, mp_crc32c(buf + OFF_MAGIC, (size_t)(w - buf) - OFF_MAGIC));
     w += 4;
     assert((uint64_t)(w - buf) == size);
     *written = (size_t)size;

@@ -78,6 +78,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "moonpool/limits.h"
 #include "moonpool/status.h"
 
 #define MP_FRAME_MAGIC 0x4C4F504Du /* "MPOL" as bytes on the wire */
@@ -94,10 +95,10 @@
 /* Sizes. MP_FRAME_MIN_SIZE is a frame with every variable field empty. */
 #define MP_FRAME_FIXED_HEADER 30u /* length .. status inclusive */
 #define MP_FRAME_MIN_SIZE 46u     /* fixed header + 4 u16 + u32 + crc */
-#define MP_FRAME_DEFAULT_MAX (1024u * 1024u) /* 1 MiB, whole frame */
+#define MP_FRAME_DEFAULT_MAX MP_DEFAULT_MAX_MESSAGE_BYTES /* 1 MiB, whole frame */
 /* Largest max_frame accepted by any function here: keeps every size sum far
  * from overflow even where size_t is 32 bits. */
-#define MP_FRAME_MAX_LIMIT (1024u * 1024u * 1024u)
+#define MP_FRAME_MAX_LIMIT MP_MAX_MESSAGE_LIMIT_BYTES
 
 typedef enum mp_frame_kind {
     MP_FRAME_REQUEST = 1,

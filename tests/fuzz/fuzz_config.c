@@ -101,6 +101,8 @@ static void check_invariants(const mp_config *c)
     if (rc == MP_OK) CHECK(nc.self_addr == c->address && nc.member_count == c->member_count);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size); /* libFuzzer entry */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mp_config c;

@@ -38,7 +38,8 @@ void sc_options_init(sc_options *o)
     memset(o, 0, sizeof *o);
     mp_sim_config_init(&o->sim);
     o->sim.log_level = MP_LOG_ERROR;
-    o->addr_format = "10.0.0.%d:4000";
+    o->addr_net = "10.0.0.";
+    o->addr_port = 4000;
     o->ns = "t";
     o->boot_ns = 1 * SC_MS;
 }
@@ -109,7 +110,8 @@ sc_cluster *sc_create(const sc_options *o)
         s->c = c;
         s->idx = i;
         s->pid = -1;
-        snprintf(s->addr, sizeof s->addr, o->addr_format, i + 1);
+        snprintf(s->addr, sizeof s->addr, "%s%d:%u", o->addr_net, i + 1,
+                 (unsigned)o->addr_port);
         c->members[i] = s->addr;
     }
     return c;

@@ -14,7 +14,7 @@
  *
  * Node i (0-based) is member i for i < members; clients get the indices
  * after the members, in the order they were added. Member i's address is
- * addr_format with i + 1 ("10.0.0.1:4000", ...).
+ * addr_net, i + 1 and addr_port ("10.0.0.1:4000", ...).
  *
  * Other processes (a database server, a hand-built node) are spawned with
  * mp_sim_spawn on sc_sim(c): the harness only owns the nodes it booted.
@@ -42,7 +42,8 @@ typedef struct sc_options {
      * sc_options_init sets log_level to MP_LOG_ERROR). */
     mp_sim_config sim;
     int members;             /* member nodes (0 .. SC_MAX_NODES) */
-    const char *addr_format; /* printf format of member i + 1's address */
+    const char *addr_net; /* member i's address: addr_net, i + 1, ":", addr_port */
+    uint16_t addr_port;
     const char *ns;          /* cluster namespace of every node */
     /* Registered on every member, in order; NULL-terminated. */
     const mp_actor_type *types[SC_MAX_TYPES + 1];

@@ -44,7 +44,8 @@ static sc_cluster *cluster_up(int nodes)
     o.sim.seed = 7;
     o.sim.log_level = MP_LOG_WARN; /* mp_sim_config_init's level */
     o.members = nodes;
-    o.addr_format = "10.0.9.%d:4600";
+    o.addr_net = "10.0.9.";
+    o.addr_port = 4600;
     o.types[0] = mp_bank_account_type();
     o.boot_ns = 100 * MP_SIM_NS_PER_MS;
     o.before_free = release_bank_node;

@@ -47,7 +47,7 @@ typedef struct mp_node_config {
     uint32_t max_message;          /* bytes per frame; default 1 MiB */
     uint32_t max_pending_calls;    /* default 1,000,000: MP_EQUEUEFULL past */
     size_t mailbox_warn_depth;     /* default MP_DEFAULT_MAILBOX_WARN_DEPTH
-                                      (limits.h), as in a config file; 0: off */
+                                      (10,000, as in a config file); 0: no hook */
     /* Called when an activation's mailbox depth reaches mailbox_warn_depth
      * (once per crossing). May be NULL. `actor` is valid only during the
      * call (copy it to keep it). */

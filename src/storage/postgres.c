@@ -76,6 +76,10 @@ static void pg_shutdown(void *ctx) { pg_free_ctx(ctx); }
 /* Integer field of a binary result: int8 (8 bytes) only. */
 static bool field_i64(const PGresult *r, int col, int64_t *out)
 {
+    assert(r && out && col >= 0);
+    /* The column count is the server's answer: checked, not asserted (a
+     * column past it reads as NULL anyway). */
+    if (col >= PQnfields(r)) return false;
     if (PQgetisnull(r, 0, col) || PQgetlength(r, 0, col) != 8 ||
         PQftype(r, col) != 20 /* INT8OID */)
         return false;
@@ -85,7 +89,9 @@ static bool field_i64(const PGresult *r, int col, int64_t *out)
 
 static int prepare_all(pg_ctx *c)
 {
+    assert(c && c->conn);
     for (int i = 0; i < Q_COUNT; i++) {
+        assert(q_name[i] && q_sql[i]);
         PGresult *r = PQprepare(c->conn, q_name[i], q_sql[i], 0, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
@@ -97,6 +103,7 @@ static int prepare_all(pg_ctx *c)
 /* Run a command without parameters; true if it succeeded. */
 static bool simple(pg_ctx *c, const char *sql)
 {
+    assert(c && c->conn && sql);
     PGresult *r = PQexec(c->conn, sql);
     ExecStatusType st = PQresultStatus(r);
     PQclear(r);
@@ -108,6 +115,7 @@ typedef enum { PG_OK, PG_RETRY, PG_FAIL } pg_out;
 
 static pg_out classify(PGresult *r)
 {
+    assert(r);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001")))
         return PG_RETRY;
@@ -120,6 +128,11 @@ static pg_out exec_op(pg_ctx *c, mp_storage_op *op)
     const char *vals[6];
     int lens[6], fmts[6];
     int q, nparams;
+    assert(c && c->conn);
+    assert(mp__storage_op_valid(op));
+    /* pg_run reset the result before this attempt. */
+    assert(op->status == 0 && !op->out_data && op->out_len == 0 && op->etag == 0);
+    assert(op->len <= (size_t)INT32_MAX && op->key_len <= (size_t)INT32_MAX);
     vals[0] = op->key;
     lens[0] = (int)op->key_len;
     fmts[0] = 0; /* key as text */
@@ -166,6 +179,9 @@ static pg_out exec_op(pg_ctx *c, mp_storage_op *op)
         break;
     }
     }
+    assert(q >= 0 && q < Q_COUNT && nparams >= 1 && nparams <= 6);
+    assert(q != Q_LOAD || op->kind == MP_SOP_LOAD);
+    assert((q != Q_DELETE && q != Q_UPDATE) || op->expected_etag != 0);
     PGresult *r = PQexecPrepared(c->conn, q_name[q], nparams, vals, lens, fmts,
                                  1 /* binary results */);
     ExecStatusType st = PQresultStatus(r);
@@ -220,6 +236,7 @@ static pg_out exec_op(pg_ctx *c, mp_storage_op *op)
             op->status = MP_ECORRUPT;
         } else {
             op->etag = (uint64_t)etag;
+            assert(op->etag > op->expected_etag);
         }
         break;
     }
@@ -233,12 +250,17 @@ static pg_out exec_op(pg_ctx *c, mp_storage_op *op)
         break;
     }
     PQclear(r);
+    assert(op->status == 0 || op->status == MP_ECONFLICT || op->status == MP_ECORRUPT ||
+           op->status == MP_ENOMEM);
+    assert(op->status == 0 || (!op->out_data && op->out_len == 0));
+    assert(op->out_len == 0 || op->out_data);
     return PG_OK;
 }
 
 /* Make sure the connection is usable (reset and re-prepare if it broke). */
 static bool ensure_conn(pg_ctx *c)
 {
+    assert(c && c->conn);
     if (PQstatus(c->conn) == CONNECTION_OK &&
         PQtransactionStatus(c->conn) == PQTRANS_IDLE)
         return true;
@@ -249,6 +271,7 @@ static bool ensure_conn(pg_ctx *c)
 
 static void fail_all(mp_storage_op **ops, size_t n, int status)
 {
+    assert(status < 0 && (n == 0 || ops));
     for (size_t i = 0; i < n; i++) {
         mp_storage_op_reset_result_(ops[i]);
         ops[i]->status = status;
@@ -263,6 +286,7 @@ typedef struct pg_order {
 static int cmp_order(const void *a, const void *b)
 {
     const pg_order *x = a, *y = b;
+    assert(x->op && y->op);
     size_t n = x->op->key_len < y->op->key_len ? x->op->key_len
                                                 : y->op->key_len;
     int c = memcmp(x->op->key, y->op->key, n);
@@ -275,6 +299,9 @@ static int cmp_order(const void *a, const void *b)
 static uint64_t pg_run(void *ctx, mp_storage_op **ops, size_t n)
 {
     pg_ctx *c = ctx;
+    assert(c && c->conn && c->conninfo);
+    assert(n <= MP_BATCH_MAX && (n == 0 || ops));
+    for (size_t i = 0; i < n; i++) assert(mp__storage_op_valid(ops[i]));
     /* Execute in key order (stable, so ops on one key keep issue order;
      * ops on different keys commute, and callbacks still run in issue
      * order). Every node then takes row locks in the same global order,
@@ -284,6 +311,7 @@ static uint64_t pg_run(void *ctx, mp_storage_op **ops, size_t n)
     if (ord) {
         for (size_t i = 0; i < n; i++) ord[i] = (pg_order){ops[i], i};
         qsort(ord, n, sizeof *ord, cmp_order);
+        for (size_t i = 1; i < n; i++) assert(cmp_order(&ord[i - 1], &ord[i]) < 0);
     }
     for (int attempt = 0; attempt < PG_RETRIES; attempt++) {
         if (attempt > 0) {
@@ -291,6 +319,7 @@ static uint64_t pg_run(void *ctx, mp_storage_op **ops, size_t n)
             struct timespec ts = {0, (long)(attempt * 5 * MP_NS_PER_MS)};
             nanosleep(&ts, NULL);
         }
+        assert(attempt < PG_RETRIES);
         if (!ensure_conn(c)) break;
         for (size_t i = 0; i < n; i++) mp_storage_op_reset_result_(ops[i]);
         if (!simple(c, "BEGIN")) continue; /* connection broke: reset */
@@ -338,6 +367,8 @@ static void ignore_notice(void *arg, const char *message) {}
 
 static int schema(pg_ctx *c, mp_env *env)
 {
+    assert(c && c->conn && env);
+    assert(PQstatus(c->conn) == CONNECTION_OK);
     /* Two nodes starting together would race CREATE ... IF NOT EXISTS (it
      * is not atomic against itself): serialise on an advisory lock. */
     static const char create[] =
@@ -415,6 +446,7 @@ int mp_storage_postgres_open(mp_env *env, const char *conninfo,
     }
     /* Keep server notices (e.g. "relation already exists, skipping") out
      * of stderr: they are expected. */
+    assert(c->conninfo && strcmp(c->conninfo, conninfo) == 0);
     PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
     int rc = schema(c, env);
     if (rc == 0 && prepare_all(c) != 0) {
@@ -426,6 +458,7 @@ int mp_storage_postgres_open(mp_env *env, const char *conninfo,
         pg_free_ctx(c);
         return rc;
     }
+    assert(rc == 0 && PQstatus(c->conn) == CONNECTION_OK);
     mp_storage *s = mp_batch_create(env, &pg_backend, c);
     if (!s) {
         pg_free_ctx(c);

@@ -91,6 +91,7 @@ static void sq_close_ctx(sq_ctx *c)
 {
     if (!c) return;
     ckpt_stop(c);
+    assert(!c->ckpt_started && !c->ckpt_db);
     sqlite3_stmt **all[] = {&c->begin_r, &c->begin_w, &c->commit,
                             &c->rollback, &c->get, &c->get_etag,
                             &c->put, &c->del, &c->ctr_get, &c->ctr_put};
@@ -128,11 +129,13 @@ static uint64_t mono_ns(void)
 static int sq_busy(void *ud, int count)
 {
     sq_ctx *c = ud;
+    assert(c && count >= 0);
     uint64_t now = mono_ns();
     if (count == 0) c->busy_deadline_ns = now + SQ_BUSY_TIMEOUT_NS;
     if (now >= c->busy_deadline_ns) return 0; /* give up: SQLITE_BUSY */
     uint64_t d = SQ_BUSY_MIN_NS << (count < 5 ? count : 5);
     if (d > SQ_BUSY_MAX_NS) d = SQ_BUSY_MAX_NS;
+    assert(d >= SQ_BUSY_MIN_NS && d <= SQ_BUSY_MAX_NS && d < MP_NS_PER_SEC);
     struct timespec ts = {0, (long)d};
     nanosleep(&ts, NULL);
     return 1;
@@ -159,9 +162,11 @@ static int sq_busy(void *ud, int count)
 static void ckpt_main(void *ud)
 {
     sq_ctx *c = ud;
+    assert(c && c->ckpt_db);
     uv_mutex_lock(&c->ckpt_mu);
     for (;;) {
         while (!c->ckpt_due && !c->ckpt_stop) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
+        assert(c->ckpt_due || c->ckpt_stop);
         if (c->ckpt_stop) break;
         c->ckpt_due = false;
         uv_mutex_unlock(&c->ckpt_mu);
@@ -182,6 +187,8 @@ static int sq_wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     sq_ctx *c = ud;
+    assert(c && c->ckpt_started && db == c->db);
+    assert(pages >= 0);
     if (pages >= SQ_CKPT_PAGES) {
         uv_mutex_lock(&c->ckpt_mu);
         c->ckpt_due = true;
@@ -196,6 +203,8 @@ static int sq_wal_hook(void *ud, sqlite3 *db, const char *name, int pages)
  * auto-checkpoint: slower, never wrong. */
 static void ckpt_start(sq_ctx *c, const char *path)
 {
+    assert(c && c->db && path);
+    assert(!c->ckpt_started && !c->ckpt_db && !c->ckpt_due && !c->ckpt_stop);
     if (sqlite3_open_v2(path, &c->ckpt_db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
                         NULL) != SQLITE_OK)
@@ -214,6 +223,7 @@ static void ckpt_start(sq_ctx *c, const char *path)
         goto fail;
     }
     c->ckpt_started = true;
+    assert(c->ckpt_db);
     sqlite3_wal_hook(c->db, sq_wal_hook, c); /* replaces the auto-checkpoint */
     return;
 fail:
@@ -227,7 +237,9 @@ fail:
  * first), close its connection. Safe when it never started. */
 static void ckpt_stop(sq_ctx *c)
 {
+    assert(c);
     if (c->ckpt_started) {
+        assert(c->ckpt_db);
         /* No commit may signal a mutex about to be destroyed. */
         if (c->db) sqlite3_wal_hook(c->db, NULL, NULL);
         uv_mutex_lock(&c->ckpt_mu);
@@ -241,11 +253,13 @@ static void ckpt_stop(sq_ctx *c)
     }
     if (c->ckpt_db) sqlite3_close_v2(c->ckpt_db);
     c->ckpt_db = NULL;
+    assert(!c->ckpt_started);
 }
 
 /* One statement that returns no rows; 0 or the SQLite error. */
 static int step_done(sqlite3_stmt *st)
 {
+    assert(st);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -255,6 +269,8 @@ static int step_done(sqlite3_stmt *st)
  * mp_status (MP_ESTORAGE: database failure; MP_ECORRUPT: bad value). */
 static int read_etag(sq_ctx *c, const mp_storage_op *op, uint64_t *etag)
 {
+    assert(c && c->get_etag && etag);
+    assert(mp__storage_op_valid(op) && op->kind != MP_SOP_LOAD);
     sqlite3_stmt *st = c->get_etag;
     sqlite3_bind_text(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -274,6 +290,8 @@ static int read_etag(sq_ctx *c, const mp_storage_op *op, uint64_t *etag)
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    assert(out == 0 || out == 1 || out == MP_ECORRUPT || out == MP_ESTORAGE);
+    assert(out != 1 || *etag > 0);
     return out;
 }
 
@@ -281,6 +299,9 @@ static int read_etag(sq_ctx *c, const mp_storage_op *op, uint64_t *etag)
  * fails the batch); a bad row is the op's own MP_ECORRUPT. */
 static int do_load(sq_ctx *c, mp_storage_op *op)
 {
+    assert(c && c->get);
+    assert(mp__storage_op_valid(op) && op->kind == MP_SOP_LOAD);
+    assert(!op->out_data && op->out_len == 0);
     sqlite3_stmt *st = c->get;
     sqlite3_bind_text(st, 1, op->key, (int)op->key_len, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -329,11 +350,16 @@ static int do_load(sq_ctx *c, mp_storage_op *op)
 done:
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
+    assert(out == 0 || out == MP_ESTORAGE);
+    assert(op->status <= 0);
+    assert(op->status != 0 || op->out_len == 0 || op->out_data);
     return out;
 }
 
 static int do_save(sq_ctx *c, mp_storage_op *op, uint64_t *counter)
 {
+    assert(c && c->put && counter);
+    assert(mp__storage_op_valid(op) && op->kind == MP_SOP_SAVE);
     uint64_t cur = 0;
     int rc = read_etag(c, op, &cur);
     if (rc == MP_ESTORAGE) return rc;
@@ -364,6 +390,7 @@ static int do_save(sq_ctx *c, mp_storage_op *op, uint64_t *counter)
     rc = step_done(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_OK) return MP_ESTORAGE;
+    assert(e > cur && e > *counter && e > op->expected_etag);
     *counter = e;
     op->etag = e;
     op->status = 0;
@@ -372,6 +399,8 @@ static int do_save(sq_ctx *c, mp_storage_op *op, uint64_t *counter)
 
 static int do_clear(sq_ctx *c, mp_storage_op *op)
 {
+    assert(c && c->del);
+    assert(mp__storage_op_valid(op) && op->kind == MP_SOP_CLEAR);
     uint64_t cur = 0;
     int rc = read_etag(c, op, &cur);
     if (rc == MP_ESTORAGE) return rc;
@@ -395,6 +424,7 @@ static int do_clear(sq_ctx *c, mp_storage_op *op)
 
 static int read_counter(sq_ctx *c, uint64_t *out)
 {
+    assert(c && c->ctr_get && out);
     int rc = sqlite3_step(c->ctr_get);
     int res = 0;
     if (rc == SQLITE_ROW) {
@@ -415,9 +445,13 @@ static int read_counter(sq_ctx *c, uint64_t *out)
 static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
 {
     sq_ctx *c = ctx;
+    assert(c && c->db && c->begin_r && c->begin_w && c->commit && c->rollback);
+    assert(n <= MP_BATCH_MAX && (n == 0 || ops));
     bool writes = false;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        assert(ops[i] && ops[i]->kind >= MP_SOP_LOAD && ops[i]->kind <= MP_SOP_CLEAR);
         if (ops[i]->kind != MP_SOP_LOAD) writes = true;
+    }
     /* BEGIN IMMEDIATE takes the write lock up front, so the counter read
      * below cannot race another process sharing the file. */
     int fail = 0;
@@ -441,6 +475,8 @@ static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
         }
     }
     if (fail) goto rollback;
+    assert(counter >= counter0);
+    assert(writes || counter == counter0);
     if (counter != counter0) {
         sqlite3_bind_int64(c->ctr_put, 1, (sqlite3_int64)counter);
         if (step_done(c->ctr_put) != SQLITE_OK) {
@@ -454,8 +490,10 @@ static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
     }
     return 1;
 rollback:
+    assert(fail < 0);
     step_done(c->rollback);
 out:
+    assert(fail < 0);
     for (size_t i = 0; i < n; i++) {
         mp_storage_op_reset_result_(ops[i]);
         ops[i]->status = fail;
@@ -480,6 +518,7 @@ static const mp_batch_backend sq_backend = {
 
 static int map_open_error(int rc)
 {
+    assert(rc != SQLITE_OK);
     switch (rc & 0xff) {
     case SQLITE_CANTOPEN:
     case SQLITE_PERM:
@@ -503,6 +542,7 @@ static int map_open_error(int rc)
 
 static int exec(sq_ctx *c, const char *path, const char *sql)
 {
+    assert(c && c->db && path && sql);
     char *err = NULL;
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, &err);
     if (rc != SQLITE_OK) {
@@ -518,6 +558,7 @@ static int exec(sq_ctx *c, const char *path, const char *sql)
 static int query_int(sq_ctx *c, const char *path, const char *sql,
                      sqlite3_int64 *out)
 {
+    assert(c && c->db && path && sql && out);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -556,6 +597,7 @@ static const char SCHEMA[] =
  * "table already exists". */
 static int setup_schema(sq_ctx *c, const char *path)
 {
+    assert(c && c->db && path);
     sqlite3_int64 ver = 0, tables = 0;
     int rc = query_int(c, path, "PRAGMA user_version", &ver);
     if (rc) return rc;
@@ -589,6 +631,7 @@ static int setup_schema(sq_ctx *c, const char *path)
                    path, (long long)ver, MP_SQLITE_SCHEMA);
         return MP_EVERSION;
     }
+    assert(ver == MP_SQLITE_SCHEMA);
     return 0;
 }
 
@@ -599,7 +642,9 @@ static int setup_schema(sq_ctx *c, const char *path)
  * pause (about 2 s in all) before it counts as the file being unusable. */
 static int setup_with_retry(sq_ctx *c, const char *path)
 {
+    assert(c && c->db && path);
     for (unsigned attempt = 1;; attempt++) {
+        assert(attempt <= 20);
         sqlite3_int64 mode;
         int rc;
         if (!(rc = query_int(c, path, "PRAGMA journal_mode=WAL", &mode)) &&
@@ -617,6 +662,7 @@ static int setup_with_retry(sq_ctx *c, const char *path)
 static int prepare(sq_ctx *c, const char *path, const char *sql,
                    sqlite3_stmt **out)
 {
+    assert(c && c->db && path && sql && out && !*out);
     int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                 out, NULL);
     if (rc != SQLITE_OK) {
@@ -625,6 +671,7 @@ static int prepare(sq_ctx *c, const char *path, const char *sql,
                    sqlite3_errmsg(c->db));
         return (rc & 0xff) == SQLITE_ERROR ? MP_EVERSION : map_open_error(rc);
     }
+    assert(*out);
     return 0;
 }
 
@@ -688,6 +735,8 @@ int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
         sq_close_ctx(c);
         return rc == MP_EBUSY ? MP_EIO : rc; /* locked for good: unusable */
     }
+    assert(c->begin_r && c->begin_w && c->commit && c->rollback && c->get && c->get_etag &&
+           c->put && c->del && c->ctr_get && c->ctr_put);
     ckpt_start(c, path);
     mp_storage *s = mp_batch_create(env, &sq_backend, c);
     if (!s) {

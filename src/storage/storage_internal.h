@@ -97,4 +97,16 @@ void mp_storage_op_reset_result_(mp_storage_op *op);
  * malloc and put mp_storage first) and then runs the close callback. */
 void mp_storage_finish_close_(mp_storage *s);
 
+/* Whether op is as the public functions queue it (storage.c validated and
+ * copied the input): a NUL-terminated key of 1..MP_STORAGE_KEY_MAX bytes, a
+ * known kind, a value of at most MP_STORAGE_VALUE_MAX bytes. For providers'
+ * asserts: an op that fails this is a bug in moonpool, not bad input. */
+static inline bool mp__storage_op_valid(const mp_storage_op *op)
+{
+    return op && op->key && op->key_len > 0 && op->key_len <= MP_STORAGE_KEY_MAX &&
+           op->key[op->key_len] == '\0' && op->kind >= MP_SOP_LOAD &&
+           op->kind <= MP_SOP_CLEAR && op->len <= MP_STORAGE_VALUE_MAX &&
+           (op->len == 0 || op->data);
+}
+
 #endif

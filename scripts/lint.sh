@@ -36,9 +36,7 @@ status=0
 files=$(find $dirs -name '*.[ch]' | sort | grep -Ev "$allowed" || true)
 for f in $files; do
     # Strip // and /* */ comments and string literals so prose cannot trip it.
-    # A line marked `lint-ok` (in a comment saying why) is let through: an OS
-    # read that only switches extra output on and never feeds the run.
-    hits=$(sed -e '/lint-ok/s/.*//' -e 's#//.*$##' -e 's#/\*.*\*/##g' -e 's#"[^"]*"#""#g' "$f" |
+    hits=$(sed -e 's#//.*$##' -e 's#/\*.*\*/##g' -e 's#"[^"]*"#""#g' "$f" |
            grep -nE "$calls|$headers" | grep -Ev '^[0-9]+:[[:space:]]*\*' || true)
     if [ -n "$hits" ]; then
         echo "$hits" | sed "s#^#$f:#"

@@ -58,6 +58,8 @@ static void usage(FILE *f)
             "  --chaos SECONDS       simulated length of the chaos phase (default 10)\n"
             "  --heal SECONDS        simulated time allowed to settle (default 30)\n"
             "  -v, --verbose         one line per seed, with its fault mix\n"
+            "  --trace               the workload's operations and the nodes' routing\n"
+            "                        on stderr (for replaying one seed)\n"
             "  --list                list the workloads\n"
             "  -h, --help            this text\n"
             "\n"
@@ -141,6 +143,7 @@ enum {
     OPT_CHAOS,
     OPT_HEAL,
     OPT_LIST,
+    OPT_TRACE,
 };
 
 static int bad(const char *what, const char *value)
@@ -172,6 +175,7 @@ int mp_cmd_sim(int argc, char **argv)
         {"heal", required_argument, NULL, OPT_HEAL},
         {"verbose", no_argument, NULL, 'v'},
         {"list", no_argument, NULL, OPT_LIST},
+        {"trace", no_argument, NULL, OPT_TRACE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -223,6 +227,7 @@ int mp_cmd_sim(int argc, char **argv)
             if (!parse_seconds(optarg, &opts.heal_ns)) return bad("heal seconds", optarg);
             break;
         case 'v': opts.verbose = 1; break;
+        case OPT_TRACE: opts.params.trace = true; break;
         case OPT_LIST: list = true; break;
         case 'h': usage(stdout); return MP_EXIT_OK;
         case ':':

@@ -46,7 +46,7 @@
  * resume on activation) and a final check of every stored record (S11).
  * There, a client op whose node was killed counts as unknown.
  *
- * MP_BANK_DEBUG=1 (replaying one seed): the nodes' routing trace and one
+ * moonpool sim --trace (replaying one seed): the nodes' routing trace and one
  * line per client op outcome, on stderr.
  *
  * The single-activation check runs every tick during the whole run: it
@@ -116,15 +116,6 @@ static const char *kind_name(int k)
     }
 }
 
-/* MP_BANK_DEBUG set in the environment: per-operation lines, the nodes'
- * routing trace and the ledger of an account gone negative, on stderr, for
- * replaying one seed. It only adds output and never changes the simulated
- * run, so this is the one OS read the determinism lint lets through. */
-static bool bank_debug(void)
-{
-    return getenv("MP_BANK_DEBUG") != NULL; /* lint-ok: output switch only */
-}
-
 /* ---- ledger --------------------------------------------------------------- */
 
 typedef struct bk_op {
@@ -158,6 +149,7 @@ typedef struct bk_fcall {
 enum { F_SRC = 1, F_DST, F_BALANCE };
 
 typedef struct bk_world {
+    bool trace; /* mp_workload_params.trace */
     mp_sim *sim;
     int nodes, workers;
     int *pids;
@@ -306,7 +298,7 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
     assert(op->outcome == O_PENDING);
     assert(w->outstanding > 0);
     w->outstanding--;
-    if (bank_debug())
+    if (w->trace)
         fprintf(stderr, "%.6f op o%u %s acct-%u status=%d '%.*s'\n",
                 (double)mp_sim_now(w->sim) / 1e9, s->op, kind_name(op->kind),
                 op->a, status, (int)(len > 60 ? 60 : len), (const char *)data);
@@ -452,8 +444,8 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
 {
     bk_slot_arg *sa = arg;
     bk_world *w = sa->w;
-    /* MP_BANK_DEBUG=1: the nodes' routing trace (replaying one seed). */
-    if (bank_debug()) env->log_level = MP_LOG_DEBUG;
+    /* moonpool sim --trace: the nodes' routing trace (replaying one seed). */
+    if (w->trace) env->log_level = MP_LOG_DEBUG;
     bk_node *n = calloc(1, sizeof *n);
     if (!n) return MP_ENOMEM;
     n->w = w;
@@ -778,7 +770,7 @@ static bool compute_expected(bk_world *w)
         }
     }
     for (int a = 0; a < BK_ACCOUNTS; a++) {
-        if (w->expected[a] < 0 && bank_debug()) {
+        if (w->expected[a] < 0 && w->trace) {
             for (uint32_t i = 0; i < w->nops; i++) {
                 bk_op *op = &w->ops[i];
                 if (op->a != a && !(op->kind == K_TRANSFER && op->b == a)) continue;
@@ -1169,6 +1161,7 @@ static int setup_any(mp_sim *sim, const mp_workload_params *params,
     memset(&g_report, 0, sizeof g_report);
     w->sim = sim;
     w->durable = durable;
+    w->trace = params && params->trace;
     w->nodes = nodes;
     w->workers = workers;
     /* The cluster's op rate stays near BK_OPS_PER_S whatever the topology:

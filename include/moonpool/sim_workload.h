@@ -33,6 +33,10 @@ extern "C" {
 typedef struct mp_workload_params {
     int nodes;
     int workers;
+    /* Trace on stderr for replaying one seed (moonpool sim --trace): the
+     * workload's operations and the nodes' routing at debug level. Adds
+     * output only; never changes the simulated run. */
+    bool trace;
 } mp_workload_params;
 
 typedef struct mp_sim_workload {

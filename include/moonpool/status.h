@@ -50,7 +50,9 @@ typedef enum mp_status {
     MP_ECORRUPT = -30,     /* stored data failed validation */
     MP_EINTERNAL = -31,    /* a bug in moonpool: an invariant broke */
     MP_EDEADLOCK = -32,    /* the callee is busy waiting for the caller */
-    MP_STATUS_MIN_ = -32
+    MP_EINDOUBT = -33,     /* the request may have executed: its answer was
+                              lost (node.h, "What an error says") */
+    MP_STATUS_MIN_ = -33
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".

@@ -16,6 +16,10 @@
 
 /* A gateway attempt failed in a way another member may not share: the
  * connection to it broke or was refused, or it said it cannot serve. */
+/* Retried on another gateway: statuses that say the request did not run.
+ * MP_EUNAVAIL and MP_EQUEUEFULL are answered by a gateway that did not take
+ * it (node.h); the transport statuses come only from a send that failed at
+ * once, i.e. queued nothing. Nothing that may have run is ever retried. */
 static bool client_retryable(int status)
 {
     return status == MP_EUNAVAIL || status == MP_ECONNRESET ||
@@ -154,11 +158,22 @@ static void ccall_cb(void *ud, int status, const void *data, size_t len)
     }
 }
 
-/* A gateway's connection broke or could not be made: the calls waiting on
- * it go to the next member (their frame may still arrive there later: a
- * failed-over request can run twice, see node.h). */
-void mp__client_peer_down(mp_node *n, uint16_t member, int status)
+static int cmp_corr(const void *a, const void *b)
 {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The gateway `member` is lost (unreachable, restarted or refusing; see
+ * peers.c). A call whose frame was never sent (its id in unsent, sorted)
+ * did not run: it fails over to the next gateway. A call whose frame was
+ * sent may have run: it ends with status and text, and is never sent
+ * again (at most once; node.h). */
+void mp__client_peer_down(mp_node *n, uint16_t member, int status,
+                          const char *text, const uint64_t *unsent,
+                          size_t unsent_count)
+{
+    assert(status < 0 && text);
     mp_list_node moved;
     mp_list_init(&moved);
     mp_list_node *ln, *tmp;
@@ -170,16 +185,23 @@ void mp__client_peer_down(mp_node *n, uint16_t member, int status)
             mp_list_push_back(&moved, &cc->link);
         }
     }
-    if (status >= 0) status = MP_ECONNRESET;
-    static const char why[] = "connection to the gateway lost";
+    static const char not_sent[] = "gateway unreachable; the request was not sent";
     /* One at a time, each back in the main list before anything runs:
      * callbacks may add calls (never remove others). */
     while ((ln = mp_list_pop_front(&moved)) != NULL) {
         mp_ccall *cc = MP_CONTAINER_OF(ln, mp_ccall, link);
         mp_list_push_back(&n->ccalls, &cc->link);
-        mp_calls_cancel(&n->calls, cc->corr);
+        uint64_t corr = cc->corr;
+        mp_calls_cancel(&n->calls, corr);
         cc->corr = 0;
-        client_next(n, cc, status, why, sizeof why - 1);
+        bool dropped = unsent_count &&
+                       bsearch(&corr, unsent, unsent_count, sizeof corr, cmp_corr);
+        if (dropped) {
+            MP_SOMETIMES(true, "actor.client_failover_unsent");
+            client_next(n, cc, MP_EUNAVAIL, not_sent, sizeof not_sent - 1);
+        } else {
+            mp__ccall_finish(n, cc, status, text, strlen(text));
+        }
     }
 }
 

@@ -43,48 +43,89 @@ static int cmp_u64(const void *a, const void *b)
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
-/* Complete every record waiting on member with status and text. Returns how
- * many. Callbacks may send (and add records) but never free the node. */
-typedef struct waiting_ids {
-    int member;
+/* Correlation ids, sorted for bsearch. */
+typedef struct id_set {
     uint64_t *ids;
     size_t count, cap;
-} waiting_ids;
+} id_set;
 
-static void collect_waiting(void *arg, mp_call_rec *r)
+static void id_push(id_set *s, uint64_t id)
 {
-    waiting_ids *w = arg;
-    if (r->peer != w->member) return; /* see send.c, track_sent */
-    if (w->count == w->cap) {
-        size_t nc = w->cap ? w->cap * 2 : 16;
-        uint64_t *g = realloc(w->ids, nc * sizeof *g);
-        if (!g) return; /* the rest end by reply or timeout */
-        w->ids = g;
-        w->cap = nc;
+    if (s->count == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 16;
+        uint64_t *g = realloc(s->ids, nc * sizeof *g);
+        if (!g) return; /* that call ends as "may have run": still true */
+        s->ids = g;
+        s->cap = nc;
     }
-    w->ids[w->count++] = r->corr;
+    s->ids[s->count++] = id;
 }
 
+static bool id_has(const id_set *s, uint64_t id)
+{
+    return s->count && bsearch(&id, s->ids, s->count, sizeof id, cmp_u64);
+}
+
+static void on_dropped(void *ud, uint8_t kind, uint64_t corr)
+{
+    if (corr && (kind == MP_FRAME_REQUEST || kind == MP_FRAME_SYSTEM))
+        id_push(ud, corr);
+}
+
+/* The requests queued for member that no connection took yet are dropped:
+ * member never saw them, so their calls fail as not executed and nothing
+ * of theirs can run after their callers were told (at most once). Their
+ * ids go to unsent, sorted. */
+static void drop_unsent(mp_node *n, uint16_t member, id_set *unsent)
+{
+    if (!n->transport) return;
+    mp_transport_drop_queued(n->transport, mp_dir_addr(&n->dir, member),
+                             on_dropped, unsent);
+    if (unsent->count > 1)
+        qsort(unsent->ids, unsent->count, sizeof *unsent->ids, cmp_u64);
+}
+
+typedef struct waiting_ids {
+    int member;
+    id_set set;
+} waiting_ids;
+
+static void collect_member(void *arg, mp_call_rec *r)
+{
+    waiting_ids *w = arg;
+    if (r->peer == w->member) id_push(&w->set, r->corr); /* send.c, track_sent */
+}
+
+/* Complete every record waiting on member: those in unsent with
+ * MP_EUNAVAIL and unsent_text (not executed), the others with status and
+ * text. In correlation-id order, i.e. send order. Callbacks may send (and
+ * add records) but never free the node. Returns how many. */
 static size_t fail_waiting(mp_node *n, uint16_t member, int status,
-                           const char *text)
+                           const char *text, const id_set *unsent,
+                           const char *unsent_text)
 {
     assert(member < n->dir.n && member != n->dir.self);
-    waiting_ids w = {member, NULL, 0, 0};
-    mp_calls_foreach(&n->calls, collect_waiting, &w);
-    uint64_t *ids = w.ids;
-    size_t count = w.count;
+    waiting_ids w = {member, {NULL, 0, 0}};
+    mp_calls_foreach(&n->calls, collect_member, &w);
+    uint64_t *ids = w.set.ids;
+    size_t count = w.set.count;
     if (count > 1) qsort(ids, count, sizeof *ids, cmp_u64);
-    size_t failed = 0, tlen = strlen(text);
+    size_t failed = 0, not_sent = 0;
     for (size_t i = 0; i < count; i++) {
         /* An earlier callback may have completed it meanwhile. */
         if (!mp_calls_find(&n->calls, ids[i])) continue;
-        mp_calls_complete(&n->calls, ids[i], status, text, tlen);
+        bool dropped = unsent && id_has(unsent, ids[i]);
+        const char *t = dropped ? unsent_text : text;
+        mp_calls_complete(&n->calls, ids[i], dropped ? MP_EUNAVAIL : status, t,
+                          strlen(t));
         failed++;
+        not_sent += dropped;
     }
     free(ids);
     if (failed)
-        mp_env_log(n->env, MP_LOG_INFO, "node: %zu request(s) to %s failed at once: %s",
-                   failed, mp_dir_addr(&n->dir, member), text);
+        mp_env_log(n->env, MP_LOG_INFO,
+                   "node: %zu request(s) to %s failed at once (%zu never sent): %s",
+                   failed, mp_dir_addr(&n->dir, member), not_sent, text);
     return failed;
 }
 
@@ -98,14 +139,21 @@ void mp__on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
     if (old_inc != 0) {
         /* The old process is gone with whatever it was doing: nothing sent
          * to it will be answered. */
-        char why[MP_ADDR_MAX + 96];
+        char why[MP_ADDR_MAX + 96], unsent_why[MP_ADDR_MAX + 96];
         snprintf(why, sizeof why,
                  "%s restarted (incarnation %u -> %u); the call may or may not have run",
                  peer, (unsigned)old_inc, (unsigned)new_inc);
+        snprintf(unsent_why, sizeof unsent_why,
+                 "%s restarted (incarnation %u -> %u) before the request was sent",
+                 peer, (unsigned)old_inc, (unsigned)new_inc);
+        id_set unsent = {NULL, 0, 0};
+        drop_unsent(n, (uint16_t)idx, &unsent);
         if (n->client_only)
-            mp__client_peer_down(n, (uint16_t)idx, MP_ECONNRESET);
+            mp__client_peer_down(n, (uint16_t)idx, MP_EINDOUBT, why, unsent.ids,
+                                 unsent.count);
         else
-            fail_waiting(n, (uint16_t)idx, MP_EUNAVAIL, why);
+            fail_waiting(n, (uint16_t)idx, MP_EINDOUBT, why, &unsent, unsent_why);
+        free(unsent.ids);
     }
     mp_dir_peer_restart(&n->dir, (uint16_t)idx, new_inc);
     if (n->client_only) return; /* no activations, no say in recovery */
@@ -141,16 +189,18 @@ void mp__on_peer_down(void *ud, const char *peer, int status)
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
     mp_dir_cache_drop_member(&n->dir, (uint16_t)idx);
-    if (n->client_only) {
-        mp__client_peer_down(n, (uint16_t)idx, status);
-        return;
-    }
-    char why[MP_ADDR_MAX + 200];
+    char why[MP_ADDR_MAX + 200], unsent_why[MP_ADDR_MAX + 200];
+    id_set unsent = {NULL, 0, 0};
     if (mp__refusal_status(status)) {
         /* Not a lost connection: the peer is of another cluster or
          * protocol, and nothing sent to it ever ran. */
         mp__refusal_text(n, peer, status, why, sizeof why);
-        fail_waiting(n, (uint16_t)idx, status, why);
+        drop_unsent(n, (uint16_t)idx, &unsent);
+        if (n->client_only)
+            mp__client_peer_down(n, (uint16_t)idx, status, why, NULL, 0);
+        else
+            fail_waiting(n, (uint16_t)idx, status, why, NULL, NULL);
+        free(unsent.ids);
         return;
     }
     /* A connection that just broke is redialed at once: if the peer is
@@ -161,5 +211,14 @@ void mp__on_peer_down(void *ud, const char *peer, int status)
     snprintf(why, sizeof why,
              "connection to %s lost (%s); the call may or may not have run", peer,
              mp_status_name(status));
-    fail_waiting(n, (uint16_t)idx, MP_EUNAVAIL, why);
+    snprintf(unsent_why, sizeof unsent_why,
+             "%s unreachable (%s); the request was not sent", peer,
+             mp_status_name(status));
+    drop_unsent(n, (uint16_t)idx, &unsent);
+    if (n->client_only)
+        mp__client_peer_down(n, (uint16_t)idx, MP_EINDOUBT, why, unsent.ids,
+                             unsent.count);
+    else
+        fail_waiting(n, (uint16_t)idx, MP_EINDOUBT, why, &unsent, unsent_why);
+    free(unsent.ids);
 }

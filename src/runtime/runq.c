@@ -86,6 +86,10 @@ void mp__finish(mp_node *n, mp_msg *m, int status, const void *data,
         return;
     }
     case MP_ORIGIN_REMOTE:
+        /* Every path that ends a remote caller's message with MP_ECLOSED
+         * (this node shutting down) ends it before it ran: a remote caller
+         * is told MP_EUNAVAIL, "not executed, try elsewhere" (node.h). */
+        if (status == MP_ECLOSED) status = MP_EUNAVAIL;
         if (MP_BUGGIFY_P(0.05) && !n->closing) {
             if (mp_msg_set_reply(m, status, data, len) == MP_OK &&
                 mp__delay_msg(n, m, MP__DELAY_RESPONSE, 0, 0))

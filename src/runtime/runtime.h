@@ -336,7 +336,11 @@ void mp__load_timer(void *ud);
 /* client.c: client-only nodes */
 int mp__client_submit(mp_node *n, mp_msg *m, mp_reply_cb cb, void *ud,
                       bool oneway);
-void mp__client_peer_down(mp_node *n, uint16_t member, int status);
+/* The gateway member is lost: unsent calls (ids sorted) fail over, the
+ * others end with status and text (peers.c). */
+void mp__client_peer_down(mp_node *n, uint16_t member, int status,
+                          const char *text, const uint64_t *unsent,
+                          size_t unsent_count);
 void mp__ccall_free(mp_node *n, mp_ccall *cc);
 void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
                       const void *data, size_t len);

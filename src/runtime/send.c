@@ -225,6 +225,14 @@ static void relay_cb(void *ud, int status, const void *data, size_t len)
      * on_response), so it holds the freshest location to pass back. */
     int where = mp_dir_cache_get(&n->dir, c->ref.id, c->ref.len);
     if (where < 0) where = c->member;
+    /* This node shut down with the relay out: the request was sent on and
+     * may have run. MP_ECLOSED would say "your call never left" (node.h). */
+    if (status == MP_ECLOSED) {
+        static const char why[] = "the relaying node shut down; the call may or may not have run";
+        status = MP_EINDOUBT;
+        data = why;
+        len = sizeof why - 1;
+    }
     mp__send_response(n, c->peer, c->orig_corr, status, data, len, &c->ref, where);
     mp__ctx_free(c);
 }

@@ -85,6 +85,7 @@
 #include "moonpool/buggify.h"
 #include "transport/handshake.h"
 #include "util/buf.h"
+#include "util/endian.h"
 #include "util/list.h"
 #include "util/map.h"
 
@@ -142,6 +143,7 @@ struct peer {
     conn *conn; /* the open connection */
     mp_buf pending;
     uint32_t pending_frames;
+    uint64_t pending_since; /* env time the oldest pending frame was queued */
     uint32_t q_frames; /* pending + in flight */
     uint64_t q_bytes;
     mp_timer_id retry_timer;
@@ -180,6 +182,10 @@ struct mp_transport {
     mp_timer_id hb_timer;
     uint64_t hb_tick_ns; /* heartbeat / 2 */
     uint64_t hb_due;     /* when the armed tick should fire */
+    /* The last stall of our own loop a tick saw: when, and how long the
+     * loop had not run (see stall_age). */
+    uint64_t stall_seen, stall_ns;
+    uint32_t read_age_ms; /* requests of the current read: their wait */
     uint8_t ka_frame[KA_FRAME_CAP];
     size_t ka_len;
     /* graceful close */
@@ -288,6 +294,39 @@ static void peer_drop_pending(peer *p, const char *why)
         mp_env_timer_cancel(t->env, p->retry_timer);
         p->retry_timer = 0;
     }
+}
+
+size_t mp_transport_drop_queued(mp_transport *t, const char *addr,
+                                mp_transport_dropped_cb on_dropped, void *ud)
+{
+    peer *p = t && addr ? peer_named(t, addr) : NULL;
+    if (!p || p->pending_frames == 0) return 0;
+    size_t count = p->pending_frames;
+    /* pending holds whole encoded frames back to back (frame.h layout):
+     * u32 length of the rest, then magic, version, kind at 9, correlation
+     * id at 12. They were encoded here, so the walk trusts the lengths. */
+    const uint8_t *b = p->pending.data;
+    size_t off = 0, seen = 0;
+    while (off < p->pending.len) {
+        assert(p->pending.len - off >= MP_FRAME_MIN_SIZE);
+        size_t flen = 4 + (size_t)mp_get_le32(b + off);
+        assert(flen <= p->pending.len - off);
+        if (on_dropped) on_dropped(ud, b[off + 9], mp_get_le64(b + off + 12));
+        off += flen;
+        seen++;
+    }
+    assert(seen == count);
+    MP_SOMETIMES(true, "transport.queued_dropped");
+    assert(p->q_frames >= p->pending_frames && p->q_bytes >= p->pending.len);
+    p->q_frames -= p->pending_frames;
+    p->q_bytes -= p->pending.len;
+    p->st.dropped_frames += p->pending_frames;
+    p->pending_frames = 0;
+    mp_buf_reset(&p->pending);
+    if (mp_list_node_linked(&p->dirty_link)) mp_list_remove(&p->dirty_link);
+    mp_env_log(t->env, MP_LOG_DEBUG, "transport: dropped %zu frame(s) queued for %s", count,
+               p->addr);
+    return count;
 }
 
 static uint64_t backoff_delay(peer *p)
@@ -746,6 +785,16 @@ static bool handle_frame(conn *c, const mp_frame *f)
         peer *p = c->p;
         p->st.frames_in++;
         p->st.bytes_in += mp_frame_encoded_size(f);
+        mp_frame aged;
+        uint32_t age_ms = c->t->read_age_ms;
+        if (age_ms && (f->kind == MP_FRAME_REQUEST || f->kind == MP_FRAME_ONEWAY) &&
+            f->ttl_ms) {
+            MP_SOMETIMES(true, "transport.request_aged_by_stall");
+            aged = *f;
+            /* 0: expired (the runtime drops it unrun). */
+            aged.ttl_ms = f->ttl_ms > age_ms ? f->ttl_ms - age_ms : 0;
+            f = &aged;
+        }
         if (c->t->cbs.on_frame) c->t->cbs.on_frame(c->t->ud, p->addr, f);
         return c->state == C_OPEN;
     }
@@ -769,6 +818,23 @@ static bool handle_frame(conn *c, const mp_frame *f)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* How long bytes read now may have sat unread because our own loop did not
+ * run (the process was stopped, or a callback ran long): from the last tick
+ * that certainly ran to now. The tick runs every hb_tick_ns while a
+ * connection is open, so a tick overdue by more than a tick says the loop
+ * stalled; a tick that already fired late said so just before (reads
+ * that follow it within a tick get its figure). 0 when the loop ran. The
+ * requests in such bytes are aged by it (handle_frame): the sender counted
+ * their ttl from when it wrote them, and a request must never start a turn
+ * after its caller's deadline (node.h). */
+static uint64_t stall_age(const mp_transport *t, uint64_t now)
+{
+    if (t->hb_timer && now > t->hb_due + t->hb_tick_ns)
+        return now - (t->hb_due - t->hb_tick_ns);
+    if (t->stall_ns && now - t->stall_seen < t->hb_tick_ns) return t->stall_ns;
+    return 0;
+}
+
 static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int status)
 {
     conn *c = ud;
@@ -782,7 +848,20 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
         return;
     }
     /* Liveness: one clock read per read callback, never per frame. */
-    c->last_recv = mp_env_now(c->t->env);
+    uint64_t now = mp_env_now(c->t->env);
+    uint64_t age = stall_age(c->t, now);
+    /* The peer writes at least every heartbeat (keep-alives), so a silence
+     * longer than two says the bytes were held on the way (a partition that
+     * TCP outlived, a stalled peer): they may be that old. Below that,
+     * requests may start up to two heartbeats late (node.h). */
+    uint64_t silent = now - c->last_recv;
+    if (silent > 4 * c->t->hb_tick_ns && silent > age) {
+        MP_SOMETIMES(true, "transport.read_after_silence");
+        age = silent;
+    }
+    c->last_recv = now;
+    uint64_t age_ms = (age + MP_NS_PER_MS - 1) / MP_NS_PER_MS;
+    c->t->read_age_ms = age_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)age_ms;
     int rc = mp_frame_decoder_feed(&c->dec, data, len);
     mp_frame f;
     bool delivered = false;
@@ -936,10 +1015,58 @@ static void on_data_write(void *ud, int status)
     close_progress(c->t);
 }
 
+/* Requests that waited in the queue (the connection was down) have less
+ * time left than their ttl says: the ttl was computed when they were queued,
+ * and the receiver counts its deadline from their arrival. Every pending
+ * frame is aged by the wait of the oldest (never more time than it has,
+ * sometimes less), and one with no time left is dropped: its caller has
+ * given up, and it must not start a turn after its deadline (at most once,
+ * node.h). Below a millisecond (the usual one-turn wait) nothing changes. */
+static void peer_age_pending(peer *p)
+{
+    mp_transport *t = p->t;
+    uint64_t waited = mp_env_now(t->env) - p->pending_since;
+    if (waited < MP_NS_PER_MS) return;
+    uint64_t waited_ms = waited / MP_NS_PER_MS;
+    uint8_t *b = p->pending.data;
+    size_t off = 0, end = p->pending.len;
+    uint32_t expired = 0;
+    while (off < end) {
+        size_t flen = mp_frame_peek_size(b + off);
+        assert(flen >= MP_FRAME_MIN_SIZE && flen <= end - off);
+        uint8_t kind = mp_frame_peek_kind(b + off);
+        uint32_t ttl = mp_frame_peek_ttl(b + off);
+        if ((kind == MP_FRAME_REQUEST || kind == MP_FRAME_ONEWAY) && ttl > 0) {
+            if (ttl <= waited_ms) {
+                memmove(b + off, b + off + flen, end - off - flen);
+                end -= flen;
+                expired++;
+                assert(p->q_frames > 0 && p->q_bytes >= flen && p->pending_frames > 0);
+                p->pending_frames--;
+                p->q_frames--;
+                p->q_bytes -= flen;
+                continue;
+            }
+            mp_frame_set_ttl(b + off, ttl - (uint32_t)waited_ms);
+        }
+        off += flen;
+    }
+    p->pending.len = end;
+    if (expired) {
+        MP_SOMETIMES(true, "transport.queued_request_expired");
+        p->st.dropped_frames += expired;
+        mp_env_log(t->env, MP_LOG_DEBUG,
+                   "transport: %u request(s) queued for %s expired before they could be sent",
+                   (unsigned)expired, p->addr);
+    }
+}
+
 static void peer_flush(peer *p)
 {
     conn *c = p->conn;
     if (!c || c->state != C_OPEN || c->writing || p->pending.len == 0) return;
+    peer_age_pending(p);
+    if (p->pending.len == 0) return;
     assert(c->wbuf.len == 0 && c->wframes == 0);
     mp_buf tmp = c->wbuf;
     c->wbuf = p->pending;
@@ -1039,6 +1166,8 @@ static void on_hb_tick(void *ud)
     bool judge = limit != MP_TRANSPORT_NO_PEER_TIMEOUT;
     if (judge && now > t->hb_due + t->hb_tick_ns) {
         /* Our own loop stalled: replies may sit unread behind this timer. */
+        t->stall_seen = now;
+        t->stall_ns = now - (t->hb_due - t->hb_tick_ns);
         mp_env_log(t->env, MP_LOG_DEBUG,
                    "transport: heartbeat tick %.3f s late (loop stalled): no peer judged",
                    (double)(now - t->hb_due) / (double)MP_NS_PER_SEC);
@@ -1260,6 +1389,7 @@ int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
     assert(w == size);
     rc = mp_buf_commit(&p->pending, w);
     assert(rc == MP_OK);
+    if (p->pending_frames == 0) p->pending_since = mp_env_now(t->env);
     p->pending_frames++;
     p->q_frames++;
     p->q_bytes += w;

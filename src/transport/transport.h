@@ -160,6 +160,20 @@ int mp_transport_send(mp_transport *t, const char *peer, const mp_frame *frame);
  * decide whether what waits on the peer can still be answered. */
 bool mp_transport_peer_unreachable(mp_transport *t, const char *peer);
 
+/* Called for each frame mp_transport_drop_queued drops: its kind
+ * (mp_frame_kind) and correlation id. */
+typedef void (*mp_transport_dropped_cb)(void *ud, uint8_t kind, uint64_t corr);
+
+/* Drop the frames queued for peer that no connection has taken yet: they
+ * were never written, so the peer cannot have seen them. Frames already
+ * handed to a connection are not touched (they may have arrived). Calls
+ * on_dropped (may be NULL) for each, in queue order, and returns how many.
+ * Why: the runtime fails the calls waiting on a peer it declared lost; a
+ * queued frame delivered after that (the peer came back) would run a
+ * request whose caller was already told it failed (at most once). */
+size_t mp_transport_drop_queued(mp_transport *t, const char *peer,
+                                mp_transport_dropped_cb on_dropped, void *ud);
+
 /* Why the last connection to peer failed or was refused (a namespace or
  * version refusal names both sides' values), or NULL: unknown peer, or no
  * failure since its last open connection. Valid until the next transport

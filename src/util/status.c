@@ -45,6 +45,7 @@ static const struct status_text table[] = {
     [30] = {"MP_ECORRUPT", "corrupt data"},
     [31] = {"MP_EINTERNAL", "internal error"},
     [32] = {"MP_EDEADLOCK", "call cycle: the callee is waiting for the caller"},
+    [33] = {"MP_EINDOUBT", "the request may or may not have executed (its answer was lost)"},
 };
 
 _Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,

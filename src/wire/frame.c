@@ -441,3 +441,22 @@ int mp_frame_decoder_next(mp_frame_decoder *dec, mp_frame *out)
     dec->frames++;
     return 1;
 }
+
+uint8_t mp_frame_peek_kind(const uint8_t *frame) { return frame[OFF_KIND]; }
+
+uint32_t mp_frame_peek_ttl(const uint8_t *frame) { return mp_get_le32(frame + OFF_TTL); }
+
+size_t mp_frame_peek_size(const uint8_t *frame)
+{
+    return (size_t)OFF_MAGIC + mp_get_le32(frame);
+}
+
+void mp_frame_set_ttl(uint8_t *frame, uint32_t ttl_ms)
+{
+    size_t len = mp_frame_peek_size(frame);
+    assert(len >= MP_FRAME_MIN_SIZE);
+    assert(mp_get_le32(frame + OFF_MAGIC) == MP_FRAME_MAGIC);
+    size_t crc_at = len - 4;
+    mp_put_le32(frame + OFF_TTL, ttl_ms);
+    mp_put_le32(frame + crc_at, mp_crc32c(frame + OFF_MAGIC, crc_at - OFF_MAGIC));
+}

@@ -167,6 +167,15 @@ static inline int mp_bytes_eq(mp_bytes a, mp_bytes b)
  * (a frame over the caps still gets its size, saturated at SIZE_MAX). */
 size_t mp_frame_encoded_size(const mp_frame *f);
 
+/* Read-only views of one whole frame encoded by mp_frame_encode (trusted
+ * bytes: the caller's own queue, never input from a peer). */
+uint8_t mp_frame_peek_kind(const uint8_t *frame);
+uint32_t mp_frame_peek_ttl(const uint8_t *frame);
+/* The whole frame's length, length field included. */
+size_t mp_frame_peek_size(const uint8_t *frame);
+/* Rewrite the ttl of such a frame in place (and its checksum). */
+void mp_frame_set_ttl(uint8_t *frame, uint32_t ttl_ms);
+
 /* Encode f into buf[0..cap). max_frame is the largest whole frame allowed
  * (0 means MP_FRAME_DEFAULT_MAX). Never allocates; on error writes nothing
  * and sets *written to 0. Errors, checked in this order:

@@ -58,14 +58,15 @@ set_tests_properties(cli.sim.badflag cli.sim.badrange cli.sim.list PROPERTIES
                      TIMEOUT 60 LABELS cli)
 set_tests_properties(cli.sim.list PROPERTIES PASS_REGULAR_EXPRESSION "pingpong")
 
-# Issue 11 oracle (workloads/exec_record.c): every execution of every call
-# observed; pauses, graceful restarts, one-way and long partitions. EXPECTED
-# TO FAIL until the runtime fix lands (on branch h4: 266 of 300 seeds fail,
-# mostly I1 "at most once" via client-only failover; seed 101 crashes with a
-# use-after-free of the node in runq drain after mp_node_shutdown's callback).
-# Enable once fixed:
-#   add_test(NAME sim.exec.seeds
-#            COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds 1..300)
-#   add_test(NAME sim.exec.determinism
-#            COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds 1..50
-#                    --check-determinism)
+# At most once (workloads/exec_record.c): every execution of every call
+# observed under pauses, graceful restarts, one-way and long partitions,
+# kills, resets and buggify, with client-only nodes failing over. Before the
+# fix 266 of 300 seeds failed (first: seed 1, op 8:1 executed twice).
+set(MP_SIM_EXEC_SEEDS "1..600" CACHE STRING "exec workload seed range in ctest")
+add_test(NAME sim.exec.seeds
+         COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds ${MP_SIM_EXEC_SEEDS})
+add_test(NAME sim.exec.determinism
+         COMMAND $<TARGET_FILE:moonpool> sim --workload exec --seeds 3000..3050
+                 --check-determinism)
+set_tests_properties(sim.exec.seeds sim.exec.determinism
+                     PROPERTIES TIMEOUT 900 LABELS sim)

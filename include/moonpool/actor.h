@@ -176,7 +176,9 @@ void mp_actor_deactivate(mp_actor *self);
 
 /* The outcome of a call. status 0: `data` is the reply payload. status < 0:
  * the call failed (MP_ETIMEDOUT, MP_EACTOR, MP_ENOTYPE, MP_ENOMETHOD,
- * MP_ETOOBIG, MP_EUNAVAIL, MP_EFORWARDS, MP_EACTIVATION, MP_EDEADLOCK, ...)
+ * MP_ETOOBIG, MP_EUNAVAIL, MP_EINDOUBT, MP_EFORWARDS, MP_EACTIVATION,
+ * MP_EDEADLOCK, ...; node.h, "What an error says", tells which of them
+ * promise the call did not run)
  * and `data` holds the error message text (not NUL-terminated; may be
  * empty). `data` is valid
  * only during the callback. Runs exactly once per accepted call. */

@@ -11,6 +11,41 @@
  * mp_node_start → ... → mp_node_shutdown (graceful: deactivates everything,
  * closes connections) or, in a simulated kill, mp_node_free_now.
  *
+ * At most once. A call executes at most once, whatever fails, restarts,
+ * pauses or reconnects: the runtime never sends a request again once it may
+ * have reached its host (no retry, no fail-over, no resend after a
+ * reconnect), and a request queued for a peer declared lost is dropped
+ * before it is written, never delivered later. The workload `exec`
+ * (moonpool sim --workload exec) checks every execution of every call
+ * against this under kills, graceful restarts, pauses, one-way and long
+ * partitions; make test runs 600 seeds of it.
+ *
+ * What an error says. Every status a call ends with is one of:
+ *   not executed (safe to retry): MP_EUNAVAIL (no host could take it, or
+ *     its frame was dropped unsent), MP_EQUEUEFULL, MP_EINVAL, MP_ENOTYPE,
+ *     MP_ENOMETHOD, MP_ETOOBIG, MP_EACTIVATION (its activation failed
+ *     before any turn), MP_EDEADLOCK, MP_EFORWARDS, MP_ENAMESPACE,
+ *     MP_EVERSION; and MP_ECLOSED / MP_ENOMEM when mp_call returns them
+ *     (the call never left);
+ *   may have executed: MP_EINDOUBT (sent, and the peer was lost, restarted
+ *     or the relaying node shut down before the answer), MP_ETIMEDOUT,
+ *     MP_ECLOSED through the callback (this node shut down while the call
+ *     was out), MP_ESTORAGE (a persist failed inside the turn);
+ *   executed: 0, and MP_EACTOR (the handler ran and returned an error).
+ * A client-only node fails over to another gateway only for "not
+ * executed" outcomes.
+ *
+ * Deadlines. The remaining time travels with each request (ttl). A request
+ * whose caller's deadline passed never starts a turn, within this bound:
+ * nodes share no clock, so each hop may add the transit time it cannot see,
+ * up to two heartbeats (a longer delay, whether a queue at the sender, a
+ * stall of the receiver's loop or a silence on the connection, is seen and
+ * subtracted) plus a millisecond of rounding.
+ *
+ * Not yet: end-to-end request ids and a host-side duplicate cache, which
+ * would let a caller retry an MP_EINDOUBT call with the same id and get the
+ * first reply (exactly once for callers that retry).
+ *
  * Thread: the env's loop thread only.
  */
 #ifndef MOONPOOL_NODE_H
@@ -38,7 +73,8 @@ typedef struct mp_node_config {
     /* Peer liveness (transport): a connection that wrote nothing for
      * heartbeat_ns sends a keep-alive; one that received nothing for
      * peer_timeout_ns is closed as dead (its peer is then treated as lost:
-     * calls waiting on it fail with MP_EUNAVAIL once a redial fails). 0
+     * calls waiting on it fail once a redial fails: MP_EINDOUBT if their
+     * request was written, MP_EUNAVAIL if it was still queued). 0
      * means the default (1 s / 10 s); heartbeat_ns >= 1 ms; peer_timeout_ns
      * must be > 2 x heartbeat_ns, or MP_NODE_NO_PEER_TIMEOUT to never close
      * for silence. */
@@ -61,11 +97,12 @@ typedef struct mp_node_config {
      * directory partition and places nothing. Every mp_call/mp_send goes as
      * a REQUEST to a gateway member (chosen by the actor id's hash), which
      * routes it as if a member had sent it and relays the reply back. A
-     * call whose gateway is unreachable (connection lost or refused,
-     * MP_EUNAVAIL from a member shutting down) fails over to the next
-     * member in turn until one answers or the call's deadline passes; a
-     * request failed over after a broken connection may therefore run
-     * twice (use idempotent ops or op ids). self_addr may use port 0 in
+     * call that did not reach its gateway (refused at once, dropped unsent
+     * when the gateway was found unreachable, or answered MP_EUNAVAIL /
+     * MP_EQUEUEFULL) fails over to the next member in turn until one takes
+     * it or the call's deadline passes. A call whose request was written
+     * to a gateway that is then lost ends with MP_EINDOUBT and is never
+     * sent again (at most once, above). self_addr may use port 0 in
      * real mode (mp_node_addr then tells the bound address after start). */
     bool client_only;
 } mp_node_config;

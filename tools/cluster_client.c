@@ -139,8 +139,9 @@ int mp_cc_call(mp_cc *cc, const char *type, const char *key, const char *method,
     int rc = mp_ref_get(cc->node, type, key, &ref);
     if (rc < 0) return rc;
     waiter w = {0};
-    mp_call_opts opts = {timeout_ns};
+    mp_call_opts opts = {.timeout_ns = timeout_ns, .idempotency_key = cc->idempotency_key};
     rc = mp_call(cc->node, &ref, method, payload, len, &opts, on_reply, &w);
+    cc->at_once = rc < 0;
     if (rc < 0) return rc;
     return wait_for(cc, &w, reply, reply_len);
 }

@@ -27,6 +27,8 @@ typedef struct mp_cc {
     mp_config cfg;
     mp_env *env;
     mp_node *node;
+    const char *idempotency_key; /* for mp_cc_call; NULL: none */
+    int at_once; /* the last mp_cc_call's error came from mp_call itself */
 } mp_cc;
 
 /* Load the cluster file (only [cluster] matters: namespace and members;

@@ -22,17 +22,23 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool call --cluster FILE [--timeout MS] [-v] TYPE/KEY METHOD [JSON]\n"
+            "usage: moonpool call --cluster FILE [--timeout MS] [--key KEY] [-v] TYPE/KEY METHOD\n"
+            "                     [JSON]\n"
             "\n"
             "Call METHOD on the actor TYPE/KEY of the cluster described by FILE (its\n"
             "[cluster] namespace and members) and print the reply. JSON defaults to {}.\n"
             "  --cluster FILE  a cluster config file (docs/config.md)\n"
             "  --timeout MS    call timeout in milliseconds (default: the file's\n"
             "                  [timeouts] call, 30 s)\n"
+            "  --key KEY       idempotency key: a call that failed \"may have executed\"\n"
+            "                  can be retried with the same KEY and runs at most once\n"
+            "                  (1..64 characters of [!-~])\n"
             "  -v              log the client's own connection events on stderr\n"
             "Example:\n"
             "  moonpool call --cluster cluster.conf BankAccount/alice deposit "
             "'{\"op\":\"a1\",\"amount\":50}'\n"
+            "A failure says whether the call ran: \"not executed\" (safe to retry), \"may\n"
+            "have executed\" (retry only with --key) or \"executed\" (the actor's error).\n"
             "Exit status: 0 success, 1 the call failed (message on stderr), 2 bad usage.\n");
 }
 
@@ -51,6 +57,7 @@ int mp_cmd_call(int argc, char **argv)
     const char *pos[3] = {NULL, NULL, NULL};
     int npos = 0;
     uint64_t timeout_ns = 0;
+    const char *key_opt = NULL;
     mp_log_level lvl = MP_LOG_ERROR;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -66,6 +73,8 @@ int mp_cmd_call(int argc, char **argv)
                 fprintf(stderr, "moonpool call: --timeout wants milliseconds (1..86400000)\n");
                 return MP_EXIT_USAGE;
             }
+        } else if (strcmp(a, "--key") == 0 && i + 1 < argc) {
+            key_opt = argv[++i];
         } else if (strcmp(a, "-v") == 0) {
             lvl = MP_LOG_INFO;
         } else if (a[0] == '-' && a[1] == '-' && npos == 0) {
@@ -117,6 +126,7 @@ int mp_cmd_call(int argc, char **argv)
     }
     char *reply = NULL;
     size_t len = 0;
+    cc.idempotency_key = key_opt;
     rc = mp_cc_call(&cc, type, key, pos[1], payload, strlen(payload), timeout_ns, &reply, &len);
     int exit_status = MP_EXIT_OK;
     if (rc == 0) {
@@ -125,8 +135,9 @@ int mp_cmd_call(int argc, char **argv)
     } else {
         /* The runtime's text often repeats mp_strerror: print it once. */
         bool detail = reply && *reply && strcmp(reply, mp_strerror(rc)) != 0;
-        fprintf(stderr, "moonpool call: %s/%s %s failed: %s: %s%s%s\n", type, key, pos[1],
-                mp_status_name(rc), mp_strerror(rc), detail ? ": " : "", detail ? reply : "");
+        fprintf(stderr, "moonpool call: %s/%s %s failed (%s): %s: %s%s%s\n", type, key, pos[1],
+                mp_call_class_name(mp_call_status_class(rc, cc.at_once)), mp_status_name(rc),
+                mp_strerror(rc), detail ? ": " : "", detail ? reply : "");
         exit_status = MP_EXIT_FAIL;
     }
     free(reply);

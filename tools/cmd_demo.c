@@ -574,7 +574,7 @@ static void send_job(job *j)
     mp_ref ref;
     int rc = mp_ref_get(d->cc.node, MP_BANK_TYPE, key, &ref);
     assert(rc == 0);
-    mp_call_opts opts = {CALL_TIMEOUT_NS};
+    mp_call_opts opts = {.timeout_ns = CALL_TIMEOUT_NS};
     rc = mp_call(d->cc.node, &ref, method, payload, strlen(payload), &opts, on_job_reply, j);
     if (rc < 0) {
         /* Refused at once (queue full, closing): same as a failed attempt,

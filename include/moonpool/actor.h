@@ -187,6 +187,13 @@ typedef void (*mp_reply_cb)(void *ud, int status, const void *data,
 
 typedef struct mp_call_opts {
     uint64_t timeout_ns; /* 0: the node's default (30 s) */
+    /* NULL, or the caller's idempotency key for this request: 1 to
+     * MP_IDEMPOTENCY_KEY_MAX bytes of [!-~], copied. The activation that runs
+     * a keyed request remembers the key and its reply; a request with the
+     * same key to the same actor within MP_IDEMPOTENCY_WINDOW_NS is answered
+     * with that reply and does not run again (node.h, "Exactly once for
+     * callers that retry"). A bad key: MP_EINVAL. */
+    const char *idempotency_key;
 } mp_call_opts;
 
 /* Call `method` on the actor named by ref, from outside any actor. The

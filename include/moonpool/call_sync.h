@@ -41,7 +41,11 @@ extern "C" {
  * counted in *reply_len), which the caller frees with free(). It is set to
  * NULL when the call failed before being sent or when memory ran out (then
  * the status is MP_ENOMEM unless the call already failed). `reply_len` may
- * be NULL. */
+ * be NULL.
+ *
+ * Whether a failed call ran: mp_call_status_class(status, *reply == NULL)
+ * (status.h): "not executed" may be retried as is; "may have executed"
+ * only with the same opts->idempotency_key (node.h). */
 int mp_call_sync(mp_node *node, const mp_ref *ref, const char *method,
                  const void *payload, size_t len, const mp_call_opts *opts,
                  char **reply, size_t *reply_len);

@@ -76,4 +76,13 @@
  * per-member tables are sized by it. */
 #define MP_MAX_MEMBERS 256
 
+/* Idempotency keys (mp_call_opts.idempotency_key, node.h "Exactly once
+ * for callers that retry"): the longest key, in bytes of [!-~]; how many
+ * keys one activation remembers; how long; the largest reply kept for a
+ * replay (a larger one is answered MP_EALREADY). Not configurable yet. */
+#define MP_IDEMPOTENCY_KEY_MAX 64
+#define MP_IDEMPOTENCY_KEYS_PER_ACTIVATION 256u
+#define MP_IDEMPOTENCY_WINDOW_NS (5ull * MP_NS_PER_MIN)
+#define MP_IDEMPOTENCY_REPLY_MAX_BYTES 4096u
+
 #endif

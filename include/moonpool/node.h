@@ -42,9 +42,17 @@
  * stall of the receiver's loop or a silence on the connection, is seen and
  * subtracted) plus a millisecond of rounding.
  *
- * Not yet: end-to-end request ids and a host-side duplicate cache, which
- * would let a caller retry an MP_EINDOUBT call with the same id and get the
- * first reply (exactly once for callers that retry).
+ * Exactly once for callers that retry. A call made with an idempotency key
+ * (mp_call_opts.idempotency_key) that ends "may have executed" can be
+ * retried with the same key, from any node: the key travels unchanged with
+ * the request (forwards, a client-only node's fail-over), and the
+ * activation that ran it answers the retry with the first reply, or
+ * MP_EALREADY when that reply was over MP_IDEMPOTENCY_REPLY_MAX_BYTES,
+ * without running it again. The window: MP_IDEMPOTENCY_WINDOW_NS after the
+ * first reply, for the last MP_IDEMPOTENCY_KEYS_PER_ACTIVATION keys of the
+ * actor, and only while that activation lives (an idle deactivation or the
+ * crash of its node ends it early: a retry then runs again). Unkeyed calls
+ * are not remembered: the runtime never delivers them twice.
  *
  * Thread: the env's loop thread only.
  */

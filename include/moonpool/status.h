@@ -52,7 +52,9 @@ typedef enum mp_status {
     MP_EDEADLOCK = -32,    /* the callee is busy waiting for the caller */
     MP_EINDOUBT = -33,     /* the request may have executed: its answer was
                               lost (node.h, "What an error says") */
-    MP_STATUS_MIN_ = -33
+    MP_EALREADY = -34,     /* a keyed request already ran; its reply was
+                              not kept (too large or evicted) */
+    MP_STATUS_MIN_ = -34
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".
@@ -61,6 +63,22 @@ const char *mp_strerror(int status);
 
 /* Symbolic name ("MP_ETIMEDOUT") for logs and the CLI; static string. */
 const char *mp_status_name(int status);
+
+/* What a call's outcome says about its execution (node.h, "What an error
+ * says"). */
+typedef enum mp_call_class {
+    MP_CALL_EXECUTED = 0,       /* ran: 0, MP_EACTOR, MP_EALREADY */
+    MP_CALL_NOT_EXECUTED = 1,   /* did not run: safe to retry */
+    MP_CALL_MAY_HAVE_RUN = 2    /* unknown: retry only with an idempotency key */
+} mp_call_class;
+
+/* The class of a call's status. returned_at_once: mp_call itself returned
+ * it (the call never left), as opposed to the reply callback. A status no
+ * call path produces is MP_CALL_MAY_HAVE_RUN (the safe answer). */
+mp_call_class mp_call_status_class(int status, int returned_at_once);
+
+/* "executed", "not executed", "may have executed"; static string. */
+const char *mp_call_class_name(mp_call_class c);
 
 #ifdef __cplusplus
 }

@@ -249,6 +249,7 @@ void mp_actor_delete(mp_actor *a)
     MP_ALWAYS(!a->activated || a->node->killing, "actor.deactivate_hook_ran");
     if (a->type->release) a->type->release(a->instance);
     mp_state_drop(a);
+    mp__idem_free(a);
     if (a->has_pub_ref)
         free(mp_map_u64_remove(&a->node->pub_refs, a->act_id));
     size_t inst_off;
@@ -378,6 +379,10 @@ void mp_actor_step(mp_actor *a)
         mp_actor_schedule(a);
         return;
     }
+    if (m->key_len && mp__idem_replay(n, a, m)) {
+        mp_actor_schedule(a);
+        return;
+    }
     assert(m->mdef);
     a->current = m;
     m->actor = a;
@@ -402,6 +407,7 @@ static void end_turn(mp_msg *msg, int status, const void *data, size_t len)
     if (a) {
         MP_ALWAYS(a->current == msg, "actor.reply_matches_turn");
         a->current = NULL;
+        if (msg->key_len) mp__idem_record(n, a, msg, status, data, len);
     }
     mp__finish(n, msg, status, data, len); /* msg may be gone now */
     if (a) mp__turn_ended(n, a);

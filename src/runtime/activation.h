@@ -90,6 +90,7 @@ struct mp_msg {
      * detection (route.c, mp__deliver_local). Reset by mp_msg_alloc. */
     uint64_t await_corr;
     uint64_t await_hash;
+    uint8_t key_len; /* idempotency key (idem.c); 0: none */
     char peer[MP_ADDR_MAX + 1];
     mp_ref target;
     const mp_method_def *mdef; /* resolved at delivery */
@@ -97,6 +98,7 @@ struct mp_msg {
     uint8_t method_len;
     char sender[MP_ACTOR_ID_MAX + 1];
     char method[MP_METHOD_MAX + 1];
+    char key[MP_IDEMPOTENCY_KEY_MAX];
     /* request payload */
     uint8_t *data;
     uint32_t len, cap;
@@ -155,6 +157,7 @@ struct mp_actor {
     bool loading;        /* load in flight */
     bool persisting;     /* save (or reload + save) in flight */
     bool etag_unsure;    /* last save failed ambiguously: reload first */
+    struct mp_idem *idem; /* idempotency keys it ran (idem.c); NULL: none */
     char id[];           /* len bytes + NUL */
 };
 

@@ -35,7 +35,10 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
     size_t slen = sender ? sender->len : 0;
     /* The same bound the wire enforces, checked before anything is queued
      * so local and remote calls fail alike (R16). */
-    size_t frame = (size_t)MP_FRAME_MIN_SIZE + ref->len + slen + mlen;
+    size_t klen = opts && opts->idempotency_key
+                      ? strnlen(opts->idempotency_key, MP_IDEMPOTENCY_KEY_MAX + 1)
+                      : 0;
+    size_t frame = (size_t)MP_FRAME_MIN_SIZE + ref->len + slen + mlen + klen;
     if (len > n->max_message || frame + len > n->max_message) return MP_ETOOBIG;
 
     mp_msg *m = mp_msg_alloc(n);
@@ -54,6 +57,15 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
     if (sender) {
         memcpy(m->sender, sender->id, slen + 1);
         m->sender_len = (uint16_t)slen;
+    }
+    if (opts && opts->idempotency_key) {
+        size_t kl = strnlen(opts->idempotency_key, MP_IDEMPOTENCY_KEY_MAX + 1);
+        if (!mp__idem_key_ok(opts->idempotency_key, kl)) {
+            mp_msg_release(n, m);
+            return MP_EINVAL;
+        }
+        memcpy(m->key, opts->idempotency_key, kl);
+        m->key_len = (uint8_t)kl;
     }
     assert(m->deadline > now); /* timeout > 0, saturated on overflow */
     if (n->client_only) return mp__client_submit(n, m, cb, ud, oneway);

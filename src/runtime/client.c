@@ -48,6 +48,7 @@ static int client_frame(mp_node *n, const mp_msg *m, size_t gw, uint64_t corr)
     f.ttl_ms = (uint32_t)ttl_ms;
     f.target = mp_bytes_make(m->target.id, m->target.len);
     f.method = mp_bytes_make(m->method, m->method_len);
+    f.request_key = mp_bytes_make(m->key, m->key_len);
     f.payload = mp_bytes_make(m->data, m->len);
     int rc = mp__send_frame(n, mp_dir_addr(&n->dir, gw), &f);
     MP__DBG(n, "client send %s.%s to %s corr=%llu rc=%d", m->target.id, m->method,

@@ -30,6 +30,9 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
         why = "malformed method";
     else if (f->sender.len > MP_ACTOR_ID_MAX)
         why = "malformed sender";
+    else if (f->request_key.len &&
+             !mp__idem_key_ok((const char *)f->request_key.ptr, f->request_key.len))
+        why = "malformed idempotency key";
     if (why) {
         if (!oneway) mp__send_response(n, peer, f->correlation_id, status, why,
                                    strlen(why), NULL, -1);
@@ -60,6 +63,8 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
     if (f->sender.len) memcpy(m->sender, f->sender.ptr, f->sender.len);
     m->sender[f->sender.len] = '\0';
     m->sender_len = (uint16_t)f->sender.len;
+    if (f->request_key.len) memcpy(m->key, f->request_key.ptr, f->request_key.len);
+    m->key_len = (uint8_t)f->request_key.len;
     MP__DBG(n, "recv %s.%s from %s fc=%u flags=%u corr=%llu", ref.id, m->method, peer,
         f->forward_count, f->flags, (unsigned long long)f->correlation_id);
 

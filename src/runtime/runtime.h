@@ -345,6 +345,17 @@ void mp__ccall_free(mp_node *n, mp_ccall *cc);
 void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
                       const void *data, size_t len);
 
+/* idem.c: idempotency keys */
+/* At a keyed message's turn: if its key already ran here, answer it from
+ * the kept reply (consumes m) and return true. */
+bool mp__idem_replay(mp_node *n, mp_actor *a, mp_msg *m);
+/* A keyed message's turn ended with this reply: remember it. */
+void mp__idem_record(mp_node *n, mp_actor *a, const mp_msg *m, int status,
+                     const void *data, size_t len);
+void mp__idem_free(mp_actor *a);
+/* 1..MP_IDEMPOTENCY_KEY_MAX bytes of [!-~]. */
+bool mp__idem_key_ok(const char *key, size_t len);
+
 /* idle.c */
 void mp__arm_sweep(mp_node *n);
 

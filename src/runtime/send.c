@@ -169,6 +169,7 @@ void mp__send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
     f.target = mp_bytes_make(m->target.id, m->target.len);
     f.sender = mp_bytes_make(m->sender, m->sender_len);
     f.method = mp_bytes_make(m->method, m->method_len);
+    f.request_key = mp_bytes_make(m->key, m->key_len);
     f.payload = mp_bytes_make(m->data, m->len);
 
     mp_ctx *relay = NULL;

@@ -46,6 +46,7 @@ static const struct status_text table[] = {
     [31] = {"MP_EINTERNAL", "internal error"},
     [32] = {"MP_EDEADLOCK", "call cycle: the callee is waiting for the caller"},
     [33] = {"MP_EINDOUBT", "the request may or may not have executed (its answer was lost)"},
+    [34] = {"MP_EALREADY", "the request already ran; its reply was not kept"},
 };
 
 _Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,
@@ -67,4 +68,36 @@ const char *mp_status_name(int status)
 {
     const struct status_text *t = lookup(status);
     return t ? t->name : "MP_E?";
+}
+
+mp_call_class mp_call_status_class(int status, int returned_at_once)
+{
+    switch (status) {
+    case MP_OK:
+    case MP_EACTOR:
+    case MP_EALREADY: return MP_CALL_EXECUTED;
+    case MP_EUNAVAIL:
+    case MP_EQUEUEFULL:
+    case MP_EINVAL:
+    case MP_ENOTYPE:
+    case MP_ENOMETHOD:
+    case MP_ETOOBIG:
+    case MP_EACTIVATION:
+    case MP_EDEADLOCK:
+    case MP_EFORWARDS:
+    case MP_ENAMESPACE:
+    case MP_EVERSION: return MP_CALL_NOT_EXECUTED;
+    case MP_ECLOSED:
+    case MP_ENOMEM: return returned_at_once ? MP_CALL_NOT_EXECUTED : MP_CALL_MAY_HAVE_RUN;
+    default: return MP_CALL_MAY_HAVE_RUN;
+    }
+}
+
+const char *mp_call_class_name(mp_call_class c)
+{
+    switch (c) {
+    case MP_CALL_EXECUTED: return "executed";
+    case MP_CALL_NOT_EXECUTED: return "not executed";
+    default: return "may have executed";
+    }
 }

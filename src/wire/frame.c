@@ -47,7 +47,7 @@
 #define DEC_KEEP_CAP (64u * 1024u)
 
 _Static_assert(OFF_STATUS + 4 == MP_FRAME_FIXED_HEADER, "fixed header layout");
-_Static_assert(MP_FRAME_FIXED_HEADER + 2 + 2 + 2 + 2 + 4 + 4 == MP_FRAME_MIN_SIZE,
+_Static_assert(MP_FRAME_FIXED_HEADER + 2 + 2 + 2 + 2 + 2 + 4 + 4 == MP_FRAME_MIN_SIZE,
                "minimum frame size");
 _Static_assert(PREFIX_LEN < MP_FRAME_MIN_SIZE, "prefix fits in every frame");
 
@@ -167,6 +167,7 @@ static int decode_whole(const uint8_t *p, size_t frame_len, mp_frame *out)
     if ((rc = rd_str16(&r, MP_FRAME_MAX_TARGET, &out->target))) return rc;
     if ((rc = rd_str16(&r, MP_FRAME_MAX_SENDER, &out->sender))) return rc;
     if ((rc = rd_str16(&r, MP_FRAME_MAX_METHOD, &out->method))) return rc;
+    if ((rc = rd_str16(&r, MP_FRAME_MAX_KEY, &out->request_key))) return rc;
     uint16_t count;
     if ((rc = rd_u16(&r, &count))) return rc;
     if (count > MP_FRAME_MAX_CACHE_UPDATES) return MP_EPROTO;
@@ -195,6 +196,7 @@ static uint64_t encoded_size64(const mp_frame *f)
     n += f->target.len;
     n += f->sender.len;
     n += f->method.len;
+    n += f->request_key.len;
     unsigned count = f->cache_update_count;
     if (count > MP_FRAME_MAX_CACHE_UPDATES) count = MP_FRAME_MAX_CACHE_UPDATES; /* never read past the array */
     for (unsigned i = 0; i < count; i++)
@@ -213,7 +215,8 @@ static int validate_for_encode(const mp_frame *f)
 {
     if (!kind_ok(f->kind) || !status_ok(f->kind, f->status)) return MP_EINVAL;
     if (!view_ok(f->target, MP_FRAME_MAX_TARGET) || !view_ok(f->sender, MP_FRAME_MAX_SENDER) ||
-        !view_ok(f->method, MP_FRAME_MAX_METHOD) || !view_ok(f->payload, UINT32_MAX))
+        !view_ok(f->method, MP_FRAME_MAX_METHOD) ||
+        !view_ok(f->request_key, MP_FRAME_MAX_KEY) || !view_ok(f->payload, UINT32_MAX))
         return MP_EINVAL;
     if (f->cache_update_count > MP_FRAME_MAX_CACHE_UPDATES) return MP_EINVAL;
     for (unsigned i = 0; i < f->cache_update_count; i++) {
@@ -261,6 +264,7 @@ int mp_frame_encode(const mp_frame *f, uint8_t *buf, size_t cap, size_t *written
     w = put_str16(w, f->target);
     w = put_str16(w, f->sender);
     w = put_str16(w, f->method);
+    w = put_str16(w, f->request_key);
     mp_put_le16(w, f->cache_update_count);
     w += 2;
     for (unsigned i = 0; i < f->cache_update_count; i++) {

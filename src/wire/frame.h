@@ -14,7 +14,7 @@
  * Layout, all integers little-endian, fixed width (offsets from frame start):
  *   0  u32 length      bytes after this field: rest of header + body + crc
  *   4  u32 magic       MP_FRAME_MAGIC, the bytes "MPOL"
- *   8  u8  version     MP_FRAME_VERSION (1)
+ *   8  u8  version     MP_FRAME_VERSION (2)
  *   9  u8  kind        mp_frame_kind (1..4)
  *  10  u16 flags       opaque to this layer (meaning defined by the runtime)
  *  12  u64 correlation id
@@ -25,6 +25,7 @@
  *  30  u16 target_len  + bytes  (<= 256)
  *      u16 sender_len  + bytes  (<= 256)
  *      u16 method_len  + bytes  (<= 128)
+ *      u16 key_len     + bytes  (<= 64) the caller's idempotency key, or empty
  *      u16 cache_update_count   (<= 16), each record:
  *          u16 id_len + bytes (<= 256), u16 addr_len + bytes (<= 64),
  *          u32 incarnation
@@ -82,19 +83,21 @@
 #include "moonpool/status.h"
 
 #define MP_FRAME_MAGIC 0x4C4F504Du /* "MPOL" as bytes on the wire */
-#define MP_FRAME_VERSION 1u
+/* 2: the idempotency key field (version 1 had none). */
+#define MP_FRAME_VERSION 2u
 
 /* Field caps. */
 #define MP_FRAME_MAX_TARGET 256u
 #define MP_FRAME_MAX_SENDER 256u
 #define MP_FRAME_MAX_METHOD 128u
+#define MP_FRAME_MAX_KEY 64u
 #define MP_FRAME_MAX_CACHE_UPDATES 16u
 #define MP_FRAME_MAX_CACHE_ID 256u
 #define MP_FRAME_MAX_CACHE_ADDR 64u
 
 /* Sizes. MP_FRAME_MIN_SIZE is a frame with every variable field empty. */
 #define MP_FRAME_FIXED_HEADER 30u /* length .. status inclusive */
-#define MP_FRAME_MIN_SIZE 46u     /* fixed header + 4 u16 + u32 + crc */
+#define MP_FRAME_MIN_SIZE 48u     /* fixed header + 5 u16 + u32 + crc */
 #define MP_FRAME_DEFAULT_MAX MP_DEFAULT_MAX_MESSAGE_BYTES /* 1 MiB, whole frame */
 /* Largest max_frame accepted by any function here: keeps every size sum far
  * from overflow even where size_t is 32 bits. */
@@ -131,6 +134,7 @@ typedef struct mp_frame {
     mp_bytes target; /* actor id text; may be empty (system frames) */
     mp_bytes sender; /* actor id text or empty */
     mp_bytes method;
+    mp_bytes request_key; /* idempotency key (node.h) or empty */
     uint16_t cache_update_count; /* entries used; decoders leave the rest as they were */
     mp_frame_cache_update cache_updates[MP_FRAME_MAX_CACHE_UPDATES];
     mp_bytes payload;

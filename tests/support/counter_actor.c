@@ -139,7 +139,7 @@ static void hold_and_call(mp_actor *self, counter *c, mp_msg *msg, const void *p
     c->in_turn = 1;
     /* a short inner timeout: a lost callee must not keep this actor busy
      * for longer than its own callers wait */
-    mp_call_opts opts = {2 * SEC};
+    mp_call_opts opts = {.timeout_ns = 2 * SEC};
     int rc = mp_actor_call(self, &other, method, arg, arg_len, &opts, other_replied, c);
     if (rc < 0) {
         c->held = NULL;

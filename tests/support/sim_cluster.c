@@ -268,7 +268,7 @@ int sc_call(sc_cluster *c, int from, const char *type, const char *key,
     assert_non_null(node);
     assert_int_equal(mp_ref_get(node, type, key, &r), MP_OK);
     o->sim = c->sim;
-    mp_call_opts opts = {timeout_ns};
+    mp_call_opts opts = {.timeout_ns = timeout_ns};
     return mp_call(node, &r, method, p, len, &opts, sc_on_reply, o);
 }
 

@@ -504,7 +504,7 @@ static void traffic_call(traffic *t, int slot)
     snprintf(key, sizeof key, "k%d", (int)mp_sim_random_below(sc_sim(w->c), 20));
     mp_ref r;
     mp_ref_get(node, "Acc", key, &r);
-    mp_call_opts opts = {2 * SEC};
+    mp_call_opts opts = {.timeout_ns = 2 * SEC};
     static const uint8_t deact = 1;
     memset(&t->o[slot], 0, sizeof t->o[slot]);
     if (mp_call(node, &r, "incr", &deact, 1, &opts, sc_on_reply, &t->o[slot]) == 0)

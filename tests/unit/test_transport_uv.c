@@ -380,14 +380,14 @@ static void test_limits(void **state)
     assert_int_equal(mp_transport_send(a.t, "127.0.0.1:9", &f), MP_EQUEUEFULL);
     assert_int_equal(mp_transport_peer_stats(a.t, "127.0.0.1:9", &s), MP_OK);
     assert_int_equal(s.queue_frames, 40);
-    assert_int_equal(s.queue_bytes, 40 * (16 + 46));
+    assert_int_equal(s.queue_bytes, 40 * (16 + MP_FRAME_MIN_SIZE));
     assert_false(s.connected);
     /* Queue bound in bytes. */
     f.payload = mp_bytes_make(big, 3000);
     int ok = 0, rc;
     while ((rc = mp_transport_send(a.t, "127.0.0.1:10", &f)) == MP_OK) ok++;
     assert_int_equal(rc, MP_EQUEUEFULL);
-    assert_int_equal(ok, 100000 / (3000 + 46));
+    assert_int_equal(ok, 100000 / (3000 + MP_FRAME_MIN_SIZE));
     /* Reconnecting goes on while frames wait: several refusals reported. */
     run_for(env, 100 * MS);
     assert_true(a.rx.downs >= 2);

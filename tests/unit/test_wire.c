@@ -547,13 +547,15 @@ static void test_decode_rejections(void **state)
     const size_t tgt = 30; /* offset of target_len */
     const size_t snd = tgt + 2 + f.target.len;
     const size_t mth = snd + 2 + f.sender.len;
-    const size_t cnt = mth + 2 + f.method.len;
+    const size_t key = mth + 2 + f.method.len;
+    const size_t cnt = key + 2 + f.request_key.len;
     const size_t rec = cnt + 2;
     uint8_t b[4];
 
     assert_int_equal(decode_patched(&f, 4, "MPOX", 4, 0), MP_EBADMAGIC);
     assert_int_equal(decode_patched(&f, 4, "MPOX", 4, 1), MP_EBADMAGIC);
-    assert_int_equal(decode_patched(&f, 8, "\x02", 1, 1), MP_EVERSION);
+    assert_int_equal(decode_patched(&f, 8, "\x03", 1, 1), MP_EVERSION);
+    assert_int_equal(decode_patched(&f, 8, "\x01", 1, 1), MP_EVERSION); /* no key field */
     assert_int_equal(decode_patched(&f, 8, "\x00", 1, 1), MP_EVERSION);
     assert_int_equal(decode_patched(&f, 60, "\xff", 1, 0), MP_ECHECKSUM);
     assert_int_equal(decode_patched(&f, 9, "\x00", 1, 1), MP_EPROTO); /* kind 0 */
@@ -564,6 +566,7 @@ static void test_decode_rejections(void **state)
     assert_int_equal(decode_patched(&f, tgt, "\x01\x01", 2, 1), MP_EPROTO); /* 257 */
     assert_int_equal(decode_patched(&f, snd, "\x01\x01", 2, 1), MP_EPROTO);
     assert_int_equal(decode_patched(&f, mth, "\x81\x00", 2, 1), MP_EPROTO); /* 129 */
+    assert_int_equal(decode_patched(&f, key, "\x41\x00", 2, 1), MP_EPROTO); /* 65 */
     assert_int_equal(decode_patched(&f, cnt, "\x11\x00", 2, 1), MP_EPROTO); /* 17 */
     assert_int_equal(decode_patched(&f, rec, "\x01\x01", 2, 1), MP_EPROTO);
     assert_int_equal(decode_patched(&f, rec + 2 + f.cache_updates[0].actor_id.len, "\x41\x00",
@@ -817,7 +820,7 @@ static void test_stream_memory_follows_bytes(void **state)
      * buffer, not 1 MiB. */
     uint8_t hdr[9];
     put32le(hdr, MP_FRAME_DEFAULT_MAX - 4);
-    memcpy(hdr + 4, "MPOL\x01", 5);
+    memcpy(hdr + 4, "MPOL\x02", 5);
     mp_frame_decoder dec;
     assert_int_equal(mp_frame_decoder_init(&dec, 0), 0);
     mp_frame f;

@@ -301,6 +301,7 @@ static void test_dropped_queued_frames_are_never_written(void **state)
 static void queue_while_down(world *w, uint32_t ttl_ms, uint64_t down)
 {
     world_init(w, 12, false);
+    run_for(w, 100 * MS); /* the wait counts from the queueing, not from 0 */
     send_frame(w, MP_FRAME_REQUEST, 1, ttl_ms);
     send_frame(w, MP_FRAME_ONEWAY, 2, 0);
     run_for(w, down);

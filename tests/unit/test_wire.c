@@ -687,6 +687,88 @@ static void test_corrupt_every_byte(void **state)
     free(tailb);
 }
 
+/* ---- in-place ttl rewrite (the transport's queue aging) ----------------- */
+
+/* mp_frame_set_ttl on an encoded frame gives exactly the bytes of that frame
+ * encoded with the new ttl: the ttl field and the checksum change, nothing
+ * else, and the result decodes (checksum valid) to the same frame with the
+ * new ttl. Checked on every kind, on random frames (cache updates, large
+ * payloads), on ttl 0 and UINT32_MAX, and on a frame in the middle of a
+ * queue of frames back to back (its neighbours are untouched). The peek
+ * helpers read kind, ttl and whole size of the same bytes. */
+static void check_set_ttl(const mp_frame *f, uint32_t ttl)
+{
+    size_t len;
+    uint8_t *buf = encode_alloc(f, &len);
+    mp_frame g = *f;
+    g.ttl_ms = ttl;
+    size_t want_len;
+    uint8_t *want = encode_alloc(&g, &want_len);
+    assert_int_equal(want_len, len);
+    assert_int_equal(mp_frame_peek_size(buf), len);
+    assert_int_equal(mp_frame_peek_kind(buf), f->kind);
+    assert_int_equal(mp_frame_peek_ttl(buf), f->ttl_ms);
+    mp_frame_set_ttl(buf, ttl);
+    assert_memory_equal(buf, want, len);
+    assert_int_equal(mp_frame_peek_ttl(buf), ttl);
+    assert_int_equal(mp_frame_peek_size(buf), len);
+    mp_frame d;
+    size_t flen = 0;
+    assert_int_equal(mp_frame_decode(buf, len, 0, &d, &flen), 0);
+    assert_int_equal(flen, len);
+    assert_frame_eq(&g, &d);
+    free(want);
+    free(buf);
+}
+
+static void test_set_ttl_rewrites_only_ttl_and_checksum(void **state)
+{
+    static const uint32_t ttls[] = {0, 1, 29999, 30001, UINT32_MAX};
+    for (uint8_t kind = MP_FRAME_REQUEST; kind <= MP_FRAME_SYSTEM; kind++) {
+        mp_frame f = simple_frame(kind);
+        if (kind == MP_FRAME_RESPONSE) f.status = MP_ENOMETHOD;
+        if (kind == MP_FRAME_SYSTEM) {
+            f.target = mp_bytes_make(NULL, 0);
+            f.status = MP_ENAMESPACE;
+        }
+        for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) check_set_ttl(&f, ttls[i]);
+    }
+    mp_prng rng;
+    mp_prng_seed(&rng, 7);
+    uint8_t *arena = malloc(ARENA_SIZE);
+    assert_non_null(arena);
+    for (int i = 0; i < 200; i++) {
+        size_t used = 0;
+        mp_frame f = random_frame(&rng, arena, &used, 4096);
+        check_set_ttl(&f, (uint32_t)mp_prng_next(&rng));
+    }
+    free(arena);
+
+    /* In a queue: rewrite the middle frame of three. */
+    stream *s = make_stream(11, 3, 512);
+    uint8_t *orig = malloc(s->len);
+    assert_non_null(orig);
+    memcpy(orig, s->bytes, s->len);
+    uint8_t *mid = s->bytes + s->offsets[1];
+    assert_int_equal(mp_frame_peek_size(mid), s->offsets[2] - s->offsets[1]);
+    mp_frame_set_ttl(mid, 1234);
+    assert_memory_equal(s->bytes, orig, s->offsets[1]);
+    assert_memory_equal(s->bytes + s->offsets[2], orig + s->offsets[2], s->len - s->offsets[2]);
+    mp_frame d;
+    size_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t flen = 0;
+        assert_int_equal(mp_frame_decode(s->bytes + off, s->len - off, 0, &d, &flen), 0);
+        mp_frame want = s->frames[i];
+        if (i == 1) want.ttl_ms = 1234;
+        assert_frame_eq(&want, &d);
+        off += flen;
+    }
+    assert_int_equal(off, s->len);
+    free(orig);
+    free_stream(s);
+}
+
 /* ---- streaming decoder -------------------------------------------------- */
 
 static void test_stream_whole_in_place(void **state)
@@ -1029,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_encode_refusals),
         cmocka_unit_test(test_decode_rejections),
         cmocka_unit_test(test_corrupt_every_byte),
+        cmocka_unit_test(test_set_ttl_rewrites_only_ttl_and_checksum),
         cmocka_unit_test(test_stream_whole_in_place),
         cmocka_unit_test(test_stream_every_two_part_split),
         cmocka_unit_test(test_stream_one_byte_at_a_time),

@@ -223,6 +223,7 @@ int mp_cmd_journal_load(int argc, char **argv)
         mp_cc_close(&l.cc);
         return MP_EXIT_FAIL;
     }
+    setvbuf(l.out, NULL, _IOLBF, 0); /* the test watches it grow */
     mp_proc_catch_signals();
     srand((unsigned)mp_proc_now_ns());
     l.keys = (unsigned)keys;

@@ -8,7 +8,8 @@
 # records each call's status, while this script, in turn: SIGKILLs a node
 # and restarts it, SIGTERMs one and restarts it, SIGSTOPs one for 3 s
 # (longer than peer_timeout 1 s) then SIGCONTs it, and, where iptables
-# works, cuts one node's port on loopback for 3 s. Between faults it waits
+# works, cuts one node's port on loopback for 3 s (at 2, 7, 12 and 18 s of
+# load; LOAD_SECONDS, default 24, in all). After each fault it waits
 # for the load to make progress again. Then the load stops, every call
 # ends, the stored journals are read until two reads agree, and:
 #   - no op id is stored twice (across keys too), and none is stored that
@@ -85,6 +86,15 @@ progress() {
     wait_log "$TMP/ops" "." "$want" "$LOAD" 30 || fail "the load made no progress (${2:-})"
 }
 
+# at SECS: let the load run until SECS seconds after it started, so the
+# faults are spread over the run (a schedule, not a wait for an event).
+at() {
+    while [ $(($(date +%s) - LOAD_T0)) -lt "$1" ]; do
+        kill -0 "$LOAD" 2>/dev/null || fail "the load client ended early"
+        sleep 0.2
+    done
+}
+
 start_cluster
 pass "3 nodes ready (shared SQLite, heartbeat 200ms, peer_timeout 1s)"
 
@@ -98,12 +108,14 @@ wait_log "$TMP/load.log" "journal-load: started" 1 "$LOAD" 20 || fail "the load 
 progress 200 "start"
 
 # Fault 1: SIGKILL node 2, restart it at once.
+at 2
 kill -KILL "$PID2"; wait "$PID2" 2>/dev/null
 echo "fault: SIGKILL node 2 ($(wc -l <"$TMP/ops") ops so far)"
 restart 2
 progress 200 "after SIGKILL + restart"
 
 # Fault 2: SIGTERM node 3 (graceful), restart it.
+at 7
 echo "fault: SIGTERM node 3 ($(wc -l <"$TMP/ops") ops so far)"
 stop_node "$PID3"
 [ "$STOP_STATUS" = 0 ] || fail "node 3 exit status $STOP_STATUS after SIGTERM under load"
@@ -112,6 +124,7 @@ progress 200 "after SIGTERM + restart"
 
 # Fault 3: SIGSTOP node 1 for longer than peer_timeout. The 3 s are the
 # fault's length, not a wait for something to happen.
+at 12
 echo "fault: SIGSTOP node 1 for 3 s ($(wc -l <"$TMP/ops") ops so far)"
 kill -STOP "$PID1"
 sleep 3
@@ -120,12 +133,18 @@ progress 200 "after SIGSTOP/SIGCONT"
 
 # Fault 4: cut node 2's port on loopback for 3 s (root + iptables only).
 if [ "$(id -u)" = 0 ] && command -v iptables >/dev/null 2>&1 && iptables -L -n >/dev/null 2>&1; then
-    RULES="INPUT -i lo -p tcp --dport $P2 -j DROP
-INPUT -i lo -p tcp --sport $P2 -j DROP"
-    drop_rules() { echo "$RULES" | while read -r r; do while iptables -D $r 2>/dev/null; do :; done; done; }
-    EXTRA_CLEANUP=drop_rules
+    # Dropped, not rejected: the peers see silence, as with a pulled cable.
+    RULE_IN="INPUT -i lo -p tcp --dport $P2 -j DROP"
+    RULE_OUT="INPUT -i lo -p tcp --sport $P2 -j DROP"
+    drop_rules() {
+        while iptables -D $RULE_IN 2>/dev/null; do :; done
+        while iptables -D $RULE_OUT 2>/dev/null; do :; done
+    }
+    EXTRA_CLEANUP=drop_rules # removed on every exit path (lib.sh cleanup)
+    at 18
     echo "fault: iptables DROP of port $P2 for 3 s ($(wc -l <"$TMP/ops") ops so far)"
-    echo "$RULES" | while read -r r; do iptables -A $r || fail "iptables -A $r"; done
+    iptables -A $RULE_IN || fail "iptables -A $RULE_IN"
+    iptables -A $RULE_OUT || fail "iptables -A $RULE_OUT"
     sleep 3
     drop_rules
     progress 200 "after the partition"
@@ -136,11 +155,7 @@ fi
 # Keep the load going for LOAD_SECONDS in all (the faults take less when
 # the cluster recovers quickly), then stop it: it starts nothing new and waits for every call to end
 # (each bounded by its 3 s timeout).
-LOAD_SECONDS=${LOAD_SECONDS:-24}
-while [ $(($(date +%s) - LOAD_T0)) -lt "$LOAD_SECONDS" ]; do
-    kill -0 "$LOAD" 2>/dev/null || fail "the load client ended early"
-    sleep 0.2
-done
+at "${LOAD_SECONDS:-24}"
 echo "stopping the load after $(($(date +%s) - LOAD_T0)) s ($(wc -l <"$TMP/ops") ops)"
 kill -TERM "$LOAD"
 st=0

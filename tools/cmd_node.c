@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "../examples/bank/bank.h"
+#include "../examples/journal/journal.h"
 #include "moonpool/host.h"
 
 static void usage(FILE *out)
@@ -24,7 +25,7 @@ static void usage(FILE *out)
             "\n"
             "Prints one line 'moonpool node ready: ...' once it listens. Exit status:\n"
             "0 clean shutdown, 1 the node could not run, 2 bad config or usage.\n"
-            "Hosted actor types: " MP_BANK_TYPE "\n");
+            "Hosted actor types: " MP_BANK_TYPE ", " MP_JOURNAL_TYPE "\n");
 }
 
 int mp_cmd_node(int argc, char **argv)
@@ -54,6 +55,6 @@ int mp_cmd_node(int argc, char **argv)
         usage(stderr);
         return MP_EXIT_USAGE;
     }
-    const mp_actor_type *types[] = {mp_bank_account_type()};
+    const mp_actor_type *types[] = {mp_bank_account_type(), mp_journal_type()};
     return mp_node_run(config, id, types, sizeof types / sizeof types[0]);
 }

@@ -19,5 +19,6 @@ int mp_cmd_call(int argc, char **argv);  /* tools/cmd_call.c */
 int mp_cmd_stats(int argc, char **argv); /* tools/cmd_stats.c */
 int mp_cmd_demo(int argc, char **argv);  /* tools/cmd_demo.c */
 int mp_cmd_bench(int argc, char **argv); /* tools/cmd_bench.c */
+int mp_cmd_journal_load(int argc, char **argv); /* tools/cmd_journal_load.c (hidden) */
 
 #endif

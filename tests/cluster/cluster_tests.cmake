@@ -13,6 +13,11 @@ if(MP_BASH)
            COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_workload.sh $<TARGET_FILE:moonpool> plain)
   add_test(NAME cluster.kill_mid_workload
            COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_workload.sh $<TARGET_FILE:moonpool> kill-mid)
+  add_test(NAME cluster.at_most_once
+           COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_at_most_once.sh $<TARGET_FILE:moonpool>)
+  set_tests_properties(cluster.at_most_once
+                       PROPERTIES TIMEOUT 180 LABELS cluster RESOURCE_LOCK mp_cluster_ports
+                                  SKIP_RETURN_CODE 77)
   set_tests_properties(cluster.basic cluster.config cluster.namespace cluster.postgres
                        cluster.interrupt cluster.workload
                        cluster.kill_mid_workload

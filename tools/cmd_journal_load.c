@@ -108,7 +108,7 @@ static void start(slot *s)
     mp_ref ref;
     int rc = mp_ref_get(l->cc.node, "Journal", key, &ref);
     if (rc == 0) {
-        mp_call_opts opts = {l->timeout_ns};
+        mp_call_opts opts = {.timeout_ns = l->timeout_ns};
         rc = mp_call(l->cc.node, &ref, "append", op, (size_t)n, &opts, on_reply, s);
     }
     if (rc == 0) {

@@ -33,7 +33,7 @@
  *   [node]     address, data_dir, log_level
  *   [storage]  provider (sqlite|postgres|memory), path, conninfo
  *   [timeouts] call, idle, shutdown, heartbeat, peer_timeout
- *   [limits]   max_message, max_pending_calls, mailbox_warn_depth
+ *   [limits]   max_message, max_pending_calls, mailbox_warn_depth, max_mailbox
  *
  * node.address may be left out of a file shared by every node of a cluster;
  * the tool then picks it from the command line (mp_config_set_address,
@@ -100,6 +100,7 @@ typedef struct mp_config {
     uint64_t max_message;          /* bytes; default 1 MiB */
     uint64_t max_pending_calls;    /* default 1,000,000 */
     uint64_t mailbox_warn_depth;   /* default 10,000; 0 disables the warning */
+    uint64_t max_mailbox;          /* default 100,000 messages per activation */
     void *arena_;                  /* private: the one allocation */
 } mp_config;
 

@@ -63,6 +63,11 @@
  * crossing; the process host logs a warning). 0 disables it. API
  * mailbox_warn_depth; file [limits] mailbox_warn_depth. */
 #define MP_DEFAULT_MAILBOX_WARN_DEPTH 10000u
+/* Messages one activation's mailbox holds at most ([limits] max_mailbox,
+ * mp_node_config.max_mailbox): past it a call fails at once with
+ * MP_EQUEUEFULL (not executed), so one hot actor cannot grow a node without
+ * bound. */
+#define MP_DEFAULT_MAX_MAILBOX 100000u
 /* Frames / bytes queued for one peer before a send fails with
  * MP_EQUEUEFULL. Fixed for a node (transport config, internal). */
 #define MP_DEFAULT_PEER_QUEUE_FRAMES 65536u

@@ -96,6 +96,10 @@ typedef struct mp_node_config {
      * (once per crossing). May be NULL. `actor` is valid only during the
      * call (copy it to keep it). */
     void (*on_mailbox_depth)(void *ud, const mp_ref *actor, size_t depth);
+    /* Messages one activation queues at most (default
+     * MP_DEFAULT_MAX_MAILBOX, limits.h): a call past it fails at once with
+     * MP_EQUEUEFULL (not executed), counted in mailbox_rejected. */
+    uint32_t max_mailbox;
     void *hook_ud;
     struct mp_storage *storage;    /* storage.h; NULL: no persistence. Not
                                       owned: it must outlive the node (a
@@ -200,6 +204,7 @@ typedef struct mp_node_stats {
     uint64_t persists;          /* mp_state_persist completions */
     uint64_t persist_errors;    /* ... that reported an error */
     uint64_t activation_failures; /* load or on_activate failures */
+    uint64_t mailbox_rejected;  /* calls refused by a full mailbox */
 } mp_node_stats;
 
 /* A snapshot of the counters. activations counts activations in the

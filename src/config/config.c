@@ -52,7 +52,7 @@ enum key {
     K_ADDRESS, K_DATA_DIR, K_LOG_LEVEL,
     K_PROVIDER, K_PATH, K_CONNINFO,
     K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT,
-    K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN,
+    K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
     K_COUNT_
 };
 
@@ -84,6 +84,7 @@ static const keydef keys[K_COUNT_] = {
     [K_MAX_MESSAGE] = {SEC_LIMITS, "max_message", V_SIZE, 4 * MP_KIB, MP_MAX_MESSAGE_LIMIT_BYTES},
     [K_MAX_PENDING] = {SEC_LIMITS, "max_pending_calls", V_COUNT, 1, 1000000000ull},
     [K_MAILBOX_WARN] = {SEC_LIMITS, "mailbox_warn_depth", V_COUNT, 0, 1000000000ull},
+    [K_MAX_MAILBOX] = {SEC_LIMITS, "max_mailbox", V_COUNT, 1, 1000000000ull},
 };
 
 static const char *const storage_names[] = {
@@ -684,6 +685,7 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     ps->num[K_MAX_MESSAGE] = MP_DEFAULT_MAX_MESSAGE_BYTES;
     ps->num[K_MAX_PENDING] = MP_DEFAULT_MAX_PENDING_CALLS;
     ps->num[K_MAILBOX_WARN] = MP_DEFAULT_MAILBOX_WARN_DEPTH;
+    ps->num[K_MAX_MAILBOX] = MP_DEFAULT_MAX_MAILBOX;
 
     int rc = MP_OK;
     size_t pos = 0;
@@ -762,6 +764,7 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     out->max_message = ps->num[K_MAX_MESSAGE];
     out->max_pending_calls = ps->num[K_MAX_PENDING];
     out->mailbox_warn_depth = ps->num[K_MAILBOX_WARN];
+    out->max_mailbox = ps->num[K_MAX_MAILBOX];
     out->arena_ = a.base;
     free(ps);
     return MP_OK;
@@ -814,7 +817,7 @@ int mp_config_to_node_config(const mp_config *c, mp_node_config *out)
     if (!c || !out || !c->arena_ || !c->address) return MP_EINVAL;
     /* Ranges were enforced by the parser; these are the runtime's types. */
     assert(c->max_message <= UINT32_MAX && c->max_pending_calls <= UINT32_MAX);
-    assert(c->mailbox_warn_depth <= SIZE_MAX);
+    assert(c->mailbox_warn_depth <= SIZE_MAX && c->max_mailbox <= UINT32_MAX);
     mp_node_config_init(out);
     out->cluster_namespace = c->cluster_namespace;
     out->self_addr = c->address;
@@ -827,6 +830,7 @@ int mp_config_to_node_config(const mp_config *c, mp_node_config *out)
     out->max_message = (uint32_t)c->max_message;
     out->max_pending_calls = (uint32_t)c->max_pending_calls;
     out->mailbox_warn_depth = (size_t)c->mailbox_warn_depth;
+    out->max_mailbox = (uint32_t)c->max_mailbox;
     return MP_OK;
 }
 
@@ -889,8 +893,9 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     put(&o, "peer_timeout = %s\n", v);
     format_value(v, sizeof v, V_SIZE, c->max_message);
     put(&o, "\n[limits]\nmax_message = %s\n", v);
-    put(&o, "max_pending_calls = %llu\nmailbox_warn_depth = %llu\n",
-        (unsigned long long)c->max_pending_calls, (unsigned long long)c->mailbox_warn_depth);
+    put(&o, "max_pending_calls = %llu\nmailbox_warn_depth = %llu\nmax_mailbox = %llu\n",
+        (unsigned long long)c->max_pending_calls, (unsigned long long)c->mailbox_warn_depth,
+        (unsigned long long)c->max_mailbox);
     if (o.len > (size_t)INT32_MAX) return MP_ETOOBIG; /* cannot happen: bounded fields */
     return (int)o.len;
 }

@@ -205,6 +205,18 @@ typedef struct host {
     struct sigaction old_int, old_term; /* before mp_node_run */
 } host;
 
+/* [limits] mailbox_warn_depth: a node process says when an actor's mailbox
+ * crosses it (the runtime calls this once per crossing, so a hot actor
+ * cannot flood the log). */
+static void mailbox_warn(void *ud, const mp_ref *actor, size_t depth)
+{
+    host *H = ud;
+    mp_env_log(H->env, MP_LOG_WARN,
+               "mailbox of %s reached %zu messages (mailbox_warn_depth); calls past "
+               "max_mailbox are refused",
+               actor->id, depth);
+}
+
 static void signal_closed(uv_handle_t *h)
 {
     host *H = h->data;
@@ -470,6 +482,8 @@ int mp_node_run(const char *config_path, const char *id_override,
     }
     nc.incarnation = incarnation;
     nc.storage = H.storage;
+    nc.on_mailbox_depth = mailbox_warn;
+    nc.hook_ud = &H;
     rc = mp_node_create(H.env, &nc, &H.node);
     if (rc < 0) {
         fprintf(stderr, "moonpool node: %s: the runtime refused the config: %s\n",

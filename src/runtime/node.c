@@ -61,6 +61,7 @@ void mp_node_config_init(mp_node_config *cfg)
     cfg->max_message = MP_DEFAULT_MAX_MESSAGE_BYTES;
     cfg->max_pending_calls = MP_DEFAULT_MAX_PENDING_CALLS;
     cfg->mailbox_warn_depth = MP_DEFAULT_MAILBOX_WARN_DEPTH;
+    cfg->max_mailbox = MP_DEFAULT_MAX_MAILBOX;
 }
 
 static bool ident_ok(const char *s, size_t max)
@@ -133,6 +134,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->peer_timeout_ns = cfg->peer_timeout_ns;
     n->max_pending_calls = cfg->max_pending_calls;
     n->mailbox_warn_depth = cfg->mailbox_warn_depth;
+    n->max_mailbox = cfg->max_mailbox ? cfg->max_mailbox : MP_DEFAULT_MAX_MAILBOX;
     n->on_mailbox_depth = cfg->on_mailbox_depth;
     n->hook_ud = cfg->hook_ud;
     n->storage = cfg->storage;

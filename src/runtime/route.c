@@ -54,6 +54,28 @@ static bool call_cycle(mp_node *n, const mp_actor *a, const mp_msg *m)
     return mp_calls_find(&n->calls, cur->await_corr) != NULL;
 }
 
+/* The mailbox bound (mp_node_config.max_mailbox): a message past it fails
+ * at once with MP_EQUEUEFULL, which says it did not run, so its caller may
+ * retry. One log line per second at most: an overloaded node must not also
+ * flood its log. Returns true when m was refused (and consumed). */
+static bool mailbox_full(mp_node *n, const mp_actor *a, mp_msg *m)
+{
+    if (a->depth < n->max_mailbox) return false;
+    MP_SOMETIMES(true, "actor.mailbox_full");
+    n->stats.mailbox_rejected++;
+    uint64_t now = mp_env_now(n->env);
+    if (!n->mailbox_full_logged || now - n->mailbox_full_logged >= MP_NS_PER_SEC) {
+        n->mailbox_full_logged = now;
+        mp_env_log(n->env, MP_LOG_WARN,
+                   "node: mailbox of %s full (%u messages): calls refused (%llu so far)",
+                   a->id, (unsigned)a->depth, (unsigned long long)n->stats.mailbox_rejected);
+    }
+    char why[64];
+    snprintf(why, sizeof why, "mailbox full (%u messages)", (unsigned)n->max_mailbox);
+    mp__fail_msg(n, m, MP_EQUEUEFULL, why);
+    return true;
+}
+
 void mp__deliver_local(mp_node *n, mp_actor *a, mp_msg *m)
 {
     assert(a->state != MP_ACT_INVALID);
@@ -71,6 +93,7 @@ void mp__deliver_local(mp_node *n, mp_actor *a, mp_msg *m)
         mp__fail_msg(n, m, MP_EDEADLOCK, why);
         return;
     }
+    if (mailbox_full(n, a, m)) return;
     m->mdef = d;
     mp_actor_enqueue(a, m);
 }
@@ -121,8 +144,10 @@ static void host_here_a(mp_node *n, const mp_ref *ref, mp_list_node *msgs,
      * would outlive this activation and misroute its re-routed messages. */
     mp_dir_cache_remove_ref(&n->dir, ref);
     MP__DBG(n, "create %s act=%llu", ref->id, (unsigned long long)a->act_id);
-    while ((ln = mp_list_pop_front(&ok)) != NULL)
-        mp_actor_enqueue(a, MP_CONTAINER_OF(ln, mp_msg, link));
+    while ((ln = mp_list_pop_front(&ok)) != NULL) {
+        mp_msg *m = MP_CONTAINER_OF(ln, mp_msg, link);
+        if (!mailbox_full(n, a, m)) mp_actor_enqueue(a, m);
+    }
     mp__start_register(n, a);
 }
 

@@ -155,6 +155,8 @@ struct mp_node {
     uint32_t max_message;
     uint32_t max_pending_calls;
     size_t mailbox_warn_depth;
+    uint32_t max_mailbox;
+    uint64_t mailbox_full_logged; /* env time of the last "mailbox full" log */
     void (*on_mailbox_depth)(void *ud, const mp_ref *actor, size_t depth);
     void *hook_ud;
     struct mp_storage *storage;

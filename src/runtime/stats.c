@@ -86,6 +86,7 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
     SET_U(persists);
     SET_U(persist_errors);
     SET_U(activation_failures);
+    SET_U(mailbox_rejected);
 #undef SET_U
     bad |= json_object_set_new(o, "addr", json_string(n->self_addr));
     bad |= json_object_set_new(o, "namespace", json_string(n->ns));

@@ -222,6 +222,45 @@ static void test_namespace_mismatch_fails_calls_at_once(void **state)
     counter_cluster_free(c);
 }
 
+static void small_mailbox(void *ud, int idx, mp_node_config *cfg) { cfg->max_mailbox = 3; }
+
+/* A mailbox holds at most max_mailbox messages: past it a call fails at
+ * once with MP_EQUEUEFULL (not executed, counted), from this node or
+ * another, and the queued ones still run. */
+static void test_full_mailbox_refuses_calls_as_not_executed(void **state)
+{
+    sc_options o;
+    counter_options(&o, 2, 41);
+    o.configure = small_mailbox;
+    sc_cluster *c = counter_cluster_new(&o);
+    sc_reply r[7];
+    memset(r, 0, sizeof r);
+    /* Six calls queued at once on the node hosting the actor (prefer-local
+     * placement), before any turn runs: the first 3 fill the
+     * mailbox ("later" then holds its turn 10 ms), the next 3 are refused. */
+    sc_reply w = sc_call_wait(c, 0, "Local", "mb", "add", NULL, 0, 0, 10 * SEC);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(sc_call(c, 0, "Local", "mb", "later", NULL, 0, 0, &r[0]), MP_OK);
+    for (int i = 1; i < 6; i++)
+        assert_int_equal(sc_call(c, 0, "Local", "mb", "add", NULL, 0, 0, &r[i]), MP_OK);
+    sc_wait(c, r, 6);
+    for (int i = 0; i < 3; i++) assert_int_equal(r[i].status, 0);
+    for (int i = 3; i < 6; i++) {
+        assert_int_equal(r[i].status, MP_EQUEUEFULL);
+        assert_non_null(strstr(r[i].text, "mailbox full"));
+    }
+    sc_reply g = sc_call_wait(c, 1, "Local", "mb", "get", NULL, 0, 0, 10 * SEC);
+    assert_int_equal(g.value, 4); /* add, later, 2 adds: the refused never ran */
+    mp_node_stats st;
+    uint64_t rejected = 0;
+    for (int i = 0; i < 2; i++) {
+        mp_node_get_stats(sc_node(c, i), &st);
+        rejected += st.mailbox_rejected;
+    }
+    assert_int_equal(rejected, 3);
+    counter_cluster_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_remote_timed_out_call_counts_the_late_reply),
         cmocka_unit_test(test_calls_to_a_dead_peer_fail_fast),
         cmocka_unit_test(test_namespace_mismatch_fails_calls_at_once),
+        cmocka_unit_test(test_full_mailbox_refuses_calls_as_not_executed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

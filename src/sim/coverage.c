@@ -30,7 +30,29 @@ typedef struct unreachable_site {
 
 /* Sorted by name. */
 static const unreachable_site unreachable[] = {
-    {"__placeholder__", "-"},
+    {"actor.call_cycle",
+     "needs an actor whose turn calls an actor that calls it back (A->B->A); "
+     "no workload actor type calls another actor (bank transfer legs are "
+     "one-way deposits); tests/unit/test_node_calls.c covers it"},
+    {"actor.lookup_refused",
+     "needs a directory owner that refuses our handshake (other namespace "
+     "or protocol version); simulated clusters are homogeneous and no fault "
+     "misconfigures a node"},
+    {"actor.persist_conflict",
+     "needs a save to lose against another writer's commit: two live "
+     "activations of one id (single activation, which bank-durable checks, "
+     "forbids it) or a writer outside the runtime (no workload has one)"},
+    {"bank_durable.stale_leg_in_storage",
+     "a stored record still owing a leg that the receiver already holds "
+     "at the final check; never seen in bank-durable 1..500 (coverage_audit "
+     "--probe): the wake phase settles every owed leg before the check"},
+    {"storage.sim.conflict",
+     "the storage side of actor.persist_conflict (same reason)"},
+    {"storage.sim.kill_applied_unsynced",
+     "needs the database process killed with writes queued; bank-durable "
+     "kills member nodes only, never its shared database process"},
+    {"storage.sim.kill_lost_unsynced",
+     "as storage.sim.kill_applied_unsynced"},
 };
 
 static const size_t n_unreachable = sizeof unreachable / sizeof unreachable[0];

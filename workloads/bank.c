@@ -1268,6 +1268,10 @@ static const char *const bk_coverage[] = {
     "actor.cache_corrected",
     "actor.timeout",
     "actor.late_reply",
+    "actor.request_not_hosted",
+    "actor.register_duplicated",
+    "actor.unregister_delayed",
+    "actor.ttl_expired_drop",
     NULL,
 };
 

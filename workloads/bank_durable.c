@@ -38,6 +38,13 @@ static const char *const durable_coverage[] = {
     "actor.idle_deactivation",
     "actor.persist_failed",
     "actor.owner_restarted",
+    "actor.load_delayed",
+    "actor.state_load_failed",
+    "actor.persist_reload_applied",
+    "actor.persist_reload_not_applied",
+    "storage.sim.read_failed",
+    "storage.sim.write_failed",
+    "storage.sim.write_failed_but_applied",
     NULL,
 };
 

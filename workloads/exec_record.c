@@ -756,6 +756,17 @@ static const char *const ex_coverage[] = {
     "sim.fault.stop_graceful_exit",
     "sim.fault.partition_oneway",
     "sim.fault.partition_long",
+    "sim.fault.partition_oneway_long",
+    "actor.client_failover",
+    "actor.client_failover_unsent",
+    "actor.request_from_client",
+    "actor.directory_recovering",
+    "actor.directory_recovered_early",
+    "actor.register_while_recovering",
+    "actor.reregister_retried",
+    "actor.rerouted_after_deactivation",
+    "actor.too_many_forwards",
+    "transport.",
     NULL,
 };
 

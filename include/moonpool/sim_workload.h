@@ -117,6 +117,17 @@ int mp_sim_run_one(const mp_sim_workload *w, const mp_sim_run_opts *opts,
                    uint64_t seed, bool record_trace, uint64_t *trace_hash,
                    uint64_t *events, char *why, size_t why_cap);
 
+/* The coverage registry (src/sim/coverage.c). Every named sometimes-site
+ * must be required by a registered workload or listed there as unreachable
+ * in simulation, with the reason. mp_sim_coverage_audit prints each
+ * violation (and a summary line) and returns how many there are (0: the
+ * registry is complete). */
+int mp_sim_coverage_audit(FILE *out);
+/* Why `name` is listed as unreachable, or NULL when it is not listed. */
+const char *mp_sim_coverage_unreachable_reason(const char *name);
+/* The first registered workload whose required_coverage matches `name`. */
+const mp_sim_workload *mp_sim_coverage_required_by(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -104,12 +104,52 @@ static void on_lookup(const sys_req *q)
     mp__send_response(n, q->peer, q->f->correlation_id, 0, buf, len, NULL, -1);
 }
 
+static void delayed_unregister(void *ud)
+{
+    mp_ctx *c = ud;
+    c->timer = 0;
+    mp_node *n = c->node;
+    int idx = mp_dir_member(&n->dir, c->peer, strlen(c->peer));
+    if (idx >= 0) {
+        MP_SOMETIMES(true, "actor.unregister_delayed");
+        /* The registrant may have restarted meanwhile and registered the
+         * same id again under the same activation id (ids restart with the
+         * process): only the incarnation that sent this may be removed. */
+        const mp_dir_entry *e =
+            mp_dir_table_get(&n->dir, c->ref.id, c->ref.len);
+        if (!e || e->incarnation == c->incarnation)
+            mp_dir_unregister(&n->dir, c->ref.id, c->ref.len, (uint16_t)idx,
+                              c->act_id);
+        if (c->orig_corr)
+            mp__send_response(n, c->peer, c->orig_corr, 0, "", 0, NULL, -1);
+    }
+    mp__ctx_free(c);
+}
+
 static void on_unregister(const sys_req *q)
 {
     mp_sys_reg r;
     if (mp_sys_reg_decode(q->f->payload.ptr, q->f->payload.len, &r) < 0) {
         reply_bad(q, "bad system request");
         return;
+    }
+    if (MP_BUGGIFY_P(0.2)) {
+        /* The unregistration reaches the owner late: lookups meanwhile
+         * still name the deactivated activation, a new activation of the
+         * id may register first (the stale unregister must not remove
+         * it), and the registrant's deactivation waits for the answer. */
+        mp_ctx *c = mp__ctx_new(q->n, MP_CTX_DELAYED_REGISTER, q->ref);
+        if (c) {
+            c->orig_corr = q->f->correlation_id;
+            c->incarnation = r.incarnation;
+            c->act_id = r.act_id;
+            snprintf(c->peer, sizeof c->peer, "%s", q->peer);
+            c->timer = mp_env_timer_start(
+                q->n->env, mp_env_random_below(q->n->env, 20 * MP_NS_PER_MS) + 1,
+                delayed_unregister, c);
+            if (c->timer) return;
+            mp__ctx_free(c);
+        }
     }
     mp_dir_unregister(&q->n->dir, q->ref->id, q->ref->len,
                       (uint16_t)q->peer_idx, r.act_id);
@@ -156,6 +196,26 @@ static void register_common(const sys_req *q, bool rereg)
     }
     owner_register(n, q->peer, q->peer_idx, q->f->correlation_id, q->ref,
                    r.incarnation, r.act_id);
+    if (MP_BUGGIFY_P(0.1)) {
+        /* The same registration processed twice (a registrant's retry
+         * whose first attempt did land looks like this). First-wins is
+         * idempotent for the same (member, activation): the second pass
+         * must name the same winner and change nothing. Its answer reaches
+         * the registrant as a late reply to an already answered call. */
+        mp_dir_entry before, after;
+        const mp_dir_entry *e = mp_dir_table_get(&n->dir, q->ref->id, q->ref->len);
+        bool had = e != NULL;
+        if (e) before = *e;
+        MP_SOMETIMES(had, "actor.register_duplicated");
+        if (had && mp_dir_register(&n->dir, q->ref, (uint16_t)q->peer_idx,
+                                   r.incarnation, r.act_id, &after) == MP_OK)
+            MP_ALWAYS(after.member == before.member &&
+                          after.act_id == before.act_id &&
+                          after.incarnation == before.incarnation,
+                      "actor.register_duplicate_idempotent");
+        owner_register(n, q->peer, q->peer_idx, q->f->correlation_id, q->ref,
+                       r.incarnation, r.act_id);
+    }
 }
 
 static void on_register(const sys_req *q) { register_common(q, false); }

@@ -171,10 +171,61 @@ static bool sop_finish(mp_sop *op)
 
 /* ---- load ---- */
 
+static void load_finish(mp_sop *op, int status, const mp_storage_record *rec);
+
+/* A load completion handed over late (buggify): op->data holds the header
+ * below then the record's bytes; the timer's ud is the token, so a node
+ * killed meanwhile leaves nothing to free or to touch. */
+typedef struct delayed_load {
+    int status;
+    uint64_t etag;
+    size_t len;
+} delayed_load;
+
+static void load_delayed_fire(void *ud)
+{
+    mp_sop *op = sop_of(ud);
+    if (!op || !op->data) return; /* its node was killed */
+    delayed_load h;
+    memcpy(&h, op->data, sizeof h);
+    mp_storage_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.etag = h.etag;
+    rec.len = h.len;
+    rec.data = h.len ? (const char *)op->data + sizeof h : NULL;
+    MP_SOMETIMES(true, "actor.load_delayed");
+    load_finish(op, h.status, &rec);
+}
+
 static void load_cb(void *ud, int status, const mp_storage_record *rec)
 {
     mp_sop *op = sop_of(ud);
     if (!op) return; /* its node was killed */
+    if (!op->data && MP_BUGGIFY_P(0.2)) {
+        /* The storage answered, but the activation hears of it a little
+         * later: whatever happens to it meanwhile (a shutdown, a lost
+         * race, a kill) meets a load still in flight. */
+        size_t len = status < 0 ? 0 : rec->len;
+        delayed_load h = {status, status < 0 ? 0 : rec->etag, len};
+        char *buf = malloc(sizeof h + len + 1);
+        if (buf) {
+            memcpy(buf, &h, sizeof h);
+            if (len) memcpy(buf + sizeof h, rec->data, len);
+            op->data = buf;
+            mp_node *n = op->node;
+            if (mp_env_timer_start(
+                    n->env, mp_env_random_below(n->env, 20 * MP_NS_PER_MS) + 1,
+                    load_delayed_fire, ud))
+                return;
+            free(buf);
+            op->data = NULL;
+        }
+    }
+    load_finish(op, status, rec);
+}
+
+static void load_finish(mp_sop *op, int status, const mp_storage_record *rec)
+{
     mp_node *n = op->node;
     mp_actor *a = sop_actor(op);
     if (!a || a->state != MP_ACT_ACTIVATING || !a->loading) {

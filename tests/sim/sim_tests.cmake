@@ -70,3 +70,13 @@ add_test(NAME sim.exec.determinism
                  --check-determinism)
 set_tests_properties(sim.exec.seeds sim.exec.determinism
                      PROPERTIES TIMEOUT 900 LABELS sim)
+
+# The coverage registry (src/sim/coverage.c): every sometimes-site linked
+# into the program is required by a workload (whose seed set above then
+# proves it is hit) or listed as unreachable with the reason. The sites are
+# read from the "mp_sites" section, so names cannot drift from the check.
+add_executable(coverage_audit ${CMAKE_SOURCE_DIR}/tests/sim/coverage_audit.c)
+target_link_libraries(coverage_audit PRIVATE mp_core mp_examples mp_workloads)
+set_target_properties(coverage_audit PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+add_test(NAME sim.coverage.registry COMMAND coverage_audit)
+set_tests_properties(sim.coverage.registry PROPERTIES TIMEOUT 60 LABELS sim)

@@ -287,6 +287,23 @@ static uint32_t ledger_new(bk_world *w)
 
 /* ---- client ops ----------------------------------------------------------- */
 
+static int host_of(bk_world *w, int acct);
+
+/* n_dup == 0 is an invariant (issue 11): every op id is sent once by its
+ * client (never retried), so an account that answers {"dup":true} saw the
+ * same request twice, i.e. the runtime delivered it twice. Checked on every
+ * reply (here) and again at the end (bk_check). */
+static void dup_seen(bk_world *w, uint32_t i, int node, const char *what)
+{
+    const bk_op *op = &w->ops[i];
+    w->n_dup++;
+    mp_sim_fail(w->sim, "bank: %s %s o%u on acct-%u (issued from node %d, "
+                        "account hosted on node %d) answered as a duplicate at "
+                        "t=%.6f s: the runtime delivered it twice",
+                what, kind_name(op->kind), i, op->a, node, host_of(w, op->a),
+                (double)mp_sim_now(w->sim) / 1e9);
+}
+
 static void op_reply(void *ud, int status, const void *data, size_t len)
 {
     bk_cslot *s = ud;
@@ -316,8 +333,10 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
                         kind_name(op->kind), s->op, op->a, bal);
         }
         /* A first-time op answered as a duplicate: the runtime delivered
-         * the request twice and dedup absorbed it (legal, counted). */
-        if (dup) w->n_dup++;
+         * the request twice and the account's dedup absorbed it. The
+         * runtime promises at most once (node.h), so this is a delivery
+         * bug, not noise: fail the seed here. */
+        if (dup) dup_seen(w, s->op, n->index, "client op");
     } else if (status == MP_EACTOR && len == 18 &&
                memcmp(data, "insufficient funds", 18) == 0 &&
                (op->kind == K_WITHDRAW || op->kind == K_TRANSFER)) {
@@ -558,6 +577,29 @@ static void check_single_activation(bk_world *w)
         dup_ctx c = {w, i};
         mp_node_foreach_activation(n->node, dup_visit, &c);
     }
+}
+
+typedef struct host_ctx {
+    int acct, found;
+} host_ctx;
+
+static void host_visit(void *ud, const mp_ref *ref)
+{
+    host_ctx *c = ud;
+    if (acct_of_ref(ref) == c->acct) c->found = 1;
+}
+
+/* The node whose catalog holds acct now, or -1 (for failure messages). */
+static int host_of(bk_world *w, int acct)
+{
+    for (int i = 0; i < w->nodes; i++) {
+        bk_node *n = node_at(w, i);
+        if (!n) continue;
+        host_ctx c = {acct, 0};
+        mp_node_foreach_activation(n->node, host_visit, &c);
+        if (c.found) return i;
+    }
+    return -1;
 }
 
 static bool drained(bk_world *w)
@@ -1231,6 +1273,13 @@ static void bk_check(mp_sim *sim, void *state)
 {
     bk_world *w = state;
     fill_report(w);
+    /* The end-of-run side of the n_dup invariant (dup_seen fails at once;
+     * this catches a duplicate counted on a path that did not fail). */
+    if (w->n_dup != 0) {
+        mp_sim_fail(sim, "bank: %" PRIu64 " requests were delivered twice "
+                         "(answered as duplicates)", w->n_dup);
+        return;
+    }
     int64_t sum = 0, external = 0;
     for (int a = 0; a < BK_ACCOUNTS; a++) {
         if (!w->final_seen[a]) {

@@ -14,10 +14,15 @@
  * Why the ledger lives outside the processes: it is the ground truth the
  * accounts are checked against, so nothing a node does (or loses) may touch
  * it. Every op gets a ledger index and an id "o<index>" (unique in the run),
- * its kind, accounts, amount and outcome: ok, refused (a definite error such
- * as insufficient funds: not applied), or unknown (timeout, unreachable...:
- * maybe applied). Unknowns are resolved after heal by asking the account
- * (op_status), which is exact because accounts dedup op ids.
+ * its kind, accounts, amount and outcome: ok, refused (insufficient funds:
+ * not applied), not executed (a status node.h lists as "not executed",
+ * MP_EUNAVAIL say: must not have been applied) or unknown (MP_EINDOUBT,
+ * MP_ETIMEDOUT...: maybe applied); status_not_executed() holds that table.
+ * Unknown and not-executed ops are resolved after heal by asking the
+ * account (op_status), which is exact because accounts record op ids; a
+ * not-executed op found applied fails the seed. An op answered as a
+ * duplicate ({"dup":true}) fails the seed too: clients never resend, so
+ * the runtime delivered it twice (n_dup == 0, at most once).
  *
  * Phases after heal (a world-level tick every 50 ms drives them):
  *   drain    no client op outstanding, no transfer leg pending in any
@@ -88,7 +93,10 @@
 #define BK_BURST 1200
 
 enum { K_DEPOSIT = 1, K_WITHDRAW, K_TRANSFER, K_BALANCE };
-enum { O_PENDING = 0, O_OK, O_REFUSED, O_UNKNOWN };
+/* O_NOTEXEC: the call ended with a "not executed" status (status_not_
+ * executed): it must not have been applied, which the resolve phase checks
+ * for every such op. */
+enum { O_PENDING = 0, O_OK, O_REFUSED, O_UNKNOWN, O_NOTEXEC };
 enum {
     P_CHAOS = 0,
     P_WAKE,   /* durable: every account activated (owed legs resume) */
@@ -104,6 +112,47 @@ enum {
 #define BK_DURABLE_OPS_PER_S 150
 #define BK_DURABLE_IDLE_NS (2 * MP_SIM_NS_PER_S)
 #define BK_DB_ADDR "10.0.0.250:5432"
+
+/* What a call's final status says about whether it ran: the table of
+ * include/moonpool/node.h ("What an error says"), kept here and nowhere
+ * else in the workloads. True: not executed (the op must not have been
+ * applied). False: executed (0, MP_EACTOR) or may have executed
+ * (MP_EINDOUBT, MP_ETIMEDOUT, MP_ECLOSED through the callback, MP_ESTORAGE,
+ * and anything node.h does not list as not executed). `sync`: returned by
+ * mp_call itself rather than through the reply callback. */
+static bool status_not_executed(int status, bool sync)
+{
+    switch (status) {
+    case MP_EUNAVAIL:
+    case MP_EQUEUEFULL:
+    case MP_EINVAL:
+    case MP_ENOTYPE:
+    case MP_ENOMETHOD:
+    case MP_ETOOBIG:
+    case MP_EACTIVATION:
+    case MP_EDEADLOCK:
+    case MP_EFORWARDS:
+    case MP_ENAMESPACE:
+    case MP_EVERSION:
+        return true;
+    case MP_ECLOSED:
+    case MP_ENOMEM:
+        return sync; /* the call never left */
+    default:
+        return false;
+    }
+}
+
+static const char *outcome_name(int o)
+{
+    switch (o) {
+    case O_OK: return "ok";
+    case O_REFUSED: return "refused";
+    case O_UNKNOWN: return "may have executed";
+    case O_NOTEXEC: return "not executed";
+    default: return "pending";
+    }
+}
 
 static const char *kind_name(int k)
 {
@@ -126,6 +175,8 @@ typedef struct bk_op {
     bool src_applied, dst_applied;
     bool src_known, dst_known;
     uint16_t a, b;
+    int16_t status; /* the status the call ended with (0: ok) */
+    bool sync;      /* ... returned by mp_call itself (never sent) */
     int64_t amount;
 } bk_op;
 
@@ -162,6 +213,7 @@ typedef struct bk_world {
     uint32_t nops, cap;
     uint64_t outstanding; /* client ops issued and not ended */
     uint64_t n_ok, n_refused, n_unknown, n_resolved_applied, n_dup;
+    uint64_t n_notexec; /* ops that ended "not executed" (all resolved) */
     /* phases */
     int phase;
     bool healing;
@@ -315,6 +367,7 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
     assert(op->outcome == O_PENDING);
     assert(w->outstanding > 0);
     w->outstanding--;
+    op->status = (int16_t)status;
     if (w->trace)
         fprintf(stderr, "%.6f op o%u %s acct-%u status=%d '%.*s'\n",
                 (double)mp_sim_now(w->sim) / 1e9, s->op, kind_name(op->kind),
@@ -348,9 +401,14 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
         mp_sim_fail(w->sim, "bank: %s o%u on acct-%u: unexpected error %s '%.*s'",
                     kind_name(op->kind), s->op, op->a, mp_status_name(status),
                     (int)(len > 100 ? 100 : len), (const char *)data);
+    } else if (status_not_executed(status, false)) {
+        /* Unreachable, queue full, failed activation...: the runtime says
+         * it never ran, so it must not have been applied (resolve). */
+        op->outcome = O_NOTEXEC;
+        w->n_notexec++;
     } else {
-        /* Timeouts, unreachable nodes, failed activations, and (durable)
-         * failed persists, which must reach the caller as errors (S12). */
+        /* May have executed: in doubt, timed out, and (durable) failed
+         * persists, which must reach the caller as errors (S12). */
         if (status == MP_ESTORAGE || status == MP_ECONFLICT) {
             w->n_persist_err++;
             MP_SOMETIMES(true, "bank_durable.client_saw_persist_error");
@@ -406,11 +464,19 @@ static void op_issue(bk_cslot *s)
     w->outstanding++;
     rc = mp_call(n->node, &ref, method, payload, strlen(payload), &opts, op_reply, s);
     if (rc != 0) {
-        /* Refused at once: never sent, so never applied. */
+        /* Refused at once: never sent, so never applied (resolve checks). */
         s->waiting = false;
         w->outstanding--;
-        op->outcome = O_REFUSED;
-        w->n_refused++;
+        op->status = (int16_t)rc;
+        op->sync = true;
+        if (!status_not_executed(rc, true)) {
+            mp_sim_fail(w->sim, "bank: mp_call of %s o%u returned %s, which "
+                                "node.h does not list",
+                        kind_name(op->kind), i, mp_status_name(rc));
+            return;
+        }
+        op->outcome = O_NOTEXEC;
+        w->n_notexec++;
         slot_schedule(s);
     }
 }
@@ -657,13 +723,28 @@ static void resolve_reply(void *ud, int status, const void *data, size_t len)
     }
     bool applied = json_is_true(ap);
     json_decref(v);
+    if (f->sampled && op->outcome == O_NOTEXEC) {
+        /* node.h: this status means the request never ran. */
+        if (applied) {
+            mp_sim_fail(w->sim, "bank: %s o%u (acct-%u -> acct-%u, %" PRId64
+                                ") ended %s%s (not executed, node.h) but "
+                                "op_status%s at acct-%d says it was applied",
+                        kind_name(op->kind), f->op, op->a, op->b, op->amount,
+                        mp_status_name(op->status),
+                        op->sync ? " from mp_call" : "",
+                        f->what == F_DST ? " of its deposit leg" : "", acct);
+        } else {
+            MP_SOMETIMES(true, "bank.not_executed_checked");
+        }
+        return;
+    }
     if (f->sampled) {
         if (applied != f->expect)
             mp_sim_fail(w->sim, "bank: %s o%u (acct-%u -> acct-%u, %" PRId64
                                 ") was %s to the client but op_status%s at "
                                 "acct-%d says applied=%d",
                         kind_name(op->kind), f->op, op->a, op->b, op->amount,
-                        op->outcome == O_OK ? "ok" : "refused",
+                        outcome_name(op->outcome),
                         f->what == F_DST ? " of its deposit leg" : "", acct,
                         applied);
         return;
@@ -715,13 +796,15 @@ static bk_fcall *fcalls_new(bk_world *w, uint32_t count, int slot)
 
 static void start_resolve(bk_world *w)
 {
-    /* Unknown ops: one call per leg. Sample: evenly spaced ok/refused
-     * mutating ops (deterministic, spread over the whole run). */
+    /* Unknown and not-executed ops: one call per leg (the latter must
+     * say not applied). Sample: evenly spaced ok/refused mutating ops
+     * (deterministic, spread over the whole run). */
     uint32_t count = 0, mut = 0;
     for (uint32_t i = 0; i < w->nops; i++) {
         bk_op *op = &w->ops[i];
         if (op->kind == K_BALANCE) continue;
-        if (op->outcome == O_UNKNOWN) count += op->kind == K_TRANSFER ? 2 : 1;
+        if (op->outcome == O_UNKNOWN || op->outcome == O_NOTEXEC)
+            count += op->kind == K_TRANSFER ? 2 : 1;
         else mut++;
     }
     uint32_t step = mut / BK_SAMPLE + 1;
@@ -732,8 +815,8 @@ static void start_resolve(bk_world *w)
     for (uint32_t i = 0; i < w->nops; i++) {
         bk_op *op = &w->ops[i];
         if (op->kind == K_BALANCE) continue;
-        bool sample = false;
-        if (op->outcome != O_UNKNOWN) {
+        bool sample = op->outcome == O_NOTEXEC;
+        if (op->outcome == O_OK || op->outcome == O_REFUSED) {
             sample = m++ % step == 0;
             if (!sample) continue;
         }
@@ -768,7 +851,8 @@ static bool compute_expected(bk_world *w)
         bool src, dst;
         switch (op->outcome) {
         case O_OK: src = dst = true; break;
-        case O_REFUSED: src = dst = false; break;
+        case O_REFUSED:
+        case O_NOTEXEC: src = dst = false; break;
         case O_UNKNOWN:
             if (op->kind == K_BALANCE) continue;
             if (!op->src_known || (op->kind == K_TRANSFER && !op->dst_known)) {
@@ -1008,7 +1092,7 @@ static void check_stored(bk_world *w)
             mp_sim_fail(w->sim, "bank: %s o%u (%s to the client) is %s the stored "
                                 "record of acct-%u",
                         kind_name(op->kind), i,
-                        op->outcome == O_OK ? "ok" : op->outcome == O_REFUSED ? "refused" : "unknown",
+                        outcome_name(op->outcome),
                         src ? "missing from" : "present in", op->a);
             return;
         }

@@ -105,12 +105,20 @@ enum {
     P_RESOLVE,
     P_FINAL,
     P_BURST,
+    P_STEADY, /* idle deactivation on; every call must succeed */
     P_STORED, /* durable: the stored records against the ledger (S11) */
     P_DONE
 };
 
 #define BK_DURABLE_OPS_PER_S 150
 #define BK_DURABLE_IDLE_NS (2 * MP_SIM_NS_PER_S)
+/* bank: the nodes' idle timeout (its sweep runs every quarter of it); the
+ * account type's own timeout overrides it with BK_IDLE_OFF_NS until the
+ * steady phase, since in-memory accounts lose their state on deactivation */
+#define BK_IDLE_NS (1 * MP_SIM_NS_PER_S)
+#define BK_IDLE_OFF_NS (3600 * MP_SIM_NS_PER_S)
+#define BK_STEADY_NS (8 * MP_SIM_NS_PER_S)
+#define BK_STEADY_CHAINS 6
 #define BK_DB_ADDR "10.0.0.250:5432"
 
 /* What a call's final status says about whether it ran: the table of
@@ -199,6 +207,22 @@ typedef struct bk_fcall {
 
 enum { F_SRC = 1, F_DST, F_BALANCE };
 
+/* Steady phase: a chain of calls on two accounts just deactivated (a < b):
+ * deposit a, transfer a -> b, withdraw b, balance a, balance b, each
+ * issued from a random node once the previous one answered, each required
+ * to answer 0 with the exact balance. */
+typedef struct bk_chain {
+    struct bk_world *w;
+    bool busy;
+    uint16_t a, b;
+    int step;
+    uint32_t op;  /* ledger index of the current call */
+    int node;     /* the node it was issued from */
+    uint64_t t0;  /* when it was issued */
+} bk_chain;
+
+enum { ST_TOUCHED = 0, ST_FRESH, ST_BUSY }; /* per account, steady phase */
+
 typedef struct bk_world {
     bool trace; /* mp_workload_params.trace */
     mp_sim *sim;
@@ -226,6 +250,16 @@ typedef struct bk_world {
     bool final_seen[BK_ACCOUNTS];
     uint64_t final_calls, burst_calls;
     int16_t act_seen[BK_ACCOUNTS]; /* dup check scratch: node index + 1 */
+    /* The BankAccount type as registered on every node: a copy whose idle
+     * timeout the workload owns (the runtime reads it at each idle sweep;
+     * actor.h: the type struct is not copied). */
+    mp_actor_type acct_type;
+    /* steady phase */
+    uint64_t steady_until;
+    uint8_t st[BK_ACCOUNTS];       /* ST_* */
+    bk_chain chains[BK_STEADY_CHAINS];
+    uint64_t steady_calls, steady_chains, steady_deacts;
+    int64_t idle_lost;             /* bank: balances lost with idle accounts */
     bool tick_armed;
     /* durable mode (bank-durable): accounts persist in a shared simulated
      * database process; nodes are killable */
@@ -543,6 +577,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     cfg.members = w->members;
     cfg.member_count = (size_t)w->nodes;
     cfg.incarnation = incarnation;
+    cfg.idle_timeout_ns = BK_IDLE_NS; /* accounts: acct_type's until steady */
     if (w->durable) {
         cfg.storage = mp_sim_process_state(w->sim, w->db_pid);
         cfg.idle_timeout_ns = BK_DURABLE_IDLE_NS;
@@ -552,7 +587,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
         }
     }
     int rc = mp_node_create(env, &cfg, &n->node);
-    if (rc == 0) rc = mp_node_register_type(n->node, mp_bank_account_type());
+    if (rc == 0) rc = mp_node_register_type(n->node, &w->acct_type);
     if (rc == 0) rc = mp_node_start(n->node);
     if (rc != 0) {
         node_teardown(n);
@@ -1128,6 +1163,220 @@ static void check_stored(bk_world *w)
     MP_SOMETIMES(true, "bank_durable.stored_state_checked");
 }
 
+/* ---- steady phase ---------------------------------------------------------- */
+
+/* After the burst: faults are off since heal and client traffic stopped.
+ * Idle deactivation runs (bank: the type's timeout drops to the nodes' 1 s
+ * now; durable: 2 s all along), and for BK_STEADY_NS the driver runs
+ * chains of calls on accounts it saw deactivated (absent from every node's
+ * catalog), so each chain re-activates them on demand. Every call must
+ * answer 0 with the balance the ledger predicts: the cluster is healed and
+ * static, so any error is a bug. Only the driver calls an account in this
+ * phase (durable: plus the duplicate legs a re-activated account resumes,
+ * which change no balance), so "absent from every catalog" means its
+ * activation is gone: for in-memory accounts (bank) its balance and op ids
+ * went with it, moved to idle_lost for the conservation check. */
+
+static void chain_issue(bk_chain *c);
+
+static void chain_next(void *ud)
+{
+    bk_chain *c = ud;
+    if (mp_sim_failed(c->w->sim)) return;
+    chain_issue(c);
+}
+
+static void steady_reply(void *ud, int status, const void *data, size_t len)
+{
+    bk_chain *c = ud;
+    bk_world *w = c->w;
+    bk_op *op = &w->ops[c->op];
+    int acct = c->step == 4 || c->step == 2 ? c->b : c->a;
+    if (mp_sim_failed(w->sim)) return;
+    op->status = (int16_t)status;
+    if (w->trace)
+        fprintf(stderr, "%.6f steady o%u %s acct-%d status=%d '%.*s'\n",
+                (double)mp_sim_now(w->sim) / 1e9, c->op, kind_name(op->kind),
+                acct, status, (int)(len > 60 ? 60 : len), (const char *)data);
+    if (status != 0) {
+        op->outcome = O_UNKNOWN; /* the seed fails: keep the ledger sane */
+        mp_sim_fail(w->sim, "bank: steady phase: %s o%u on acct-%d (from node "
+                            "%d at t=%.6f s) failed at t=%.6f s: %s '%.*s'",
+                    kind_name(op->kind), c->op, acct, c->node,
+                    (double)c->t0 / 1e9, (double)mp_sim_now(w->sim) / 1e9,
+                    mp_status_name(status), (int)(len > 100 ? 100 : len),
+                    (const char *)data);
+        return;
+    }
+    op->outcome = O_OK;
+    bool ok, dup;
+    int64_t bal = json_balance(w, data, len, &ok, &dup);
+    if (dup) {
+        dup_seen(w, c->op, c->node, "steady-phase");
+        return;
+    }
+    if (!ok || bal != w->expected[acct]) {
+        mp_sim_fail(w->sim, "bank: steady phase: %s o%u on acct-%d answered "
+                            "'%.*s', ledger says balance %" PRId64,
+                    kind_name(op->kind), c->op, acct,
+                    (int)(len > 100 ? 100 : len), (const char *)data,
+                    w->expected[acct]);
+        return;
+    }
+    w->final_bal[c->a] = w->expected[c->a];
+    w->final_bal[c->b] = w->expected[c->b];
+    if (++c->step == 5) {
+        c->busy = false;
+        w->st[c->a] = w->st[c->b] = ST_TOUCHED;
+        MP_SOMETIMES(true, "bank.steady_chain_done");
+        return;
+    }
+    if (mp_sim_schedule(w->sim, 1000, chain_next, c) != 0)
+        mp_sim_fail(w->sim, "bank: out of memory (steady)");
+}
+
+/* Issue step c->step of the chain; the ledger's expected balances move
+ * when the call is issued (the reply is checked against them). */
+static void chain_issue(bk_chain *c)
+{
+    bk_world *w = c->w;
+    bk_node *n = random_node(w);
+    if (!n) {
+        mp_sim_fail(w->sim, "bank: steady phase: no running node");
+        return;
+    }
+    uint32_t i = ledger_new(w);
+    if (i == UINT32_MAX) {
+        mp_sim_fail(w->sim, "bank: out of memory (ledger)");
+        return;
+    }
+    bk_op *op = &w->ops[i];
+    int acct = c->a;
+    char payload[160], key[32];
+    switch (c->step) {
+    case 0:
+        op->kind = K_DEPOSIT;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, BK_AMOUNT_MAX);
+        w->expected[c->a] += op->amount;
+        break;
+    case 1:
+        op->kind = K_TRANSFER;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, (uint64_t)w->expected[c->a]);
+        w->expected[c->a] -= op->amount;
+        w->expected[c->b] += op->amount;
+        break;
+    case 2:
+        op->kind = K_WITHDRAW;
+        acct = c->b;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, (uint64_t)w->expected[c->b]);
+        w->expected[c->b] -= op->amount;
+        break;
+    default:
+        op->kind = K_BALANCE;
+        if (c->step == 4) acct = c->b;
+        break;
+    }
+    op->a = (uint16_t)acct;
+    op->b = c->b;
+    op->outcome = O_PENDING;
+    if (op->kind == K_BALANCE) {
+        snprintf(payload, sizeof payload, "{}");
+    } else if (op->kind == K_TRANSFER) {
+        acct_key(c->b, key, sizeof key);
+        snprintf(payload, sizeof payload,
+                 "{\"op\":\"o%u\",\"to\":\"%s\",\"amount\":%" PRId64 "}", i, key,
+                 op->amount);
+    } else {
+        snprintf(payload, sizeof payload, "{\"op\":\"o%u\",\"amount\":%" PRId64 "}",
+                 i, op->amount);
+    }
+    c->op = i;
+    c->node = n->index;
+    c->t0 = mp_sim_now(w->sim);
+    w->steady_calls++;
+    mp_ref ref;
+    int rc = ref_for(n->node, acct, &ref);
+    assert(rc == 0);
+    mp_call_opts opts = {.timeout_ns = BK_TIMEOUT_NS};
+    rc = mp_call(n->node, &ref, kind_name(op->kind), payload, strlen(payload),
+                 &opts, steady_reply, c);
+    if (rc != 0) {
+        op->status = (int16_t)rc;
+        op->sync = true;
+        op->outcome = O_NOTEXEC;
+        mp_sim_fail(w->sim, "bank: steady phase: mp_call of %s o%u on acct-%d "
+                            "(node %d) returned %s",
+                    kind_name(op->kind), i, acct, n->index, mp_status_name(rc));
+    }
+}
+
+static void start_steady(bk_world *w)
+{
+    w->steady_until = mp_sim_now(w->sim) + BK_STEADY_NS;
+    /* Every account was just read (final, burst): active somewhere. */
+    memset(w->st, ST_TOUCHED, sizeof w->st);
+    for (int k = 0; k < BK_STEADY_CHAINS; k++) w->chains[k].w = w;
+    /* From now on in-memory accounts go idle too (the sweep, armed at
+     * start from the nodes' 1 s, reads the type's timeout each time). */
+    w->acct_type.idle_timeout_ns = 0;
+}
+
+/* One tick of the steady phase (act_seen is fresh: the single-activation
+ * check just walked every catalog). True once over. */
+static bool steady_step(bk_world *w)
+{
+    if (mp_sim_failed(w->sim)) return false;
+    uint16_t fresh[BK_ACCOUNTS];
+    int nfresh = 0;
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        bool active = w->act_seen[a] != 0;
+        if (w->st[a] == ST_TOUCHED && !active) {
+            w->st[a] = ST_FRESH;
+            w->steady_deacts++;
+            MP_SOMETIMES(true, "bank.steady_idle_deactivated");
+            if (!w->durable) { /* its balance went with the activation */
+                w->idle_lost += w->expected[a];
+                w->expected[a] = 0;
+                w->final_bal[a] = 0;
+            }
+        } else if (w->st[a] == ST_FRESH && active) {
+            w->st[a] = ST_TOUCHED; /* durable: woken by a resumed leg */
+        }
+        if (w->st[a] == ST_FRESH) fresh[nfresh++] = (uint16_t)a;
+    }
+    bool busy = false;
+    for (int k = 0; k < BK_STEADY_CHAINS; k++) {
+        bk_chain *c = &w->chains[k];
+        if (c->busy) {
+            busy = true;
+            continue;
+        }
+        if (mp_sim_now(w->sim) >= w->steady_until || nfresh < 2) continue;
+        int x = (int)mp_sim_random_below(w->sim, (uint64_t)nfresh);
+        uint16_t p = fresh[x];
+        fresh[x] = fresh[--nfresh];
+        int y = (int)mp_sim_random_below(w->sim, (uint64_t)nfresh);
+        uint16_t q = fresh[y];
+        fresh[y] = fresh[--nfresh];
+        c->a = p < q ? p : q;
+        c->b = p < q ? q : p;
+        c->step = 0;
+        c->busy = busy = true;
+        w->st[c->a] = w->st[c->b] = ST_BUSY;
+        w->steady_chains++;
+        chain_issue(c);
+        if (mp_sim_failed(w->sim)) return false;
+    }
+    if (busy || mp_sim_now(w->sim) < w->steady_until) return false;
+    if (w->steady_chains == 0) {
+        mp_sim_fail(w->sim, "bank: steady phase: no account was deactivated "
+                            "for idleness (%" PRIu64 " deactivations seen)",
+                    w->steady_deacts);
+        return false;
+    }
+    return true;
+}
+
 static void tick(void *ud)
 {
     bk_world *w = ud;
@@ -1177,6 +1426,12 @@ static void tick(void *ud)
         break;
     case P_BURST:
         if (w->f_done == w->f_total) {
+            w->phase = P_STEADY;
+            start_steady(w);
+        }
+        break;
+    case P_STEADY:
+        if (steady_step(w)) {
             if (w->durable) {
                 w->phase = P_STORED;
                 start_stored(w);
@@ -1287,6 +1542,10 @@ static int setup_any(mp_sim *sim, const mp_workload_params *params,
     memset(&g_report, 0, sizeof g_report);
     w->sim = sim;
     w->durable = durable;
+    w->acct_type = *mp_bank_account_type();
+    /* bank: no idle deactivation before the steady phase (it would destroy
+     * in-memory balances the ledger counts on); durable: the node's 2 s. */
+    w->acct_type.idle_timeout_ns = durable ? 0 : BK_IDLE_OFF_NS;
     w->trace = params && params->trace;
     w->nodes = nodes;
     w->workers = workers;
@@ -1364,7 +1623,8 @@ static void bk_check(mp_sim *sim, void *state)
                          "(answered as duplicates)", w->n_dup);
         return;
     }
-    int64_t sum = 0, external = 0;
+    /* In-memory balances that went with an idle activation (steady). */
+    int64_t sum = w->idle_lost, external = 0;
     for (int a = 0; a < BK_ACCOUNTS; a++) {
         if (!w->final_seen[a]) {
             mp_sim_fail(sim, "bank: acct-%d never answered the final read", a);
@@ -1412,7 +1672,7 @@ const mp_sim_workload mp_workload_bank = {
                    "(--nodes/--workers: 1x1, 2x2 or 10x10 per seed)",
     .required_coverage = bk_coverage,
     .chaos_ns = 0,
-    .heal_ns = 0,
+    .heal_ns = 45ull * MP_SIM_NS_PER_S, /* drain .. burst, then the steady phase */
     .setup = bk_setup,
     .on_heal = bk_on_heal,
     .quiescent = bk_quiescent,

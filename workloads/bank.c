@@ -260,6 +260,9 @@ typedef struct bk_world {
     bk_chain chains[BK_STEADY_CHAINS];
     uint64_t steady_calls, steady_chains, steady_deacts;
     int64_t idle_lost;             /* bank: balances lost with idle accounts */
+    /* Placement (S5) as the burst ended, before the steady phase lets
+     * accounts go idle: per node, the accounts in its catalog. */
+    uint64_t placed[BK_MAX_NODES];
     bool tick_armed;
     /* durable mode (bank-durable): accounts persist in a shared simulated
      * database process; nodes are killable */
@@ -1163,6 +1166,27 @@ static void check_stored(bk_world *w)
     MP_SOMETIMES(true, "bank_durable.stored_state_checked");
 }
 
+typedef struct count_ctx {
+    uint64_t n;
+} count_ctx;
+
+static void count_visit(void *ud, const mp_ref *ref)
+{
+    count_ctx *c = ud;
+    if (acct_of_ref(ref) >= 0) c->n++;
+}
+
+/* Where the accounts live as the burst ended (the report's S5 figures). */
+static void snapshot_placement(bk_world *w)
+{
+    for (int i = 0; i < w->nodes; i++) {
+        bk_node *n = node_at(w, i);
+        count_ctx c = {0};
+        if (n) mp_node_foreach_activation(n->node, count_visit, &c);
+        w->placed[i] = c.n;
+    }
+}
+
 /* ---- steady phase ---------------------------------------------------------- */
 
 /* After the burst: faults are off since heal and client traffic stopped.
@@ -1426,6 +1450,7 @@ static void tick(void *ud)
         break;
     case P_BURST:
         if (w->f_done == w->f_total) {
+            snapshot_placement(w);
             w->phase = P_STEADY;
             start_steady(w);
         }
@@ -1456,18 +1481,9 @@ static __thread mp_bank_report g_report;
 
 void mp_bank_last_report(mp_bank_report *out) { *out = g_report; }
 
-typedef struct count_ctx {
-    uint64_t n;
-} count_ctx;
-
-static void count_visit(void *ud, const mp_ref *ref)
-{
-    count_ctx *c = ud;
-    if (acct_of_ref(ref) >= 0) c->n++;
-}
-
 static void fill_report(bk_world *w)
 {
+    /* the placement as the burst ended (snapshot_placement) */
     mp_bank_report *r = &g_report;
     memset(r, 0, sizeof *r);
     r->nodes = w->nodes;
@@ -1482,11 +1498,8 @@ static void fill_report(bk_world *w)
     r->burst_calls = w->burst_calls;
     uint64_t total = 0;
     for (int i = 0; i < w->nodes; i++) {
-        bk_node *n = node_at(w, i);
-        count_ctx c = {0};
-        if (n) mp_node_foreach_activation(n->node, count_visit, &c);
-        r->per_node[i] = c.n;
-        total += c.n;
+        r->per_node[i] = w->placed[i];
+        total += w->placed[i];
     }
     double mean = (double)total / w->nodes;
     for (int i = 0; i < w->nodes && mean > 0; i++) {

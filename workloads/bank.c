@@ -36,6 +36,13 @@
  *            equal to the ledger (S3, S2);
  *   burst    BK_BURST concurrent balance calls from random nodes, every
  *            reply ok and equal to its account's ledger balance (S6);
+ *   steady   BK_STEADY_NS with idle deactivation on (bank: 1 s, switched on
+ *            here through the workload's copy of the account type; durable:
+ *            2 s): chains of deposit, transfer, withdraw and balance calls
+ *            on accounts seen deactivated, so each re-activates on demand;
+ *            every call must answer 0 with the ledger's balance (an
+ *            in-memory account starts again from 0: its lost balance is
+ *            kept aside for the conservation check);
  * then quiescent. Every call after heal must succeed: the cluster is static
  * and healed, so any failure is a delivery bug.
  *
@@ -1663,11 +1670,13 @@ static void bk_check(mp_sim *sim, void *state)
 }
 
 /* The runtime's sometimes-assertions this workload can reach. Not the whole
- * "actor." family: idle deactivation, rerouting after deactivation and
- * owner restarts need accounts that survive deactivation and kills: the
- * durable mode requires those (workloads/bank_durable.c). */
+ * "actor." family: rerouting after deactivation and owner restarts need
+ * accounts that survive deactivation and kills: the durable mode requires
+ * those (workloads/bank_durable.c). Idle deactivation happens in the
+ * steady phase. */
 static const char *const bk_coverage[] = {
     "bank.",
+    "actor.idle_deactivation",
     "actor.activation_race_lost",
     "actor.activation_failed",
     "actor.forwarded",

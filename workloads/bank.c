@@ -14,10 +14,15 @@
  * Why the ledger lives outside the processes: it is the ground truth the
  * accounts are checked against, so nothing a node does (or loses) may touch
  * it. Every op gets a ledger index and an id "o<index>" (unique in the run),
- * its kind, accounts, amount and outcome: ok, refused (a definite error such
- * as insufficient funds: not applied), or unknown (timeout, unreachable...:
- * maybe applied). Unknowns are resolved after heal by asking the account
- * (op_status), which is exact because accounts dedup op ids.
+ * its kind, accounts, amount and outcome: ok, refused (insufficient funds:
+ * not applied), not executed (a status node.h lists as "not executed",
+ * MP_EUNAVAIL say: must not have been applied) or unknown (MP_EINDOUBT,
+ * MP_ETIMEDOUT...: maybe applied); status_not_executed() holds that table.
+ * Unknown and not-executed ops are resolved after heal by asking the
+ * account (op_status), which is exact because accounts record op ids; a
+ * not-executed op found applied fails the seed. An op answered as a
+ * duplicate ({"dup":true}) fails the seed too: clients never resend, so
+ * the runtime delivered it twice (n_dup == 0, at most once).
  *
  * Phases after heal (a world-level tick every 50 ms drives them):
  *   drain    no client op outstanding, no transfer leg pending in any
@@ -31,6 +36,13 @@
  *            equal to the ledger (S3, S2);
  *   burst    BK_BURST concurrent balance calls from random nodes, every
  *            reply ok and equal to its account's ledger balance (S6);
+ *   steady   BK_STEADY_NS with idle deactivation on (bank: 1 s, switched on
+ *            here through the workload's copy of the account type; durable:
+ *            2 s): chains of deposit, transfer, withdraw and balance calls
+ *            on accounts seen deactivated, so each re-activates on demand;
+ *            every call must answer 0 with the ledger's balance (an
+ *            in-memory account starts again from 0: its lost balance is
+ *            kept aside for the conservation check);
  * then quiescent. Every call after heal must succeed: the cluster is static
  * and healed, so any failure is a delivery bug.
  *
@@ -88,7 +100,10 @@
 #define BK_BURST 1200
 
 enum { K_DEPOSIT = 1, K_WITHDRAW, K_TRANSFER, K_BALANCE };
-enum { O_PENDING = 0, O_OK, O_REFUSED, O_UNKNOWN };
+/* O_NOTEXEC: the call ended with a "not executed" status (status_not_
+ * executed): it must not have been applied, which the resolve phase checks
+ * for every such op. */
+enum { O_PENDING = 0, O_OK, O_REFUSED, O_UNKNOWN, O_NOTEXEC };
 enum {
     P_CHAOS = 0,
     P_WAKE,   /* durable: every account activated (owed legs resume) */
@@ -97,13 +112,62 @@ enum {
     P_RESOLVE,
     P_FINAL,
     P_BURST,
+    P_STEADY, /* idle deactivation on; every call must succeed */
     P_STORED, /* durable: the stored records against the ledger (S11) */
     P_DONE
 };
 
 #define BK_DURABLE_OPS_PER_S 150
 #define BK_DURABLE_IDLE_NS (2 * MP_SIM_NS_PER_S)
+/* bank: the nodes' idle timeout (its sweep runs every quarter of it); the
+ * account type's own timeout overrides it with BK_IDLE_OFF_NS until the
+ * steady phase, since in-memory accounts lose their state on deactivation */
+#define BK_IDLE_NS (1 * MP_SIM_NS_PER_S)
+#define BK_IDLE_OFF_NS (3600 * MP_SIM_NS_PER_S)
+#define BK_STEADY_NS (8 * MP_SIM_NS_PER_S)
+#define BK_STEADY_CHAINS 6
 #define BK_DB_ADDR "10.0.0.250:5432"
+
+/* What a call's final status says about whether it ran: the table of
+ * include/moonpool/node.h ("What an error says"), kept here and nowhere
+ * else in the workloads. True: not executed (the op must not have been
+ * applied). False: executed (0, MP_EACTOR) or may have executed
+ * (MP_EINDOUBT, MP_ETIMEDOUT, MP_ECLOSED through the callback, MP_ESTORAGE,
+ * and anything node.h does not list as not executed). `sync`: returned by
+ * mp_call itself rather than through the reply callback. */
+static bool status_not_executed(int status, bool sync)
+{
+    switch (status) {
+    case MP_EUNAVAIL:
+    case MP_EQUEUEFULL:
+    case MP_EINVAL:
+    case MP_ENOTYPE:
+    case MP_ENOMETHOD:
+    case MP_ETOOBIG:
+    case MP_EACTIVATION:
+    case MP_EDEADLOCK:
+    case MP_EFORWARDS:
+    case MP_ENAMESPACE:
+    case MP_EVERSION:
+        return true;
+    case MP_ECLOSED:
+    case MP_ENOMEM:
+        return sync; /* the call never left */
+    default:
+        return false;
+    }
+}
+
+static const char *outcome_name(int o)
+{
+    switch (o) {
+    case O_OK: return "ok";
+    case O_REFUSED: return "refused";
+    case O_UNKNOWN: return "may have executed";
+    case O_NOTEXEC: return "not executed";
+    default: return "pending";
+    }
+}
 
 static const char *kind_name(int k)
 {
@@ -126,6 +190,8 @@ typedef struct bk_op {
     bool src_applied, dst_applied;
     bool src_known, dst_known;
     uint16_t a, b;
+    int16_t status; /* the status the call ended with (0: ok) */
+    bool sync;      /* ... returned by mp_call itself (never sent) */
     int64_t amount;
 } bk_op;
 
@@ -148,6 +214,22 @@ typedef struct bk_fcall {
 
 enum { F_SRC = 1, F_DST, F_BALANCE };
 
+/* Steady phase: a chain of calls on two accounts just deactivated (a < b):
+ * deposit a, transfer a -> b, withdraw b, balance a, balance b, each
+ * issued from a random node once the previous one answered, each required
+ * to answer 0 with the exact balance. */
+typedef struct bk_chain {
+    struct bk_world *w;
+    bool busy;
+    uint16_t a, b;
+    int step;
+    uint32_t op;  /* ledger index of the current call */
+    int node;     /* the node it was issued from */
+    uint64_t t0;  /* when it was issued */
+} bk_chain;
+
+enum { ST_TOUCHED = 0, ST_FRESH, ST_BUSY }; /* per account, steady phase */
+
 typedef struct bk_world {
     bool trace; /* mp_workload_params.trace */
     mp_sim *sim;
@@ -162,6 +244,7 @@ typedef struct bk_world {
     uint32_t nops, cap;
     uint64_t outstanding; /* client ops issued and not ended */
     uint64_t n_ok, n_refused, n_unknown, n_resolved_applied, n_dup;
+    uint64_t n_notexec; /* ops that ended "not executed" (all resolved) */
     /* phases */
     int phase;
     bool healing;
@@ -174,6 +257,19 @@ typedef struct bk_world {
     bool final_seen[BK_ACCOUNTS];
     uint64_t final_calls, burst_calls;
     int16_t act_seen[BK_ACCOUNTS]; /* dup check scratch: node index + 1 */
+    /* The BankAccount type as registered on every node: a copy whose idle
+     * timeout the workload owns (the runtime reads it at each idle sweep;
+     * actor.h: the type struct is not copied). */
+    mp_actor_type acct_type;
+    /* steady phase */
+    uint64_t steady_until;
+    uint8_t st[BK_ACCOUNTS];       /* ST_* */
+    bk_chain chains[BK_STEADY_CHAINS];
+    uint64_t steady_calls, steady_chains, steady_deacts;
+    int64_t idle_lost;             /* bank: balances lost with idle accounts */
+    /* Placement (S5) as the burst ended, before the steady phase lets
+     * accounts go idle: per node, the accounts in its catalog. */
+    uint64_t placed[BK_MAX_NODES];
     bool tick_armed;
     /* durable mode (bank-durable): accounts persist in a shared simulated
      * database process; nodes are killable */
@@ -287,6 +383,23 @@ static uint32_t ledger_new(bk_world *w)
 
 /* ---- client ops ----------------------------------------------------------- */
 
+static int host_of(bk_world *w, int acct);
+
+/* n_dup == 0 is an invariant (issue 11): every op id is sent once by its
+ * client (never retried), so an account that answers {"dup":true} saw the
+ * same request twice, i.e. the runtime delivered it twice. Checked on every
+ * reply (here) and again at the end (bk_check). */
+static void dup_seen(bk_world *w, uint32_t i, int node, const char *what)
+{
+    const bk_op *op = &w->ops[i];
+    w->n_dup++;
+    mp_sim_fail(w->sim, "bank: %s %s o%u on acct-%u (issued from node %d, "
+                        "account hosted on node %d) answered as a duplicate at "
+                        "t=%.6f s: the runtime delivered it twice",
+                what, kind_name(op->kind), i, op->a, node, host_of(w, op->a),
+                (double)mp_sim_now(w->sim) / 1e9);
+}
+
 static void op_reply(void *ud, int status, const void *data, size_t len)
 {
     bk_cslot *s = ud;
@@ -298,6 +411,7 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
     assert(op->outcome == O_PENDING);
     assert(w->outstanding > 0);
     w->outstanding--;
+    op->status = (int16_t)status;
     if (w->trace)
         fprintf(stderr, "%.6f op o%u %s acct-%u status=%d '%.*s'\n",
                 (double)mp_sim_now(w->sim) / 1e9, s->op, kind_name(op->kind),
@@ -316,8 +430,10 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
                         kind_name(op->kind), s->op, op->a, bal);
         }
         /* A first-time op answered as a duplicate: the runtime delivered
-         * the request twice and dedup absorbed it (legal, counted). */
-        if (dup) w->n_dup++;
+         * the request twice and the account's dedup absorbed it. The
+         * runtime promises at most once (node.h), so this is a delivery
+         * bug, not noise: fail the seed here. */
+        if (dup) dup_seen(w, s->op, n->index, "client op");
     } else if (status == MP_EACTOR && len == 18 &&
                memcmp(data, "insufficient funds", 18) == 0 &&
                (op->kind == K_WITHDRAW || op->kind == K_TRANSFER)) {
@@ -329,9 +445,14 @@ static void op_reply(void *ud, int status, const void *data, size_t len)
         mp_sim_fail(w->sim, "bank: %s o%u on acct-%u: unexpected error %s '%.*s'",
                     kind_name(op->kind), s->op, op->a, mp_status_name(status),
                     (int)(len > 100 ? 100 : len), (const char *)data);
+    } else if (status_not_executed(status, false)) {
+        /* Unreachable, queue full, failed activation...: the runtime says
+         * it never ran, so it must not have been applied (resolve). */
+        op->outcome = O_NOTEXEC;
+        w->n_notexec++;
     } else {
-        /* Timeouts, unreachable nodes, failed activations, and (durable)
-         * failed persists, which must reach the caller as errors (S12). */
+        /* May have executed: in doubt, timed out, and (durable) failed
+         * persists, which must reach the caller as errors (S12). */
         if (status == MP_ESTORAGE || status == MP_ECONFLICT) {
             w->n_persist_err++;
             MP_SOMETIMES(true, "bank_durable.client_saw_persist_error");
@@ -387,11 +508,19 @@ static void op_issue(bk_cslot *s)
     w->outstanding++;
     rc = mp_call(n->node, &ref, method, payload, strlen(payload), &opts, op_reply, s);
     if (rc != 0) {
-        /* Refused at once: never sent, so never applied. */
+        /* Refused at once: never sent, so never applied (resolve checks). */
         s->waiting = false;
         w->outstanding--;
-        op->outcome = O_REFUSED;
-        w->n_refused++;
+        op->status = (int16_t)rc;
+        op->sync = true;
+        if (!status_not_executed(rc, true)) {
+            mp_sim_fail(w->sim, "bank: mp_call of %s o%u returned %s, which "
+                                "node.h does not list",
+                        kind_name(op->kind), i, mp_status_name(rc));
+            return;
+        }
+        op->outcome = O_NOTEXEC;
+        w->n_notexec++;
         slot_schedule(s);
     }
 }
@@ -458,6 +587,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     cfg.members = w->members;
     cfg.member_count = (size_t)w->nodes;
     cfg.incarnation = incarnation;
+    cfg.idle_timeout_ns = BK_IDLE_NS; /* accounts: acct_type's until steady */
     if (w->durable) {
         cfg.storage = mp_sim_process_state(w->sim, w->db_pid);
         cfg.idle_timeout_ns = BK_DURABLE_IDLE_NS;
@@ -467,7 +597,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
         }
     }
     int rc = mp_node_create(env, &cfg, &n->node);
-    if (rc == 0) rc = mp_node_register_type(n->node, mp_bank_account_type());
+    if (rc == 0) rc = mp_node_register_type(n->node, &w->acct_type);
     if (rc == 0) rc = mp_node_start(n->node);
     if (rc != 0) {
         node_teardown(n);
@@ -560,6 +690,29 @@ static void check_single_activation(bk_world *w)
     }
 }
 
+typedef struct host_ctx {
+    int acct, found;
+} host_ctx;
+
+static void host_visit(void *ud, const mp_ref *ref)
+{
+    host_ctx *c = ud;
+    if (acct_of_ref(ref) == c->acct) c->found = 1;
+}
+
+/* The node whose catalog holds acct now, or -1 (for failure messages). */
+static int host_of(bk_world *w, int acct)
+{
+    for (int i = 0; i < w->nodes; i++) {
+        bk_node *n = node_at(w, i);
+        if (!n) continue;
+        host_ctx c = {acct, 0};
+        mp_node_foreach_activation(n->node, host_visit, &c);
+        if (c.found) return i;
+    }
+    return -1;
+}
+
 static bool drained(bk_world *w)
 {
     if (w->outstanding || mp_bank_transfers_in_flight()) return false;
@@ -615,13 +768,28 @@ static void resolve_reply(void *ud, int status, const void *data, size_t len)
     }
     bool applied = json_is_true(ap);
     json_decref(v);
+    if (f->sampled && op->outcome == O_NOTEXEC) {
+        /* node.h: this status means the request never ran. */
+        if (applied) {
+            mp_sim_fail(w->sim, "bank: %s o%u (acct-%u -> acct-%u, %" PRId64
+                                ") ended %s%s (not executed, node.h) but "
+                                "op_status%s at acct-%d says it was applied",
+                        kind_name(op->kind), f->op, op->a, op->b, op->amount,
+                        mp_status_name(op->status),
+                        op->sync ? " from mp_call" : "",
+                        f->what == F_DST ? " of its deposit leg" : "", acct);
+        } else {
+            MP_SOMETIMES(true, "bank.not_executed_checked");
+        }
+        return;
+    }
     if (f->sampled) {
         if (applied != f->expect)
             mp_sim_fail(w->sim, "bank: %s o%u (acct-%u -> acct-%u, %" PRId64
                                 ") was %s to the client but op_status%s at "
                                 "acct-%d says applied=%d",
                         kind_name(op->kind), f->op, op->a, op->b, op->amount,
-                        op->outcome == O_OK ? "ok" : "refused",
+                        outcome_name(op->outcome),
                         f->what == F_DST ? " of its deposit leg" : "", acct,
                         applied);
         return;
@@ -673,13 +841,15 @@ static bk_fcall *fcalls_new(bk_world *w, uint32_t count, int slot)
 
 static void start_resolve(bk_world *w)
 {
-    /* Unknown ops: one call per leg. Sample: evenly spaced ok/refused
-     * mutating ops (deterministic, spread over the whole run). */
+    /* Unknown and not-executed ops: one call per leg (the latter must
+     * say not applied). Sample: evenly spaced ok/refused mutating ops
+     * (deterministic, spread over the whole run). */
     uint32_t count = 0, mut = 0;
     for (uint32_t i = 0; i < w->nops; i++) {
         bk_op *op = &w->ops[i];
         if (op->kind == K_BALANCE) continue;
-        if (op->outcome == O_UNKNOWN) count += op->kind == K_TRANSFER ? 2 : 1;
+        if (op->outcome == O_UNKNOWN || op->outcome == O_NOTEXEC)
+            count += op->kind == K_TRANSFER ? 2 : 1;
         else mut++;
     }
     uint32_t step = mut / BK_SAMPLE + 1;
@@ -690,8 +860,8 @@ static void start_resolve(bk_world *w)
     for (uint32_t i = 0; i < w->nops; i++) {
         bk_op *op = &w->ops[i];
         if (op->kind == K_BALANCE) continue;
-        bool sample = false;
-        if (op->outcome != O_UNKNOWN) {
+        bool sample = op->outcome == O_NOTEXEC;
+        if (op->outcome == O_OK || op->outcome == O_REFUSED) {
             sample = m++ % step == 0;
             if (!sample) continue;
         }
@@ -726,7 +896,8 @@ static bool compute_expected(bk_world *w)
         bool src, dst;
         switch (op->outcome) {
         case O_OK: src = dst = true; break;
-        case O_REFUSED: src = dst = false; break;
+        case O_REFUSED:
+        case O_NOTEXEC: src = dst = false; break;
         case O_UNKNOWN:
             if (op->kind == K_BALANCE) continue;
             if (!op->src_known || (op->kind == K_TRANSFER && !op->dst_known)) {
@@ -966,7 +1137,7 @@ static void check_stored(bk_world *w)
             mp_sim_fail(w->sim, "bank: %s o%u (%s to the client) is %s the stored "
                                 "record of acct-%u",
                         kind_name(op->kind), i,
-                        op->outcome == O_OK ? "ok" : op->outcome == O_REFUSED ? "refused" : "unknown",
+                        outcome_name(op->outcome),
                         src ? "missing from" : "present in", op->a);
             return;
         }
@@ -1000,6 +1171,241 @@ static void check_stored(bk_world *w)
         }
     }
     MP_SOMETIMES(true, "bank_durable.stored_state_checked");
+}
+
+typedef struct count_ctx {
+    uint64_t n;
+} count_ctx;
+
+static void count_visit(void *ud, const mp_ref *ref)
+{
+    count_ctx *c = ud;
+    if (acct_of_ref(ref) >= 0) c->n++;
+}
+
+/* Where the accounts live as the burst ended (the report's S5 figures). */
+static void snapshot_placement(bk_world *w)
+{
+    for (int i = 0; i < w->nodes; i++) {
+        bk_node *n = node_at(w, i);
+        count_ctx c = {0};
+        if (n) mp_node_foreach_activation(n->node, count_visit, &c);
+        w->placed[i] = c.n;
+    }
+}
+
+/* ---- steady phase ---------------------------------------------------------- */
+
+/* After the burst: faults are off since heal and client traffic stopped.
+ * Idle deactivation runs (bank: the type's timeout drops to the nodes' 1 s
+ * now; durable: 2 s all along), and for BK_STEADY_NS the driver runs
+ * chains of calls on accounts it saw deactivated (absent from every node's
+ * catalog), so each chain re-activates them on demand. Every call must
+ * answer 0 with the balance the ledger predicts: the cluster is healed and
+ * static, so any error is a bug. Only the driver calls an account in this
+ * phase (durable: plus the duplicate legs a re-activated account resumes,
+ * which change no balance), so "absent from every catalog" means its
+ * activation is gone: for in-memory accounts (bank) its balance and op ids
+ * went with it, moved to idle_lost for the conservation check. */
+
+static void chain_issue(bk_chain *c);
+
+static void chain_next(void *ud)
+{
+    bk_chain *c = ud;
+    if (mp_sim_failed(c->w->sim)) return;
+    chain_issue(c);
+}
+
+static void steady_reply(void *ud, int status, const void *data, size_t len)
+{
+    bk_chain *c = ud;
+    bk_world *w = c->w;
+    bk_op *op = &w->ops[c->op];
+    int acct = c->step == 4 || c->step == 2 ? c->b : c->a;
+    if (mp_sim_failed(w->sim)) return;
+    op->status = (int16_t)status;
+    if (w->trace)
+        fprintf(stderr, "%.6f steady o%u %s acct-%d status=%d '%.*s'\n",
+                (double)mp_sim_now(w->sim) / 1e9, c->op, kind_name(op->kind),
+                acct, status, (int)(len > 60 ? 60 : len), (const char *)data);
+    if (status != 0) {
+        op->outcome = O_UNKNOWN; /* the seed fails: keep the ledger sane */
+        mp_sim_fail(w->sim, "bank: steady phase: %s o%u on acct-%d (from node "
+                            "%d at t=%.6f s) failed at t=%.6f s: %s '%.*s'",
+                    kind_name(op->kind), c->op, acct, c->node,
+                    (double)c->t0 / 1e9, (double)mp_sim_now(w->sim) / 1e9,
+                    mp_status_name(status), (int)(len > 100 ? 100 : len),
+                    (const char *)data);
+        return;
+    }
+    op->outcome = O_OK;
+    bool ok, dup;
+    int64_t bal = json_balance(w, data, len, &ok, &dup);
+    if (dup) {
+        dup_seen(w, c->op, c->node, "steady-phase");
+        return;
+    }
+    if (!ok || bal != w->expected[acct]) {
+        mp_sim_fail(w->sim, "bank: steady phase: %s o%u on acct-%d answered "
+                            "'%.*s', ledger says balance %" PRId64,
+                    kind_name(op->kind), c->op, acct,
+                    (int)(len > 100 ? 100 : len), (const char *)data,
+                    w->expected[acct]);
+        return;
+    }
+    w->final_bal[c->a] = w->expected[c->a];
+    w->final_bal[c->b] = w->expected[c->b];
+    if (++c->step == 5) {
+        c->busy = false;
+        w->st[c->a] = w->st[c->b] = ST_TOUCHED;
+        MP_SOMETIMES(true, "bank.steady_chain_done");
+        return;
+    }
+    if (mp_sim_schedule(w->sim, 1000, chain_next, c) != 0)
+        mp_sim_fail(w->sim, "bank: out of memory (steady)");
+}
+
+/* Issue step c->step of the chain; the ledger's expected balances move
+ * when the call is issued (the reply is checked against them). */
+static void chain_issue(bk_chain *c)
+{
+    bk_world *w = c->w;
+    bk_node *n = random_node(w);
+    if (!n) {
+        mp_sim_fail(w->sim, "bank: steady phase: no running node");
+        return;
+    }
+    uint32_t i = ledger_new(w);
+    if (i == UINT32_MAX) {
+        mp_sim_fail(w->sim, "bank: out of memory (ledger)");
+        return;
+    }
+    bk_op *op = &w->ops[i];
+    int acct = c->a;
+    char payload[160], key[32];
+    switch (c->step) {
+    case 0:
+        op->kind = K_DEPOSIT;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, BK_AMOUNT_MAX);
+        w->expected[c->a] += op->amount;
+        break;
+    case 1:
+        op->kind = K_TRANSFER;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, (uint64_t)w->expected[c->a]);
+        w->expected[c->a] -= op->amount;
+        w->expected[c->b] += op->amount;
+        break;
+    case 2:
+        op->kind = K_WITHDRAW;
+        acct = c->b;
+        op->amount = 1 + (int64_t)mp_sim_random_below(w->sim, (uint64_t)w->expected[c->b]);
+        w->expected[c->b] -= op->amount;
+        break;
+    default:
+        op->kind = K_BALANCE;
+        if (c->step == 4) acct = c->b;
+        break;
+    }
+    op->a = (uint16_t)acct;
+    op->b = c->b;
+    op->outcome = O_PENDING;
+    if (op->kind == K_BALANCE) {
+        snprintf(payload, sizeof payload, "{}");
+    } else if (op->kind == K_TRANSFER) {
+        acct_key(c->b, key, sizeof key);
+        snprintf(payload, sizeof payload,
+                 "{\"op\":\"o%u\",\"to\":\"%s\",\"amount\":%" PRId64 "}", i, key,
+                 op->amount);
+    } else {
+        snprintf(payload, sizeof payload, "{\"op\":\"o%u\",\"amount\":%" PRId64 "}",
+                 i, op->amount);
+    }
+    c->op = i;
+    c->node = n->index;
+    c->t0 = mp_sim_now(w->sim);
+    w->steady_calls++;
+    mp_ref ref;
+    int rc = ref_for(n->node, acct, &ref);
+    assert(rc == 0);
+    mp_call_opts opts = {.timeout_ns = BK_TIMEOUT_NS};
+    rc = mp_call(n->node, &ref, kind_name(op->kind), payload, strlen(payload),
+                 &opts, steady_reply, c);
+    if (rc != 0) {
+        op->status = (int16_t)rc;
+        op->sync = true;
+        op->outcome = O_NOTEXEC;
+        mp_sim_fail(w->sim, "bank: steady phase: mp_call of %s o%u on acct-%d "
+                            "(node %d) returned %s",
+                    kind_name(op->kind), i, acct, n->index, mp_status_name(rc));
+    }
+}
+
+static void start_steady(bk_world *w)
+{
+    w->steady_until = mp_sim_now(w->sim) + BK_STEADY_NS;
+    /* Every account was just read (final, burst): active somewhere. */
+    memset(w->st, ST_TOUCHED, sizeof w->st);
+    for (int k = 0; k < BK_STEADY_CHAINS; k++) w->chains[k].w = w;
+    /* From now on in-memory accounts go idle too (the sweep, armed at
+     * start from the nodes' 1 s, reads the type's timeout each time). */
+    w->acct_type.idle_timeout_ns = 0;
+}
+
+/* One tick of the steady phase (act_seen is fresh: the single-activation
+ * check just walked every catalog). True once over. */
+static bool steady_step(bk_world *w)
+{
+    if (mp_sim_failed(w->sim)) return false;
+    uint16_t fresh[BK_ACCOUNTS];
+    int nfresh = 0;
+    for (int a = 0; a < BK_ACCOUNTS; a++) {
+        bool active = w->act_seen[a] != 0;
+        if (w->st[a] == ST_TOUCHED && !active) {
+            w->st[a] = ST_FRESH;
+            w->steady_deacts++;
+            MP_SOMETIMES(true, "bank.steady_idle_deactivated");
+            if (!w->durable) { /* its balance went with the activation */
+                w->idle_lost += w->expected[a];
+                w->expected[a] = 0;
+                w->final_bal[a] = 0;
+            }
+        } else if (w->st[a] == ST_FRESH && active) {
+            w->st[a] = ST_TOUCHED; /* durable: woken by a resumed leg */
+        }
+        if (w->st[a] == ST_FRESH) fresh[nfresh++] = (uint16_t)a;
+    }
+    bool busy = false;
+    for (int k = 0; k < BK_STEADY_CHAINS; k++) {
+        bk_chain *c = &w->chains[k];
+        if (c->busy) {
+            busy = true;
+            continue;
+        }
+        if (mp_sim_now(w->sim) >= w->steady_until || nfresh < 2) continue;
+        int x = (int)mp_sim_random_below(w->sim, (uint64_t)nfresh);
+        uint16_t p = fresh[x];
+        fresh[x] = fresh[--nfresh];
+        int y = (int)mp_sim_random_below(w->sim, (uint64_t)nfresh);
+        uint16_t q = fresh[y];
+        fresh[y] = fresh[--nfresh];
+        c->a = p < q ? p : q;
+        c->b = p < q ? q : p;
+        c->step = 0;
+        c->busy = busy = true;
+        w->st[c->a] = w->st[c->b] = ST_BUSY;
+        w->steady_chains++;
+        chain_issue(c);
+        if (mp_sim_failed(w->sim)) return false;
+    }
+    if (busy || mp_sim_now(w->sim) < w->steady_until) return false;
+    if (w->steady_chains == 0) {
+        mp_sim_fail(w->sim, "bank: steady phase: no account was deactivated "
+                            "for idleness (%" PRIu64 " deactivations seen)",
+                    w->steady_deacts);
+        return false;
+    }
+    return true;
 }
 
 static void tick(void *ud)
@@ -1051,6 +1457,13 @@ static void tick(void *ud)
         break;
     case P_BURST:
         if (w->f_done == w->f_total) {
+            snapshot_placement(w);
+            w->phase = P_STEADY;
+            start_steady(w);
+        }
+        break;
+    case P_STEADY:
+        if (steady_step(w)) {
             if (w->durable) {
                 w->phase = P_STORED;
                 start_stored(w);
@@ -1075,18 +1488,9 @@ static __thread mp_bank_report g_report;
 
 void mp_bank_last_report(mp_bank_report *out) { *out = g_report; }
 
-typedef struct count_ctx {
-    uint64_t n;
-} count_ctx;
-
-static void count_visit(void *ud, const mp_ref *ref)
-{
-    count_ctx *c = ud;
-    if (acct_of_ref(ref) >= 0) c->n++;
-}
-
 static void fill_report(bk_world *w)
 {
+    /* the placement as the burst ended (snapshot_placement) */
     mp_bank_report *r = &g_report;
     memset(r, 0, sizeof *r);
     r->nodes = w->nodes;
@@ -1101,11 +1505,8 @@ static void fill_report(bk_world *w)
     r->burst_calls = w->burst_calls;
     uint64_t total = 0;
     for (int i = 0; i < w->nodes; i++) {
-        bk_node *n = node_at(w, i);
-        count_ctx c = {0};
-        if (n) mp_node_foreach_activation(n->node, count_visit, &c);
-        r->per_node[i] = c.n;
-        total += c.n;
+        r->per_node[i] = w->placed[i];
+        total += w->placed[i];
     }
     double mean = (double)total / w->nodes;
     for (int i = 0; i < w->nodes && mean > 0; i++) {
@@ -1161,6 +1562,10 @@ static int setup_any(mp_sim *sim, const mp_workload_params *params,
     memset(&g_report, 0, sizeof g_report);
     w->sim = sim;
     w->durable = durable;
+    w->acct_type = *mp_bank_account_type();
+    /* bank: no idle deactivation before the steady phase (it would destroy
+     * in-memory balances the ledger counts on); durable: the node's 2 s. */
+    w->acct_type.idle_timeout_ns = durable ? 0 : BK_IDLE_OFF_NS;
     w->trace = params && params->trace;
     w->nodes = nodes;
     w->workers = workers;
@@ -1231,7 +1636,15 @@ static void bk_check(mp_sim *sim, void *state)
 {
     bk_world *w = state;
     fill_report(w);
-    int64_t sum = 0, external = 0;
+    /* The end-of-run side of the n_dup invariant (dup_seen fails at once;
+     * this catches a duplicate counted on a path that did not fail). */
+    if (w->n_dup != 0) {
+        mp_sim_fail(sim, "bank: %" PRIu64 " requests were delivered twice "
+                         "(answered as duplicates)", w->n_dup);
+        return;
+    }
+    /* In-memory balances that went with an idle activation (steady). */
+    int64_t sum = w->idle_lost, external = 0;
     for (int a = 0; a < BK_ACCOUNTS; a++) {
         if (!w->final_seen[a]) {
             mp_sim_fail(sim, "bank: acct-%d never answered the final read", a);
@@ -1257,11 +1670,13 @@ static void bk_check(mp_sim *sim, void *state)
 }
 
 /* The runtime's sometimes-assertions this workload can reach. Not the whole
- * "actor." family: idle deactivation, rerouting after deactivation and
- * owner restarts need accounts that survive deactivation and kills: the
- * durable mode requires those (workloads/bank_durable.c). */
+ * "actor." family: rerouting after deactivation and owner restarts need
+ * accounts that survive deactivation and kills: the durable mode requires
+ * those (workloads/bank_durable.c). Idle deactivation happens in the
+ * steady phase. */
 static const char *const bk_coverage[] = {
     "bank.",
+    "actor.idle_deactivation",
     "actor.activation_race_lost",
     "actor.activation_failed",
     "actor.forwarded",
@@ -1283,7 +1698,7 @@ const mp_sim_workload mp_workload_bank = {
                    "(--nodes/--workers: 1x1, 2x2 or 10x10 per seed)",
     .required_coverage = bk_coverage,
     .chaos_ns = 0,
-    .heal_ns = 0,
+    .heal_ns = 45ull * MP_SIM_NS_PER_S, /* drain .. burst, then the steady phase */
     .setup = bk_setup,
     .on_heal = bk_on_heal,
     .quiescent = bk_quiescent,

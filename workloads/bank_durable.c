@@ -22,7 +22,9 @@
  *     activation), then the usual drain, resolve, final reads and burst,
  *     and finally every stored record is read back from the db and checked
  *     against the ledger: balance, applied op ids of both legs, legs still
- *     owed delivered (S11).
+ *     owed delivered (S11); between the burst and that check, the steady
+ *     phase (every call succeeds on accounts re-activated after going idle;
+ *     their stored records are checked with the rest).
  * Topologies (nodes x client workers) per seed: 1x1, 3x3, 5x5.
  */
 #include <stddef.h>

@@ -15,7 +15,9 @@ void mp_sim_workloads_register_builtin(void);
 extern const mp_sim_workload mp_workload_pingpong;
 
 /* Bank accounts, deposits, withdrawals and transfers through actors, with
- * a ledger checked after heal (workloads/bank.c). */
+ * a ledger checked after heal (no duplicate delivery, not-executed ops not
+ * applied) and a steady phase with idle deactivation in which every call
+ * must succeed (workloads/bank.c). */
 extern const mp_sim_workload mp_workload_bank;
 
 /* The bank with persisted accounts, killed and restarted nodes, short idle

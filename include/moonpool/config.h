@@ -96,6 +96,8 @@ typedef struct mp_config {
     uint64_t heartbeat_ns;         /* keep-alive interval; default 1 s */
     uint64_t peer_timeout_ns;      /* silence that closes a connection;
                                       default 10 s; 0: never (disabled) */
+    uint64_t frame_timeout_ns;     /* a started frame must be whole within
+                                      this; default 10 s */
     /* [limits] */
     uint64_t max_message;          /* bytes; default 1 MiB */
     uint64_t max_pending_calls;    /* default 1,000,000 */

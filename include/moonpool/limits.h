@@ -43,6 +43,9 @@
 #define MP_DEFAULT_PEER_TIMEOUT_NS (10ull * MP_NS_PER_SEC)
 /* Connect + HELLO exchange of one dial. Fixed for a node (transport config
  * handshake_timeout_ns, internal). */
+/* A frame whose first byte arrived must be whole within this ([timeouts]
+ * frame): a peer that trickles bytes (slowloris) is closed. */
+#define MP_DEFAULT_FRAME_TIMEOUT_NS (10ull * MP_NS_PER_SEC)
 #define MP_DEFAULT_HANDSHAKE_TIMEOUT_NS (5ull * MP_NS_PER_SEC)
 /* Redial backoff: first delay, doubling up to the cap (with jitter). Fixed
  * for a node (transport config, internal). */

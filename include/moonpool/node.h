@@ -88,6 +88,10 @@ typedef struct mp_node_config {
      * for silence. */
     uint64_t heartbeat_ns;
     uint64_t peer_timeout_ns;
+    /* A frame whose first byte arrived must be whole within this, or its
+     * connection is closed (a peer trickling bytes); 0: the default,
+     * MP_DEFAULT_FRAME_TIMEOUT_NS (limits.h). */
+    uint64_t frame_timeout_ns;
     uint32_t max_message;          /* bytes per frame; default 1 MiB */
     uint32_t max_pending_calls;    /* default 1,000,000: MP_EQUEUEFULL past */
     size_t mailbox_warn_depth;     /* default MP_DEFAULT_MAILBOX_WARN_DEPTH

@@ -51,7 +51,7 @@ enum key {
     K_NAMESPACE, K_MEMBERS,
     K_ADDRESS, K_DATA_DIR, K_LOG_LEVEL,
     K_PROVIDER, K_PATH, K_CONNINFO,
-    K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT,
+    K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT, K_FRAME_TIMEOUT,
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
     K_COUNT_
 };
@@ -81,6 +81,7 @@ static const keydef keys[K_COUNT_] = {
     [K_HEARTBEAT] = {SEC_TIMEOUTS, "heartbeat", V_DURATION, 10 * MP_NS_PER_MS, MP_NS_PER_HOUR},
     /* 0 disables it; otherwise > 2 x heartbeat (validate) */
     [K_PEER_TIMEOUT] = {SEC_TIMEOUTS, "peer_timeout", V_DURATION, 0, 24 * MP_NS_PER_HOUR},
+    [K_FRAME_TIMEOUT] = {SEC_TIMEOUTS, "frame", V_DURATION, 100 * MP_NS_PER_MS, MP_NS_PER_HOUR},
     [K_MAX_MESSAGE] = {SEC_LIMITS, "max_message", V_SIZE, 4 * MP_KIB, MP_MAX_MESSAGE_LIMIT_BYTES},
     [K_MAX_PENDING] = {SEC_LIMITS, "max_pending_calls", V_COUNT, 1, 1000000000ull},
     [K_MAILBOX_WARN] = {SEC_LIMITS, "mailbox_warn_depth", V_COUNT, 0, 1000000000ull},
@@ -682,6 +683,7 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     ps->num[K_SHUTDOWN] = MP_DEFAULT_SHUTDOWN_TIMEOUT_NS;
     ps->num[K_HEARTBEAT] = MP_DEFAULT_HEARTBEAT_NS;
     ps->num[K_PEER_TIMEOUT] = MP_DEFAULT_PEER_TIMEOUT_NS;
+    ps->num[K_FRAME_TIMEOUT] = MP_DEFAULT_FRAME_TIMEOUT_NS;
     ps->num[K_MAX_MESSAGE] = MP_DEFAULT_MAX_MESSAGE_BYTES;
     ps->num[K_MAX_PENDING] = MP_DEFAULT_MAX_PENDING_CALLS;
     ps->num[K_MAILBOX_WARN] = MP_DEFAULT_MAILBOX_WARN_DEPTH;
@@ -761,6 +763,7 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     out->shutdown_timeout_ns = ps->num[K_SHUTDOWN];
     out->heartbeat_ns = ps->num[K_HEARTBEAT];
     out->peer_timeout_ns = ps->num[K_PEER_TIMEOUT];
+    out->frame_timeout_ns = ps->num[K_FRAME_TIMEOUT];
     out->max_message = ps->num[K_MAX_MESSAGE];
     out->max_pending_calls = ps->num[K_MAX_PENDING];
     out->mailbox_warn_depth = ps->num[K_MAILBOX_WARN];
@@ -827,6 +830,7 @@ int mp_config_to_node_config(const mp_config *c, mp_node_config *out)
     out->idle_timeout_ns = c->idle_timeout_ns;
     out->heartbeat_ns = c->heartbeat_ns;
     out->peer_timeout_ns = c->peer_timeout_ns ? c->peer_timeout_ns : MP_NODE_NO_PEER_TIMEOUT;
+    out->frame_timeout_ns = c->frame_timeout_ns;
     out->max_message = (uint32_t)c->max_message;
     out->max_pending_calls = (uint32_t)c->max_pending_calls;
     out->mailbox_warn_depth = (size_t)c->mailbox_warn_depth;
@@ -891,6 +895,8 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     put(&o, "heartbeat = %s\n", v);
     format_value(v, sizeof v, V_DURATION, c->peer_timeout_ns);
     put(&o, "peer_timeout = %s\n", v);
+    format_value(v, sizeof v, V_DURATION, c->frame_timeout_ns);
+    put(&o, "frame = %s\n", v);
     format_value(v, sizeof v, V_SIZE, c->max_message);
     put(&o, "\n[limits]\nmax_message = %s\n", v);
     put(&o, "max_pending_calls = %llu\nmailbox_warn_depth = %llu\nmax_mailbox = %llu\n",
@@ -921,6 +927,7 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
            a->idle_timeout_ns == b->idle_timeout_ns &&
            a->shutdown_timeout_ns == b->shutdown_timeout_ns &&
            a->heartbeat_ns == b->heartbeat_ns && a->peer_timeout_ns == b->peer_timeout_ns &&
+           a->frame_timeout_ns == b->frame_timeout_ns && a->max_mailbox == b->max_mailbox &&
            a->max_message == b->max_message && a->max_pending_calls == b->max_pending_calls &&
            a->mailbox_warn_depth == b->mailbox_warn_depth;
 }

@@ -132,6 +132,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->max_message = cfg->max_message ? cfg->max_message : MP_DEFAULT_MAX_MESSAGE_BYTES;
     n->heartbeat_ns = cfg->heartbeat_ns;
     n->peer_timeout_ns = cfg->peer_timeout_ns;
+    n->frame_timeout_ns = cfg->frame_timeout_ns;
     n->max_pending_calls = cfg->max_pending_calls;
     n->mailbox_warn_depth = cfg->mailbox_warn_depth;
     n->max_mailbox = cfg->max_mailbox ? cfg->max_mailbox : MP_DEFAULT_MAX_MAILBOX;
@@ -217,6 +218,7 @@ int mp_node_start(mp_node *n)
                        "the node passes peer_timeout_ns through unchanged");
         tc.heartbeat_ns = n->heartbeat_ns;       /* 0: the transport's default */
         tc.peer_timeout_ns = n->peer_timeout_ns; /* 0: the transport's default */
+        tc.frame_timeout_ns = n->frame_timeout_ns; /* 0: the transport's default */
         static const mp_transport_callbacks cbs = {mp__on_frame, mp__on_peer_restart, mp__on_peer_down};
         int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
         if (rc < 0) return rc;

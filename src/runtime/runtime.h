@@ -152,6 +152,7 @@ struct mp_node {
     uint64_t call_timeout_ns;
     uint64_t idle_timeout_ns;
     uint64_t heartbeat_ns, peer_timeout_ns; /* for the transport; 0: default */
+    uint64_t frame_timeout_ns;              /* for the transport; 0: default */
     uint32_t max_message;
     uint32_t max_pending_calls;
     size_t mailbox_warn_depth;

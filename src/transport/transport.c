@@ -129,6 +129,7 @@ typedef struct conn {
     bool ka_writing;     /* a keep-alive write is in flight */
     uint32_t idle_ticks; /* heartbeat ticks since the last write issued */
     uint64_t last_recv;  /* env time of the last read callback with bytes */
+    uint64_t partial_since; /* env time a still incomplete frame began; 0: none */
     uint8_t hello[HELLO_FRAME_CAP];
     uint8_t reply[REPLY_FRAME_CAP];
 } conn;
@@ -877,6 +878,14 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
      * inside the drain and wait one more loop turn (an extra poll per
      * request: docs/bench.md). A flush with nothing dirty does nothing. */
     if (delivered) schedule_flush(c->t);
+    /* A frame begun and not whole: its clock runs from its first byte, so
+     * a peer trickling one byte at a time cannot hold the connection. */
+    if (c->state != C_CLOSING) {
+        if (!mp_frame_decoder_buffered(&c->dec))
+            c->partial_since = 0;
+        else if (!c->partial_since)
+            c->partial_since = now;
+    }
     if (rc < 0 && c->state != C_CLOSING) {
         mp_peer_stats *st = stats_of(c);
         st->decode_errors++;
@@ -1164,7 +1173,8 @@ static void on_hb_tick(void *ud)
     uint64_t now = mp_env_now(t->env);
     uint64_t limit = t->cfg.peer_timeout_ns;
     bool judge = limit != MP_TRANSPORT_NO_PEER_TIMEOUT;
-    if (judge && now > t->hb_due + t->hb_tick_ns) {
+    bool stalled = now > t->hb_due + t->hb_tick_ns;
+    if (stalled) {
         /* Our own loop stalled: replies may sit unread behind this timer. */
         t->stall_seen = now;
         t->stall_ns = now - (t->hb_due - t->hb_tick_ns);
@@ -1187,6 +1197,15 @@ static void on_hb_tick(void *ud)
                      (double)(now - c->last_recv) / (double)MP_NS_PER_SEC);
             c->p->st.peer_timeouts++;
             MP_SOMETIMES(true, "transport.peer_timeout");
+            conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
+            continue;
+        }
+        if (!stalled && c->partial_since && now - c->partial_since >= t->cfg.frame_timeout_ns) {
+            char why[MP_HELLO_MAX_REASON + 1];
+            snprintf(why, sizeof why, "a frame from %s stayed incomplete for %.3g s",
+                     c->p->addr, (double)(now - c->partial_since) / (double)MP_NS_PER_SEC);
+            c->p->st.slow_frames++;
+            MP_SOMETIMES(true, "transport.slow_frame");
             conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
             continue;
         }
@@ -1220,6 +1239,7 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->backoff_initial_ns = MP_DEFAULT_BACKOFF_INITIAL_NS;
     cfg->backoff_max_ns = MP_DEFAULT_BACKOFF_MAX_NS;
     cfg->handshake_timeout_ns = MP_DEFAULT_HANDSHAKE_TIMEOUT_NS;
+    cfg->frame_timeout_ns = MP_DEFAULT_FRAME_TIMEOUT_NS;
     cfg->max_queue_frames = MP_DEFAULT_PEER_QUEUE_FRAMES;
     cfg->max_queue_bytes = MP_DEFAULT_PEER_QUEUE_BYTES;
     cfg->heartbeat_ns = MP_DEFAULT_HEARTBEAT_NS;
@@ -1251,6 +1271,7 @@ static int apply_config(mp_transport *t, const mp_transport_config *in)
     if (!c->backoff_initial_ns) c->backoff_initial_ns = d.backoff_initial_ns;
     if (!c->backoff_max_ns) c->backoff_max_ns = d.backoff_max_ns;
     if (!c->handshake_timeout_ns) c->handshake_timeout_ns = d.handshake_timeout_ns;
+    if (!c->frame_timeout_ns) c->frame_timeout_ns = d.frame_timeout_ns;
     if (!c->max_queue_frames) c->max_queue_frames = d.max_queue_frames;
     if (!c->max_queue_bytes) c->max_queue_bytes = d.max_queue_bytes;
     if (!c->heartbeat_ns) c->heartbeat_ns = d.heartbeat_ns;
@@ -1379,8 +1400,26 @@ int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
         if (!p->out) schedule_retry(p);
         return p->refused;
     }
-    if (p->q_frames >= t->cfg.max_queue_frames || p->q_bytes + size > t->cfg.max_queue_bytes)
+    if (p->q_frames >= t->cfg.max_queue_frames || p->q_bytes + size > t->cfg.max_queue_bytes) {
+        /* The output buffer limit (Redis's client-output-buffer-limit): a
+         * peer whose connection is up but whose queue filled does not read
+         * what we write. It is cut off, and what waits for it is dropped
+         * unsent (the runtime hears of it through on_peer_down), so a
+         * client that never reads cannot hold the node's memory. */
+        conn *c = p->conn;
+        if (c && c->state == C_OPEN && c->writing) {
+            p->st.output_limit_closes++;
+            MP_SOMETIMES(true, "transport.output_limit");
+            char why[MP_HELLO_MAX_REASON + 1];
+            snprintf(why, sizeof why, "%s does not read: %u frames, %llu bytes queued",
+                     p->addr, (unsigned)p->q_frames, (unsigned long long)p->q_bytes);
+            /* Dropped first, so no redial follows for them (a client's
+             * address is never dialed for its replies). */
+            mp_transport_drop_queued(t, p->addr, NULL, NULL);
+            conn_fail_at(c, MP_EQUEUEFULL, why, MP_LOG_WARN);
+        }
         return MP_EQUEUEFULL;
+    }
     int rc = mp_buf_reserve(&p->pending, size);
     if (rc != MP_OK) return rc == MP_ETOOBIG ? MP_ENOMEM : rc;
     size_t w = 0;

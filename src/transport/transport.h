@@ -88,6 +88,9 @@ typedef struct mp_transport_config {
                                       nothing for this long; default 10 s;
                                       must be > 2 x heartbeat_ns;
                                       MP_TRANSPORT_NO_PEER_TIMEOUT: never */
+    uint64_t frame_timeout_ns;     /* a frame begun must be whole within this
+                                      (checked each heartbeat tick); default
+                                      MP_DEFAULT_FRAME_TIMEOUT_NS */
 } mp_transport_config;
 
 /* peer_timeout_ns value that disables the receive timeout (keep-alives are
@@ -118,6 +121,10 @@ typedef struct mp_peer_stats {
      * count the frames of the layer above), and connections closed because
      * nothing arrived for peer_timeout_ns. */
     uint64_t keepalives_out, keepalives_in, peer_timeouts;
+    /* Connections closed because a frame stayed incomplete for
+     * frame_timeout_ns, or because the peer stopped reading and its queue
+     * reached max_queue_frames/bytes (the output buffer limit). */
+    uint64_t slow_frames, output_limit_closes;
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */

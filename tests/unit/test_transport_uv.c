@@ -671,6 +671,102 @@ static void test_silent_peer_times_out(void **state)
     destroy_env(env);
 }
 
+static void quick_frames(mp_transport_config *c)
+{
+    c->heartbeat_ns = 50 * MS;
+    c->peer_timeout_ns = 2000 * MS; /* never reached: bytes keep coming */
+    c->frame_timeout_ns = 300 * MS;
+}
+
+/* Slowloris: after the handshake a peer trickles one byte of a frame every
+ * 40 ms. Each byte is life (peer_timeout never fires), but the frame is
+ * not whole within frame_timeout_ns: the connection is closed, counted. */
+static void test_trickled_frame_is_closed_within_the_frame_timeout(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 13);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_frames);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    uint8_t buf[512];
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7783", 1);
+    raw_write(&r, 0, buf, n);
+    run_for(env, 30 * MS);
+    /* A whole keep-alive-sized frame, sent one byte at a time. */
+    mp_frame f;
+    memset(&f, 0, sizeof f);
+    f.kind = MP_FRAME_ONEWAY;
+    f.method = mp_bytes_str("m");
+    f.target = mp_bytes_str("t::A/b");
+    size_t fl = 0;
+    assert_int_equal(mp_frame_encode(&f, buf, sizeof buf, &fl, 0), MP_OK);
+    uint64_t t0 = mp_env_now(env);
+    for (size_t i = 0; i < fl - 1 && !r.ended; i++) {
+        mp_iovec iov = {buf + i, 1};
+        assert_int_equal(mp_stream_write(r.s, &iov, 1, NULL, NULL), MP_OK);
+        run_for(env, 40 * MS);
+    }
+    run_until(env, raw_ended, &r);
+    uint64_t took = mp_env_now(env) - t0;
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7783", &s), MP_OK);
+    assert_int_equal(s.slow_frames, 1);
+    assert_int_equal(s.peer_timeouts, 0);
+    assert_false(s.connected);
+    assert_int_equal(b.rx.frames, 0);
+    /* Reported, not asserted (timing lives in benchmarks): */
+    print_message("slowloris closed %.0f ms after its first byte (frame_timeout 300 ms)\n",
+                  (double)took / 1e6);
+    assert_non_null(strstr(mp_transport_peer_error(b.t, "127.0.0.1:7783"), "stayed incomplete"));
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
+/* The output buffer limit: a peer that completed the handshake and then
+ * stops reading fills the socket buffers, then its queue; the send that
+ * finds the queue full cuts it off (MP_EQUEUEFULL) and drops what waited,
+ * so its memory is given back. */
+static void test_peer_that_never_reads_is_cut_off(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 14);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, small_queue);
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    uint8_t buf[512];
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7784", 1);
+    raw_write(&r, 0, buf, n);
+    run_for(env, 30 * MS);
+    assert_int_equal(mp_stream_read_stop(r.s), MP_OK);
+    static uint8_t big[3000];
+    mp_frame f;
+    memset(&f, 0, sizeof f);
+    f.kind = MP_FRAME_ONEWAY;
+    f.payload = mp_bytes_make(big, sizeof big);
+    int rc = MP_OK;
+    int sent = 0;
+    /* Until the queue is full (the kernel's buffers take the first MBs). */
+    while (rc == MP_OK && sent < 100000) {
+        rc = mp_transport_send(b.t, "127.0.0.1:7784", &f);
+        if (rc == MP_OK) sent++;
+        if (sent % 20 == 0) run_for(env, 1 * MS);
+    }
+    assert_int_equal(rc, MP_EQUEUEFULL);
+    run_for(env, 20 * MS); /* the cut write reports back */
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7784", &s), MP_OK);
+    assert_int_equal(s.output_limit_closes, 1);
+    assert_false(s.connected);
+    assert_int_equal(s.queue_frames, 0); /* dropped, not held */
+    assert_true(s.dropped_frames > 0);
+    assert_non_null(strstr(mp_transport_peer_error(b.t, "127.0.0.1:7784"), "does not read"));
+    print_message("cut off after %d frames of %zu bytes\n", sent, sizeof big);
+    raw_close(env, &r);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
 static bool keepalives_flowed(void *ud)
 {
     node **n = ud;
@@ -784,6 +880,8 @@ int main(void)
         cmocka_unit_test(test_frame_before_handshake),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_silent_peer_times_out),
+        cmocka_unit_test(test_trickled_frame_is_closed_within_the_frame_timeout),
+        cmocka_unit_test(test_peer_that_never_reads_is_cut_off),
         cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),

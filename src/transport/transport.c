@@ -175,6 +175,8 @@ struct mp_transport {
     mp_list_node dirty;
     peer *last; /* the peer of the latest send (see mp_transport_send) */
     uint32_t unattributed; /* incoming conns in handshake */
+    uint64_t evicted;      /* handshaking conns closed to make room */
+    uint64_t evict_logged; /* env time of the last eviction log line */
     bool flush_scheduled;
     bool defer_pending; /* a defer we cannot cancel is queued */
     mp_timer_id flush_timer;
@@ -983,11 +985,44 @@ static void on_accept(void *ud, mp_stream *s, int status)
         mp_env_log(t->env, MP_LOG_WARN, "transport: accept failed: %s", mp_status_name(status));
         return;
     }
-    if (t->closing || t->unattributed >= MAX_UNATTRIBUTED) {
-        mp_env_log(t->env, MP_LOG_WARN, "transport: dropping connection from %s (%s)",
-                   mp_stream_peer(s), t->closing ? "closing" : "too many handshakes");
+    if (t->closing) {
         mp_stream_close(s, NULL, NULL);
         return;
+    }
+    /* Handshake slots are bounded; when they are full the OLDEST
+     * handshaking connection gives its slot to the new one. A real peer
+     * handshakes within a round trip, so idle sockets (a flood, or
+     * connections that never speak) cannot starve it: they are the ones
+     * that grow old. One log line per second, not one per socket. */
+    if (t->unattributed >= t->cfg.max_handshakes) {
+        conn *old = NULL;
+        mp_list_node *n, *tmp;
+        MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
+        {
+            conn *k = MP_CONTAINER_OF(n, conn, link);
+            if (!k->outgoing && !k->p && k->state == C_HANDSHAKE) {
+                old = k;
+                break;
+            }
+        }
+        if (old) {
+            t->evicted++;
+            MP_SOMETIMES(true, "transport.handshake_evicted");
+            uint64_t now = mp_env_now(t->env);
+            if (!t->evict_logged || now - t->evict_logged >= MP_NS_PER_SEC) {
+                t->evict_logged = now;
+                mp_env_log(t->env, MP_LOG_WARN,
+                           "transport: %u connections in handshake: closing the oldest to "
+                           "admit new ones (%llu so far; latest from %s)",
+                           (unsigned)t->unattributed, (unsigned long long)t->evicted,
+                           mp_stream_peer(s));
+            }
+            conn_close(old);
+        }
+        if (t->unattributed >= t->cfg.max_handshakes) { /* cannot happen: all are in handshake */
+            mp_stream_close(s, NULL, NULL);
+            return;
+        }
     }
     conn *c = conn_new(t, NULL, false);
     if (!c) {
@@ -1240,6 +1275,7 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->backoff_max_ns = MP_DEFAULT_BACKOFF_MAX_NS;
     cfg->handshake_timeout_ns = MP_DEFAULT_HANDSHAKE_TIMEOUT_NS;
     cfg->frame_timeout_ns = MP_DEFAULT_FRAME_TIMEOUT_NS;
+    cfg->max_handshakes = MAX_UNATTRIBUTED;
     cfg->max_queue_frames = MP_DEFAULT_PEER_QUEUE_FRAMES;
     cfg->max_queue_bytes = MP_DEFAULT_PEER_QUEUE_BYTES;
     cfg->heartbeat_ns = MP_DEFAULT_HEARTBEAT_NS;
@@ -1272,6 +1308,7 @@ static int apply_config(mp_transport *t, const mp_transport_config *in)
     if (!c->backoff_max_ns) c->backoff_max_ns = d.backoff_max_ns;
     if (!c->handshake_timeout_ns) c->handshake_timeout_ns = d.handshake_timeout_ns;
     if (!c->frame_timeout_ns) c->frame_timeout_ns = d.frame_timeout_ns;
+    if (!c->max_handshakes) c->max_handshakes = d.max_handshakes;
     if (!c->max_queue_frames) c->max_queue_frames = d.max_queue_frames;
     if (!c->max_queue_bytes) c->max_queue_bytes = d.max_queue_bytes;
     if (!c->heartbeat_ns) c->heartbeat_ns = d.heartbeat_ns;

@@ -91,6 +91,9 @@ typedef struct mp_transport_config {
     uint64_t frame_timeout_ns;     /* a frame begun must be whole within this
                                       (checked each heartbeat tick); default
                                       MP_DEFAULT_FRAME_TIMEOUT_NS */
+    uint32_t max_handshakes;       /* incoming connections in handshake at
+                                      once; when full the oldest is closed
+                                      for a new one; default 1024 */
 } mp_transport_config;
 
 /* peer_timeout_ns value that disables the receive timeout (keep-alives are

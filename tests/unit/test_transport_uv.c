@@ -767,6 +767,48 @@ static void test_peer_that_never_reads_is_cut_off(void **state)
     destroy_env(env);
 }
 
+static void few_handshakes(mp_transport_config *c)
+{
+    c->max_handshakes = 8;
+    c->handshake_timeout_ns = 60000 * MS; /* the flood would outlive the test */
+}
+
+static bool a_connected_to_b(void *ud)
+{
+    node **n = ud;
+    mp_peer_stats s;
+    return mp_transport_peer_stats(n[0]->t, mp_transport_self_addr(n[1]->t), &s) == MP_OK &&
+           s.connected;
+}
+
+/* A flood of sockets that never handshake cannot lock members out: when
+ * the handshake slots are full the oldest gives way, and a real peer's
+ * handshake completes. */
+static void test_idle_socket_flood_does_not_lock_out_peers(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 15);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, few_handshakes);
+    enum { FLOOD = 20 };
+    raw r[FLOOD];
+    for (int i = 0; i < FLOOD; i++) raw_open(env, &r[i], mp_transport_self_addr(b.t));
+    run_for(env, 20 * MS);
+    assert_int_equal(send_seq(&a, &b, 0), MP_OK);
+    node *ab[2] = {&a, &b};
+    run_until(env, a_connected_to_b, ab);
+    count_wait w = {&b, 0, 1};
+    run_until(env, got_all, &w);
+    assert_int_equal(b.rx.bad, 0);
+    int ended = 0;
+    for (int i = 0; i < FLOOD; i++) ended += r[i].ended;
+    assert_true(ended >= FLOOD - 8 + 1); /* the oldest gave way */
+    for (int i = 0; i < FLOOD; i++) raw_close(env, &r[i]);
+    node_close(env, &a);
+    node_close(env, &b);
+    destroy_env(env);
+}
+
 static bool keepalives_flowed(void *ud)
 {
     node **n = ud;
@@ -882,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_silent_peer_times_out),
         cmocka_unit_test(test_trickled_frame_is_closed_within_the_frame_timeout),
         cmocka_unit_test(test_peer_that_never_reads_is_cut_off),
+        cmocka_unit_test(test_idle_socket_flood_does_not_lock_out_peers),
         cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),

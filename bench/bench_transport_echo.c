@@ -189,7 +189,7 @@ static double wall_s(void)
 int main(void)
 {
     mp_env *env = mp_env_uv_create(NULL, 9);
-    static const mp_transport_callbacks bcbs = {bench_on_frame, NULL, NULL};
+    static const mp_transport_callbacks bcbs = {bench_on_frame, NULL, NULL, NULL};
     node a, b;
     mp_transport_config cfg;
     mp_transport_config_init(&cfg);

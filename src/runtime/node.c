@@ -194,6 +194,15 @@ int mp_node_register_type(mp_node *n, const mp_actor_type *t)
     return MP_OK;
 }
 
+/* The node dials members only: a client-only node or a stranger that
+ * claimed an address is answered on its own connection, never called
+ * back (a forged claim cannot make us redial an address). */
+static bool may_dial(void *ud, const char *peer)
+{
+    mp_node *n = ud;
+    return mp_dir_member(&n->dir, peer, strlen(peer)) >= 0;
+}
+
 int mp_node_start(mp_node *n)
 {
     if (!n || n->started || n->closing) return MP_EINVAL;
@@ -219,7 +228,8 @@ int mp_node_start(mp_node *n)
         tc.heartbeat_ns = n->heartbeat_ns;       /* 0: the transport's default */
         tc.peer_timeout_ns = n->peer_timeout_ns; /* 0: the transport's default */
         tc.frame_timeout_ns = n->frame_timeout_ns; /* 0: the transport's default */
-        static const mp_transport_callbacks cbs = {mp__on_frame, mp__on_peer_restart, mp__on_peer_down};
+        static const mp_transport_callbacks cbs = {mp__on_frame, mp__on_peer_restart,
+                                                   mp__on_peer_down, may_dial};
         int rc = mp_transport_create(n->env, &tc, &cbs, n, &n->transport);
         if (rc < 0) return rc;
         /* Port 0 (real mode): announce what the OS bound. */

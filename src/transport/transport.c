@@ -363,6 +363,11 @@ static void schedule_retry(peer *p)
         return;
     }
     if (t->shutdown || p->retry_timer || p->conn || p->out) return;
+    if (t->cbs.may_dial && !t->cbs.may_dial(t->ud, p->addr)) {
+        /* Not ours to dial: what waits for it cannot go. */
+        mp_transport_drop_queued(t, p->addr, NULL, NULL);
+        return;
+    }
     /* Reconnect only while frames wait (or sends were refused: probing). */
     if (p->pending_frames == 0 && !p->probe) return;
     uint64_t d = backoff_delay(p);
@@ -1429,6 +1434,11 @@ int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
         p = peer_get(t, addr, strlen(addr));
         if (!p) return MP_ENOMEM;
         t->last = p;
+    }
+    if (!(p->conn && p->conn->state == C_OPEN) && t->cbs.may_dial &&
+        !t->cbs.may_dial(t->ud, p->addr)) {
+        MP_SOMETIMES(true, "transport.no_dial_to_stranger");
+        return MP_EUNAVAIL;
     }
     if (p->refused && !p->conn) {
         /* Refused for namespace or version: queueing would only make the

@@ -113,6 +113,12 @@ typedef struct mp_transport_callbacks {
      * mp_transport_peer_unreachable tells which). Frames still queued stay
      * queued and reconnecting goes on. May be NULL. */
     void (*on_peer_down)(void *ud, const char *peer, int status);
+    /* Whether the transport may dial peer (NULL: any). A peer it may not
+     * dial (a client, or a stranger that claimed an address in its
+     * handshake) is written to only while it keeps its own connection
+     * open: a send to it otherwise fails at once with MP_EUNAVAIL, and a
+     * lost connection to it is never redialed. */
+    bool (*may_dial)(void *ud, const char *peer);
 } mp_transport_callbacks;
 
 typedef struct mp_peer_stats {

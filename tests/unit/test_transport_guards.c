@@ -88,7 +88,7 @@ static void on_frame(void *ud, const char *peer, const mp_frame *f)
     w->got[w->ngot++] = (rx){p->idx, f->kind, f->correlation_id, f->ttl_ms, mp_sim_now(w->sim)};
 }
 
-static const mp_transport_callbacks CBS = {on_frame, NULL, NULL};
+static const mp_transport_callbacks CBS = {on_frame, NULL, NULL, NULL};
 
 static int boot(mp_env *env, void *arg, uint32_t inc, void **state)
 {

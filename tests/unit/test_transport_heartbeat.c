@@ -97,7 +97,7 @@ static void on_down(void *ud, const char *peer, int status)
     s->last_down_status = status;
 }
 
-static const mp_transport_callbacks CBS = {on_frame, NULL, on_down};
+static const mp_transport_callbacks CBS = {on_frame, NULL, on_down, NULL};
 
 /* Counts the lines that name the other node's outage (problem 2). */
 static void count_lines(void *ud, mp_log_level level, const char *msg)

@@ -176,7 +176,7 @@ static void on_restart(void *ud, const char *peer, uint32_t old_inc, uint32_t ne
     pr->inc_seen = new_inc;
 }
 
-static const mp_transport_callbacks CBS = {on_frame, on_restart, NULL};
+static const mp_transport_callbacks CBS = {on_frame, on_restart, NULL, NULL};
 
 static void send_one(proc *p, int to)
 {

@@ -86,7 +86,14 @@ static void on_down(void *ud, const char *peer, int status)
     n->rx.last_down = status;
 }
 
-static const mp_transport_callbacks CBS = {on_frame, on_restart, on_down};
+/* may_dial: every address but g_no_dial (NULL: all). */
+static const char *g_no_dial;
+static bool test_may_dial(void *ud, const char *peer)
+{
+    return !g_no_dial || strcmp(peer, g_no_dial) != 0;
+}
+
+static const mp_transport_callbacks CBS = {on_frame, on_restart, on_down, test_may_dial};
 
 static void set_flag(void *ud) { *(int *)ud = 1; }
 
@@ -809,6 +816,43 @@ static void test_idle_socket_flood_does_not_lock_out_peers(void **state)
     destroy_env(env);
 }
 
+/* A stranger that claimed an address in its handshake and left is never
+ * dialed at that address: sends to it fail at once with MP_EUNAVAIL, and
+ * nothing keeps redialing it. */
+static void test_claimed_address_is_never_dialed(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 16);
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_liveness);
+    g_no_dial = "127.0.0.1:7785";
+    raw r;
+    raw_open(env, &r, mp_transport_self_addr(b.t));
+    uint8_t buf[512];
+    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7785", 1);
+    raw_write(&r, 0, buf, n);
+    run_for(env, 30 * MS);
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7785", &s), MP_OK);
+    assert_true(s.connected);
+    /* While its connection is open it is answered on it. */
+    mp_frame f;
+    memset(&f, 0, sizeof f);
+    f.kind = MP_FRAME_ONEWAY;
+    assert_int_equal(mp_transport_send(b.t, "127.0.0.1:7785", &f), MP_OK);
+    raw_close(env, &r);
+    run_until(env, went_down, &b);
+    uint64_t downs = b.rx.downs;
+    assert_int_equal(mp_transport_send(b.t, "127.0.0.1:7785", &f), MP_EUNAVAIL);
+    run_for(env, 300 * MS); /* a redial would fail (nobody listens) and say so */
+    assert_int_equal(b.rx.downs, downs);
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7785", &s), MP_OK);
+    assert_int_equal(s.connects, 1);
+    assert_int_equal(s.queue_frames, 0);
+    g_no_dial = NULL;
+    node_close(env, &b);
+    destroy_env(env);
+}
+
 static bool keepalives_flowed(void *ud)
 {
     node **n = ud;
@@ -925,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_trickled_frame_is_closed_within_the_frame_timeout),
         cmocka_unit_test(test_peer_that_never_reads_is_cut_off),
         cmocka_unit_test(test_idle_socket_flood_does_not_lock_out_peers),
+        cmocka_unit_test(test_claimed_address_is_never_dialed),
         cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),

@@ -468,10 +468,13 @@ static void conn_fail_at(conn *c, int status, const char *why, int level)
         level = expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN;
         if (level == MP_LOG_INFO && attached && !was_open && p->fails > 0) level = MP_LOG_DEBUG;
     }
-    mp_env_log(t->env, (mp_log_level)level, "transport: connection %s %s closed: %s (%s)",
-               c->outgoing ? "to" : "from",
-               p ? p->addr : (c->s ? mp_stream_peer(c->s) : "(unknown)"), why,
-               mp_status_name(status));
+    /* The claimed address (a peer's handshake says who it is) beside the
+     * socket's own: a forger shows up as the socket it really came from. */
+    const char *sock = c->s ? mp_stream_peer(c->s) : NULL;
+    mp_env_log(t->env, (mp_log_level)level, "transport: connection %s %s%s%s%s closed: %s (%s)",
+               c->outgoing ? "to" : "from", p ? p->addr : (sock ? sock : "(unknown)"),
+               p && sock && !c->outgoing ? " (socket " : "", p && sock && !c->outgoing ? sock : "",
+               p && sock && !c->outgoing ? ")" : "", why, mp_status_name(status));
     conn_close(c);
     if (attached) {
         snprintf(p->why, sizeof p->why, "%s", why);

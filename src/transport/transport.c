@@ -9,20 +9,15 @@
  * the conn, never the stream. Peers sit in a map keyed by address for lookup
  * and in a list for every walk, so no decision ever depends on hash order.
  *
- * Queue and batching. mp_transport_send encodes the frame at once at the end
- * of peer->pending. A single transport-wide deferred flush walks the peers
- * made dirty during the turn; a peer whose connection is open and idle swaps
- * its pending buffer with the connection's (empty) write buffer and writes it
- * as ONE mp_stream_write. While that write is in flight new frames accumulate
- * in pending; the write callback empties the written buffer (memory kept) and
- * marks the peer dirty again. The write buffer belongs to the connection, not
- * the peer: a broken connection may report its cancelled write after a new
- * connection is already up, and the new one must not wait for (or share) the
- * old buffer. Frames in a write that then fails are lost (TCP cannot say how
- * much arrived; transport.h's contract); frames still in pending stay for the
- * next connection, so per peer the frames handed to connections form
- * contiguous, ordered runs: never a duplicate, never a reorder.
- * queue_frames/bytes count pending plus in-flight frames (the memory held).
+ * Queue and batching (queue.c). Frames queue per peer and go out as one
+ * write per connection per loop turn. The write buffer belongs to the
+ * connection, not the peer: a broken connection may report its cancelled
+ * write after a new connection is already up, and the new one must not
+ * wait for (or share) the old buffer. Frames in a write that then fails
+ * are lost (TCP cannot say how much arrived; transport.h's contract);
+ * frames still pending stay for the next connection, so per peer the
+ * frames handed to connections form contiguous, ordered runs: never a
+ * duplicate, never a reorder.
  *
  * Handshake. Both ends send HELLO at once (handshake.h). The dialer checks
  * the acceptor's HELLO (namespace, version, the address it dialed) and waits
@@ -51,31 +46,17 @@
  * handshake resets it. The retry timer is armed before on_peer_down runs so a
  * callback that sends again cannot dial around the backoff.
  *
- * Liveness. One transport-wide timer ticks every heartbeat/2 while a
- * connection is open (it stops when none is, so an idle transport never
- * wakes). Per open connection it keeps two cheap facts: last_recv, the
- * env time read once per read callback (not per frame), and idle_ticks,
- * ticks since the last write was issued (a plain store in peer_flush, no
- * clock read on the send path). A tick closes a connection whose last_recv
- * is peer_timeout old (MP_ETIMEDOUT, through conn_fail: on_peer_down and
- * the reconnect logic take over) and writes a keep-alive on one that has
- * issued no write for two ticks and has none in flight. The keep-alive is
- * a constant frame encoded once per transport and written from that buffer
- * (the transport outlives every write callback); it is not queued, so it
- * never shows in the queue counters nor delays a flush. A tick that comes
- * more than a tick late means our own loop was stalled (a long callback):
- * bytes may be waiting unread, so that tick judges no connection.
+ * Liveness (liveness.c): keep-alives, the peer and frame timeouts, and
+ * the stalls of our own loop.
  *
  * Outage logging. peer.fails counts failed dials/handshakes since the last
  * open connection: the first is logged at info, the rest at debug, and the
  * open that ends the outage logs its count and length once at info.
  *
- * Teardown. Graceful close waits (bounded) for queues to drain, then closes
- * everything and frees the transport from the last close callback, never
- * synchronously inside a caller's frame. free_now is for a dead simulated
- * env, whose close calls free at once and run no callback.
+ * Teardown (close.c): graceful close waits (bounded) for queues to drain;
+ * free_now is for a dead simulated env.
  */
-#include "transport/transport.h"
+#include "transport/transport_int.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -89,121 +70,8 @@
 #include "util/list.h"
 #include "util/map.h"
 
-#define ADDR_CAP (MP_HELLO_MAX_ADDR + 1)
-#define HOST_CAP 64
-/* A HELLO frame: header + method + payload; generous. */
-#define HELLO_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_PAYLOAD)
-#define REPLY_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_REASON)
-#define MIN_MAX_FRAME 512u
-/* Incoming connections still in handshake, beyond which accepts are closed
- * at once: an unknown client cannot make us hold unbounded state. */
-#define MAX_UNATTRIBUTED 1024u
-#define BUGGIFY_FLUSH_DELAY_NS (2 * MP_NS_PER_MS)
-/* The keep-alive frame: an empty system frame with its method. */
-#define KA_FRAME_CAP (MP_FRAME_MIN_SIZE + sizeof MP_KEEPALIVE_METHOD)
-
-enum conn_state {
-    C_DIALING,   /* connect in flight, no stream yet */
-    C_HANDSHAKE, /* stream up, HELLO sent */
-    C_OPEN,      /* data flows */
-    C_REFUSING,  /* refusal written, closes from its write callback */
-    C_CLOSING    /* mp_stream_close called (or dial abandoned) */
-};
-
-typedef struct peer peer;
-
-typedef struct conn {
-    mp_list_node link; /* t->conns */
-    mp_transport *t;
-    peer *p; /* outgoing: the dialed peer; incoming: set once accepted */
-    mp_stream *s;
-    int state;
-    bool outgoing;
-    bool got_hello; /* dialer: the acceptor's HELLO was valid */
-    uint32_t peer_inc;
-    mp_timer_id hs_timer;
-    mp_frame_decoder dec;
-    mp_buf wbuf;      /* frames being written (swapped from peer->pending) */
-    uint32_t wframes; /* frames in wbuf */
-    bool writing;
-    bool ka_writing;     /* a keep-alive write is in flight */
-    uint32_t idle_ticks; /* heartbeat ticks since the last write issued */
-    uint64_t last_recv;  /* env time of the last read callback with bytes */
-    uint64_t partial_since; /* env time a still incomplete frame began; 0: none */
-    uint8_t hello[HELLO_FRAME_CAP];
-    uint8_t reply[REPLY_FRAME_CAP];
-} conn;
-
-struct peer {
-    mp_list_node link;       /* t->peers */
-    mp_list_node dirty_link; /* t->dirty while a flush is wanted */
-    mp_transport *t;
-    char addr[ADDR_CAP];
-    size_t addr_len;
-    conn *out;  /* our dial, before it is open */
-    conn *conn; /* the open connection */
-    mp_buf pending;
-    uint32_t pending_frames;
-    uint64_t pending_since; /* env time the oldest pending frame was queued */
-    uint32_t q_frames; /* pending + in flight */
-    uint64_t q_bytes;
-    mp_timer_id retry_timer;
-    uint32_t attempts; /* failures since the last open connection */
-    mp_peer_stats st;  /* counters; queue/connected filled on read */
-    /* MP_ENAMESPACE / MP_EVERSION while the last handshake was refused for
-     * that (cleared by an open connection): sends fail at once. */
-    int refused;
-    bool probe; /* a send was refused: keep redialing though none queued */
-    uint32_t fails;   /* failed dials/handshakes since the last open: logs, unreachable */
-    bool in_outage;   /* lost since the last open connection */
-    uint64_t outage_since; /* env time the outage began */
-    char why[MP_HELLO_MAX_REASON + 1]; /* last failure, for the layer above */
-};
-
-struct mp_transport {
-    mp_env *env;
-    mp_transport_config cfg;
-    char ns[MP_HELLO_MAX_NS + 1];
-    char self[ADDR_CAP];
-    mp_transport_callbacks cbs;
-    void *ud;
-    mp_listener *listener;
-    bool listener_open; /* its close callback has not run yet */
-    mp_map_str peer_map;
-    mp_list_node peers;
-    mp_list_node conns;
-    mp_list_node dirty;
-    peer *last; /* the peer of the latest send (see mp_transport_send) */
-    uint32_t unattributed; /* incoming conns in handshake */
-    uint64_t evicted;      /* handshaking conns closed to make room */
-    uint64_t evict_logged; /* env time of the last eviction log line */
-    bool flush_scheduled;
-    bool defer_pending; /* a defer we cannot cancel is queued */
-    mp_timer_id flush_timer;
-    mp_peer_stats orphan; /* counters of conns never attributed to a peer */
-    /* liveness (see the top comment) */
-    mp_timer_id hb_timer;
-    uint64_t hb_tick_ns; /* heartbeat / 2 */
-    uint64_t hb_due;     /* when the armed tick should fire */
-    /* The last stall of our own loop a tick saw: when, and how long the
-     * loop had not run (see stall_age). */
-    uint64_t stall_seen, stall_ns;
-    uint32_t read_age_ms; /* requests of the current read: their wait */
-    uint8_t ka_frame[KA_FRAME_CAP];
-    size_t ka_len;
-    /* graceful close */
-    bool closing, shutdown;
-    mp_timer_id close_timer;
-    void (*close_cb)(void *ud);
-    void *close_ud;
-};
-
 /* ---- small helpers ------------------------------------------------------ */
 
-static void conn_fail(conn *c, int status, const char *why);
-static void schedule_flush(mp_transport *t);
-static void hb_arm(mp_transport *t);
-static void close_progress(mp_transport *t);
 
 /* Copy up to cap-1 bytes for a log line, replacing anything unprintable:
  * reasons and addresses come from the network. */
@@ -219,12 +87,12 @@ static bool method_is(const mp_frame *f, const char *m)
     return mp_bytes_eq(f->method, mp_bytes_str(m));
 }
 
-static mp_peer_stats *stats_of(conn *c)
+mp_peer_stats *mp__stats_of(conn *c)
 {
     return c->p ? &c->p->st : &c->t->orphan;
 }
 
-static bool addr_ok(const char *addr)
+bool mp__addr_ok(const char *addr)
 {
     char host[HOST_CAP];
     uint16_t port;
@@ -242,13 +110,13 @@ static peer *peer_find(mp_transport *t, const char *addr, size_t len)
 }
 
 /* The peer of a caller's NUL-terminated address, or NULL. */
-static peer *peer_named(mp_transport *t, const char *addr)
+peer *mp__peer_named(mp_transport *t, const char *addr)
 {
     size_t n = strnlen(addr, ADDR_CAP);
     return n < ADDR_CAP ? peer_find(t, addr, n) : NULL;
 }
 
-static peer *peer_get(mp_transport *t, const char *addr, size_t len)
+peer *mp__peer_get(mp_transport *t, const char *addr, size_t len)
 {
     assert(len > 0 && len < ADDR_CAP);
     peer *p = peer_find(t, addr, len);
@@ -269,69 +137,6 @@ static peer *peer_get(mp_transport *t, const char *addr, size_t len)
     return p;
 }
 
-static void peer_mark_dirty(peer *p)
-{
-    if (!mp_list_node_linked(&p->dirty_link)) mp_list_push_back(&p->t->dirty, &p->dirty_link);
-    schedule_flush(p->t);
-}
-
-/* Graceful close: frames queued for a peer that has no open connection
- * would only hold the close until its deadline (a dead or refusing peer
- * never takes them), so they are dropped, counted and logged. Frames
- * already handed to a connection (in flight) are left to its write
- * callback. */
-static void peer_drop_pending(peer *p, const char *why)
-{
-    if (p->pending_frames == 0) return;
-    mp_transport *t = p->t;
-    assert(p->q_frames >= p->pending_frames && p->q_bytes >= p->pending.len);
-    p->q_frames -= p->pending_frames;
-    p->q_bytes -= p->pending.len;
-    p->st.dropped_frames += p->pending_frames;
-    mp_env_log(t->env, MP_LOG_INFO, "transport: closing: dropped %u frame(s) queued for %s (%s)",
-               (unsigned)p->pending_frames, p->addr, why);
-    p->pending_frames = 0;
-    mp_buf_reset(&p->pending);
-    if (mp_list_node_linked(&p->dirty_link)) mp_list_remove(&p->dirty_link);
-    if (p->retry_timer) {
-        mp_env_timer_cancel(t->env, p->retry_timer);
-        p->retry_timer = 0;
-    }
-}
-
-size_t mp_transport_drop_queued(mp_transport *t, const char *addr,
-                                mp_transport_dropped_cb on_dropped, void *ud)
-{
-    peer *p = t && addr ? peer_named(t, addr) : NULL;
-    if (!p || p->pending_frames == 0) return 0;
-    size_t count = p->pending_frames;
-    /* pending holds whole encoded frames back to back (frame.h layout):
-     * u32 length of the rest, then magic, version, kind at 9, correlation
-     * id at 12. They were encoded here, so the walk trusts the lengths. */
-    const uint8_t *b = p->pending.data;
-    size_t off = 0, seen = 0;
-    while (off < p->pending.len) {
-        assert(p->pending.len - off >= MP_FRAME_MIN_SIZE);
-        size_t flen = 4 + (size_t)mp_get_le32(b + off);
-        assert(flen <= p->pending.len - off);
-        if (on_dropped) on_dropped(ud, b[off + 9], mp_get_le64(b + off + 12));
-        off += flen;
-        seen++;
-    }
-    assert(seen == count);
-    MP_SOMETIMES(true, "transport.queued_dropped");
-    assert(p->q_frames >= p->pending_frames && p->q_bytes >= p->pending.len);
-    p->q_frames -= p->pending_frames;
-    p->q_bytes -= p->pending.len;
-    p->st.dropped_frames += p->pending_frames;
-    p->pending_frames = 0;
-    mp_buf_reset(&p->pending);
-    if (mp_list_node_linked(&p->dirty_link)) mp_list_remove(&p->dirty_link);
-    mp_env_log(t->env, MP_LOG_DEBUG, "transport: dropped %zu frame(s) queued for %s", count,
-               p->addr);
-    return count;
-}
-
 static uint64_t backoff_delay(peer *p)
 {
     mp_transport *t = p->t;
@@ -344,22 +149,21 @@ static uint64_t backoff_delay(peer *p)
     return b / 2 + mp_env_random_below(t->env, b - b / 2 + 1);
 }
 
-static void peer_dial(peer *p);
 
 static void on_retry(void *ud)
 {
     peer *p = ud;
     p->retry_timer = 0;
     if (p->t->shutdown || p->conn || p->out) return;
-    if (p->pending_frames > 0 || p->probe) peer_dial(p);
+    if (p->pending_frames > 0 || p->probe) mp__peer_dial(p);
 }
 
-static void schedule_retry(peer *p)
+void mp__schedule_retry(peer *p)
 {
     mp_transport *t = p->t;
     if (t->closing) {
         /* No redial while closing: what waits for this peer goes now. */
-        if (!p->conn && !p->out) peer_drop_pending(p, "connection lost while closing");
+        if (!p->conn && !p->out) mp__peer_drop_pending(p, "connection lost while closing");
         return;
     }
     if (t->shutdown || p->retry_timer || p->conn || p->out) return;
@@ -402,14 +206,14 @@ static void conn_free(conn *c)
     mp_frame_decoder_free(&c->dec);
     mp_buf_free(&c->wbuf);
     free(c);
-    close_progress(t);
+    mp__close_progress(t);
 }
 
 static void on_conn_closed(void *ud) { conn_free(ud); }
 
 /* Mechanics only: detach from the peer and close. Frees later (close
  * callback, or the connect callback of an abandoned dial). */
-static void conn_close(conn *c)
+void mp__conn_close(conn *c)
 {
     mp_transport *t = c->t;
     if (c->state == C_CLOSING) return;
@@ -443,7 +247,7 @@ static void peer_lost(peer *p, int status, bool was_open)
      * open connection alone does not say the peer is gone (its first redial
      * will). */
     if (!was_open) p->fails++;
-    schedule_retry(p);
+    mp__schedule_retry(p);
     if (p->t->cbs.on_peer_down && !p->t->shutdown) p->t->cbs.on_peer_down(p->t->ud, p->addr, status);
 }
 
@@ -457,7 +261,7 @@ static bool expected_close(int status)
  * peer's, on_peer_down. The line is at `level`, or when level is -1 at info
  * for an expected close (warn otherwise), demoted to debug when it is one
  * more failed dial of an outage already reported. */
-static void conn_fail_at(conn *c, int status, const char *why, int level)
+void mp__conn_fail_at(conn *c, int status, const char *why, int level)
 {
     if (c->state == C_CLOSING) return;
     mp_transport *t = c->t;
@@ -475,7 +279,7 @@ static void conn_fail_at(conn *c, int status, const char *why, int level)
                c->outgoing ? "to" : "from", p ? p->addr : (sock ? sock : "(unknown)"),
                p && sock && !c->outgoing ? " (socket " : "", p && sock && !c->outgoing ? sock : "",
                p && sock && !c->outgoing ? ")" : "", why, mp_status_name(status));
-    conn_close(c);
+    mp__conn_close(c);
     if (attached) {
         snprintf(p->why, sizeof p->why, "%s", why);
         if (status == MP_ENAMESPACE || status == MP_EVERSION) p->refused = status;
@@ -483,7 +287,7 @@ static void conn_fail_at(conn *c, int status, const char *why, int level)
     }
 }
 
-static void conn_fail(conn *c, int status, const char *why) { conn_fail_at(c, status, why, -1); }
+void mp__conn_fail(conn *c, int status, const char *why) { mp__conn_fail_at(c, status, why, -1); }
 
 static void on_hs_timeout(void *ud)
 {
@@ -492,19 +296,19 @@ static void on_hs_timeout(void *ud)
     /* A dial is bounded too (the timer starts with it): a connect to a
      * machine that is gone would otherwise wait for the kernel's SYN
      * retries, minutes, while calls queue behind it. */
-    conn_fail(c, MP_ETIMEDOUT, c->state == C_DIALING ? "connect timeout" : "handshake timeout");
+    mp__conn_fail(c, MP_ETIMEDOUT, c->state == C_DIALING ? "connect timeout" : "handshake timeout");
 }
 
 static void on_ctl_write(void *ud, int status)
 {
     conn *c = ud;
-    if (status < 0 && c->state != C_CLOSING) conn_fail(c, status, "handshake write failed");
+    if (status < 0 && c->state != C_CLOSING) mp__conn_fail(c, status, "handshake write failed");
 }
 
 static void on_refusal_written(void *ud, int status)
 {
     conn *c = ud;
-    conn_close(c); /* the reason went out (or could not): either way, done */
+    mp__conn_close(c); /* the reason went out (or could not): either way, done */
 }
 
 static int write_ctl(conn *c, uint8_t *buf, size_t cap, const char *method, mp_bytes payload,
@@ -540,7 +344,7 @@ static int send_hello(conn *c)
 static void refuse(conn *c, int reason, const char *fmt_reason)
 {
     mp_transport *t = c->t;
-    if (reason != MP_EBUSY) stats_of(c)->refused_handshakes++;
+    if (reason != MP_EBUSY) mp__stats_of(c)->refused_handshakes++;
     mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_INFO : MP_LOG_WARN,
                "transport: refusing connection from %s: %s (%s)",
                c->p ? c->p->addr : mp_stream_peer(c->s), fmt_reason, mp_status_name(reason));
@@ -553,7 +357,7 @@ static void refuse(conn *c, int reason, const char *fmt_reason)
     int rc = write_ctl(c, c->reply, sizeof c->reply, MP_HELLO_REFUSED_METHOD,
                        mp_bytes_make(fmt_reason, (uint32_t)rlen), reason, on_refusal_written);
     if (rc != MP_OK) {
-        conn_close(c);
+        mp__conn_close(c);
         return;
     }
     /* Still counted as unattributed until the close; detach from the peer so
@@ -576,8 +380,8 @@ static void conn_open(conn *c, uint32_t inc)
         c->hs_timer = 0;
     }
     if (p->out == c) p->out = NULL;
-    if (p->conn && p->conn != c) conn_close(p->conn); /* cannot happen by the rule; be safe */
-    if (p->out) conn_close(p->out);
+    if (p->conn && p->conn != c) mp__conn_close(p->conn); /* cannot happen by the rule; be safe */
+    if (p->out) mp__conn_close(p->out);
     c->state = C_OPEN;
     c->idle_ticks = 0;
     p->conn = c;
@@ -597,7 +401,7 @@ static void conn_open(conn *c, uint32_t inc)
         mp_env_timer_cancel(t->env, p->retry_timer);
         p->retry_timer = 0;
     }
-    hb_arm(t);
+    mp__hb_arm(t);
     p->st.connects++;
     bool reconnect = p->st.connects > 1;
     if (reconnect) p->st.reconnects++;
@@ -614,12 +418,12 @@ static void conn_open(conn *c, uint32_t inc)
     if (MP_BUGGIFY_P(0.05)) {
         /* A connection that dies right after its handshake: queued frames
          * must wait for the next one, none may be lost or doubled. */
-        conn_fail(c, MP_ECONNRESET, "buggify: drop after handshake");
+        mp__conn_fail(c, MP_ECONNRESET, "buggify: drop after handshake");
         return;
     }
     if (p->pending.len > 0) {
         MP_SOMETIMES(reconnect, "transport.flush_after_reconnect");
-        peer_mark_dirty(p);
+        mp__peer_mark_dirty(p);
     }
 }
 
@@ -645,7 +449,7 @@ static int check_hello(conn *c, const mp_frame *f, mp_hello *h, char *addr, cons
     }
     memcpy(addr, h->addr.ptr, h->addr.len);
     addr[h->addr.len] = '\0';
-    if (!addr_ok(addr)) {
+    if (!mp__addr_ok(addr)) {
         *why = "bad node address";
         return MP_EPROTO;
     }
@@ -678,9 +482,9 @@ static void incoming_hello(conn *c, const mp_frame *f)
         refuse(c, rc, reason);
         return;
     }
-    peer *p = peer_get(t, addr, h.addr.len);
+    peer *p = mp__peer_get(t, addr, h.addr.len);
     if (!p) {
-        conn_fail(c, MP_ENOMEM, "no memory for peer");
+        mp__conn_fail(c, MP_ENOMEM, "no memory for peer");
         return;
     }
     /* Attributed from now on. */
@@ -700,17 +504,17 @@ static void incoming_hello(conn *c, const mp_frame *f)
     }
     if (p->out) {
         MP_SOMETIMES(true, "transport.tie_break");
-        conn_close(p->out); /* abandoned: the peer's dial wins */
+        mp__conn_close(p->out); /* abandoned: the peer's dial wins */
     }
     if (p->conn) {
         mp_env_log(t->env, MP_LOG_INFO, "transport: new connection from %s replaces the old one",
                    p->addr);
-        conn_close(p->conn);
+        mp__conn_close(p->conn);
     }
     rc = write_ctl(c, c->reply, sizeof c->reply, MP_HELLO_OK_METHOD, mp_bytes_make(NULL, 0), 0,
                    on_ctl_write);
     if (rc != MP_OK) {
-        conn_fail(c, rc, "hello_ok write failed");
+        mp__conn_fail(c, rc, "hello_ok write failed");
         return;
     }
     conn_open(c, h.incarnation);
@@ -745,7 +549,7 @@ static void outgoing_hello(conn *c, const mp_frame *f)
             why = detail;
         }
         p->st.refused_handshakes++;
-        conn_fail(c, rc, why); /* logs the reason */
+        mp__conn_fail(c, rc, why); /* logs the reason */
         return;
     }
     c->got_hello = true;
@@ -764,8 +568,8 @@ static void outgoing_refused(conn *c, const mp_frame *f)
         MP_SOMETIMES(true, "transport.tie_break");
         mp_env_log(t->env, MP_LOG_INFO, "transport: %s kept its own connection: %s", p->addr,
                    reason);
-        conn_close(c);
-        schedule_retry(p);
+        mp__conn_close(c);
+        mp__schedule_retry(p);
         return;
     }
     p->st.refused_handshakes++;
@@ -773,7 +577,7 @@ static void outgoing_refused(conn *c, const mp_frame *f)
                mp_status_name(f->status));
     char why[MP_HELLO_MAX_REASON + 32];
     snprintf(why, sizeof why, "refused by peer: %s", reason);
-    conn_fail(c, f->status < 0 ? f->status : MP_EPROTO, why);
+    mp__conn_fail(c, f->status < 0 ? f->status : MP_EPROTO, why);
 }
 
 /* Returns false when the connection got closed. */
@@ -788,8 +592,8 @@ static bool handle_frame(conn *c, const mp_frame *f)
             }
             if (method_is(f, MP_HELLO_METHOD) || method_is(f, MP_HELLO_OK_METHOD) ||
                 method_is(f, MP_HELLO_REFUSED_METHOD)) {
-                stats_of(c)->decode_errors++;
-                conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
+                mp__stats_of(c)->decode_errors++;
+                mp__conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
                 return false;
             }
         }
@@ -821,30 +625,13 @@ static bool handle_frame(conn *c, const mp_frame *f)
     } else if (ok && c->outgoing && method_is(f, MP_HELLO_REFUSED_METHOD)) {
         outgoing_refused(c, f);
     } else {
-        stats_of(c)->decode_errors++;
-        conn_fail(c, MP_EPROTO, "unexpected frame during handshake");
+        mp__stats_of(c)->decode_errors++;
+        mp__conn_fail(c, MP_EPROTO, "unexpected frame during handshake");
     }
     return c->state == C_HANDSHAKE || c->state == C_OPEN;
 }
 
 /* ---- reading ------------------------------------------------------------ */
-
-/* How long bytes read now may have sat unread because our own loop did not
- * run (the process was stopped, or a callback ran long): from the last tick
- * that certainly ran to now. The tick runs every hb_tick_ns while a
- * connection is open, so a tick overdue by more than a tick says the loop
- * stalled; a tick that already fired late said so just before (reads
- * that follow it within a tick get its figure). 0 when the loop ran. The
- * requests in such bytes are aged by it (handle_frame): the sender counted
- * their ttl from when it wrote them, and a request must never start a turn
- * after its caller's deadline (node.h). */
-static uint64_t stall_age(const mp_transport *t, uint64_t now)
-{
-    if (t->hb_timer && now > t->hb_due + t->hb_tick_ns)
-        return now - (t->hb_due - t->hb_tick_ns);
-    if (t->stall_ns && now - t->stall_seen < t->hb_tick_ns) return t->stall_ns;
-    return 0;
-}
 
 static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int status)
 {
@@ -852,15 +639,15 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
     if (c->state == C_CLOSING) return;
     if (status < 0) {
         if (c->state == C_REFUSING) {
-            conn_close(c);
+            mp__conn_close(c);
             return;
         }
-        conn_fail(c, status, status == MP_EOF ? "peer closed" : "read failed");
+        mp__conn_fail(c, status, status == MP_EOF ? "peer closed" : "read failed");
         return;
     }
     /* Liveness: one clock read per read callback, never per frame. */
     uint64_t now = mp_env_now(c->t->env);
-    uint64_t age = stall_age(c->t, now);
+    uint64_t age = mp__stall_age(c->t, now);
     /* The peer writes at least every heartbeat (keep-alives), so a silence
      * longer than two says the bytes were held on the way (a partition that
      * TCP outlived, a stalled peer): they may be that old. Below that,
@@ -887,7 +674,7 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
      * replies in this turn; without it the flush would be deferred from
      * inside the drain and wait one more loop turn (an extra poll per
      * request: docs/bench.md). A flush with nothing dirty does nothing. */
-    if (delivered) schedule_flush(c->t);
+    if (delivered) mp__schedule_flush(c->t);
     /* A frame begun and not whole: its clock runs from its first byte, so
      * a peer trickling one byte at a time cannot hold the connection. */
     if (c->state != C_CLOSING) {
@@ -897,10 +684,10 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
             c->partial_since = now;
     }
     if (rc < 0 && c->state != C_CLOSING) {
-        mp_peer_stats *st = stats_of(c);
+        mp_peer_stats *st = mp__stats_of(c);
         st->decode_errors++;
         if (rc == MP_ETOOBIG) st->oversize_frames++;
-        conn_fail(c, rc, mp_strerror(rc)); /* logs which decode error */
+        mp__conn_fail(c, rc, mp_strerror(rc)); /* logs which decode error */
     }
 }
 
@@ -912,7 +699,7 @@ static int conn_start(conn *c, mp_stream *s)
     c->s = s;
     c->state = C_HANDSHAKE;
     c->last_recv = mp_env_now(t->env);
-    /* A dial's timer runs since the dial (peer_dial). */
+    /* A dial's timer runs since the dial (mp__peer_dial). */
     if (!c->hs_timer)
         c->hs_timer = mp_env_timer_start(t->env, t->cfg.handshake_timeout_ns, on_hs_timeout, c);
     if (!c->hs_timer) return MP_ENOMEM;
@@ -956,10 +743,10 @@ static void on_connect(void *ud, mp_stream *s, int status)
         return;
     }
     int rc = conn_start(c, s);
-    if (rc != MP_OK) conn_fail(c, rc, "handshake start failed");
+    if (rc != MP_OK) mp__conn_fail(c, rc, "handshake start failed");
 }
 
-static void peer_dial(peer *p)
+void mp__peer_dial(peer *p)
 {
     mp_transport *t = p->t;
     assert(!p->out && !p->conn);
@@ -1025,7 +812,7 @@ static void on_accept(void *ud, mp_stream *s, int status)
                            (unsigned)t->unattributed, (unsigned long long)t->evicted,
                            mp_stream_peer(s));
             }
-            conn_close(old);
+            mp__conn_close(old);
         }
         if (t->unattributed >= t->cfg.max_handshakes) { /* cannot happen: all are in handshake */
             mp_stream_close(s, NULL, NULL);
@@ -1039,236 +826,12 @@ static void on_accept(void *ud, mp_stream *s, int status)
     }
     t->unattributed++;
     int rc = conn_start(c, s);
-    if (rc != MP_OK) conn_fail(c, rc, "handshake start failed");
+    if (rc != MP_OK) mp__conn_fail(c, rc, "handshake start failed");
 }
 
 /* ---- writing ------------------------------------------------------------ */
 
-static void on_data_write(void *ud, int status)
-{
-    conn *c = ud;
-    peer *p = c->p;
-    assert(p && c->writing);
-    assert(p->q_frames >= c->wframes && p->q_bytes >= c->wbuf.len);
-    p->q_frames -= c->wframes;
-    p->q_bytes -= c->wbuf.len;
-    if (status == MP_OK) {
-        p->st.frames_out += c->wframes;
-        p->st.bytes_out += c->wbuf.len;
-    }
-    c->wframes = 0;
-    mp_buf_reset(&c->wbuf);
-    c->writing = false;
-    if (status < 0) {
-        if (c->state != C_CLOSING) conn_fail(c, status, "write failed");
-    } else if (c->state == C_OPEN && p->pending.len > 0) {
-        peer_mark_dirty(p);
-    }
-    close_progress(c->t);
-}
-
-/* Requests that waited in the queue (the connection was down) have less
- * time left than their ttl says: the ttl was computed when they were queued,
- * and the receiver counts its deadline from their arrival. Every pending
- * frame is aged by the wait of the oldest (never more time than it has,
- * sometimes less), and one with no time left is dropped: its caller has
- * given up, and it must not start a turn after its deadline (at most once,
- * node.h). Below a millisecond (the usual one-turn wait) nothing changes. */
-static void peer_age_pending(peer *p)
-{
-    mp_transport *t = p->t;
-    uint64_t waited = mp_env_now(t->env) - p->pending_since;
-    if (waited < MP_NS_PER_MS) return;
-    uint64_t waited_ms = waited / MP_NS_PER_MS;
-    uint8_t *b = p->pending.data;
-    size_t off = 0, end = p->pending.len;
-    uint32_t expired = 0;
-    while (off < end) {
-        size_t flen = mp_frame_peek_size(b + off);
-        assert(flen >= MP_FRAME_MIN_SIZE && flen <= end - off);
-        uint8_t kind = mp_frame_peek_kind(b + off);
-        uint32_t ttl = mp_frame_peek_ttl(b + off);
-        if ((kind == MP_FRAME_REQUEST || kind == MP_FRAME_ONEWAY) && ttl > 0) {
-            if (ttl <= waited_ms) {
-                memmove(b + off, b + off + flen, end - off - flen);
-                end -= flen;
-                expired++;
-                assert(p->q_frames > 0 && p->q_bytes >= flen && p->pending_frames > 0);
-                p->pending_frames--;
-                p->q_frames--;
-                p->q_bytes -= flen;
-                continue;
-            }
-            mp_frame_set_ttl(b + off, ttl - (uint32_t)waited_ms);
-        }
-        off += flen;
-    }
-    p->pending.len = end;
-    if (expired) {
-        MP_SOMETIMES(true, "transport.queued_request_expired");
-        p->st.dropped_frames += expired;
-        mp_env_log(t->env, MP_LOG_DEBUG,
-                   "transport: %u request(s) queued for %s expired before they could be sent",
-                   (unsigned)expired, p->addr);
-    }
-}
-
-static void peer_flush(peer *p)
-{
-    conn *c = p->conn;
-    if (!c || c->state != C_OPEN || c->writing || p->pending.len == 0) return;
-    peer_age_pending(p);
-    if (p->pending.len == 0) return;
-    assert(c->wbuf.len == 0 && c->wframes == 0);
-    mp_buf tmp = c->wbuf;
-    c->wbuf = p->pending;
-    p->pending = tmp;
-    c->wframes = p->pending_frames;
-    p->pending_frames = 0;
-    c->writing = true;
-    c->idle_ticks = 0; /* a write is as good as a keep-alive */
-    mp_iovec iov = {c->wbuf.data, c->wbuf.len};
-    int rc = mp_stream_write(c->s, &iov, 1, on_data_write, c);
-    if (rc != MP_OK) {
-        /* Nothing was written: the frames go back to the queue, in front of
-         * nothing (pending was empty since the swap). */
-        tmp = p->pending;
-        p->pending = c->wbuf;
-        c->wbuf = tmp;
-        p->pending_frames = c->wframes;
-        c->wframes = 0;
-        c->writing = false;
-        conn_fail(c, rc, "write refused");
-    }
-}
-
-static void flush_all(mp_transport *t)
-{
-    t->flush_scheduled = false;
-    mp_list_node *n;
-    while ((n = mp_list_pop_front(&t->dirty)) != NULL)
-        peer_flush(MP_CONTAINER_OF(n, peer, dirty_link));
-    close_progress(t);
-}
-
-static void on_flush_defer(void *ud)
-{
-    mp_transport *t = ud;
-    t->defer_pending = false;
-    flush_all(t);
-}
-
-static void on_flush_timer(void *ud)
-{
-    mp_transport *t = ud;
-    t->flush_timer = 0;
-    flush_all(t);
-}
-
-static void schedule_flush(mp_transport *t)
-{
-    if (t->flush_scheduled) return;
-    t->flush_scheduled = true;
-    if (!MP_BUGGIFY() && !t->defer_pending && mp_env_defer(t->env, on_flush_defer, t) == MP_OK) {
-        t->defer_pending = true;
-        return;
-    }
-    /* Buggify: a late flush lets more frames pile up and lets connection
-     * events overtake it. Also the fallback when defer has no memory. */
-    uint64_t d = mp_env_random_below(t->env, BUGGIFY_FLUSH_DELAY_NS);
-    t->flush_timer = mp_env_timer_start(t->env, d, on_flush_timer, t);
-    if (!t->flush_timer) {
-        t->flush_scheduled = false;
-        mp_env_log(t->env, MP_LOG_ERROR, "transport: cannot schedule a flush");
-    }
-}
-
 /* ---- liveness ----------------------------------------------------------- */
-
-static void on_ka_write(void *ud, int status)
-{
-    conn *c = ud;
-    c->ka_writing = false;
-    if (status == MP_OK)
-        stats_of(c)->keepalives_out++;
-    else if (c->state != C_CLOSING)
-        conn_fail(c, status, "keep-alive write failed");
-}
-
-static void send_keepalive(conn *c)
-{
-    mp_transport *t = c->t;
-    mp_iovec iov = {t->ka_frame, t->ka_len};
-    c->idle_ticks = 0;
-    int rc = mp_stream_write(c->s, &iov, 1, on_ka_write, c);
-    if (rc != MP_OK) {
-        conn_fail(c, rc, "keep-alive write refused");
-        return;
-    }
-    c->ka_writing = true;
-}
-
-static void on_hb_tick(void *ud)
-{
-    mp_transport *t = ud;
-    t->hb_timer = 0;
-    if (t->shutdown) return;
-    uint64_t now = mp_env_now(t->env);
-    uint64_t limit = t->cfg.peer_timeout_ns;
-    bool judge = limit != MP_TRANSPORT_NO_PEER_TIMEOUT;
-    bool stalled = now > t->hb_due + t->hb_tick_ns;
-    if (stalled) {
-        /* Our own loop stalled: replies may sit unread behind this timer. */
-        t->stall_seen = now;
-        t->stall_ns = now - (t->hb_due - t->hb_tick_ns);
-        mp_env_log(t->env, MP_LOG_DEBUG,
-                   "transport: heartbeat tick %.3f s late (loop stalled): no peer judged",
-                   (double)(now - t->hb_due) / (double)MP_NS_PER_SEC);
-        judge = false;
-    }
-    bool open = false;
-    mp_list_node *n, *tmp;
-    /* A close runs on_peer_down, which may send (a dial appends a conn) or
-     * close the transport; neither frees a conn synchronously. */
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
-    {
-        conn *c = MP_CONTAINER_OF(n, conn, link);
-        if (c->state != C_OPEN) continue;
-        if (judge && now - c->last_recv >= limit) {
-            char why[MP_HELLO_MAX_REASON + 1];
-            snprintf(why, sizeof why, "no bytes from %s for %.3g s", c->p->addr,
-                     (double)(now - c->last_recv) / (double)MP_NS_PER_SEC);
-            c->p->st.peer_timeouts++;
-            MP_SOMETIMES(true, "transport.peer_timeout");
-            conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
-            continue;
-        }
-        if (!stalled && c->partial_since && now - c->partial_since >= t->cfg.frame_timeout_ns) {
-            char why[MP_HELLO_MAX_REASON + 1];
-            snprintf(why, sizeof why, "a frame from %s stayed incomplete for %.3g s",
-                     c->p->addr, (double)(now - c->partial_since) / (double)MP_NS_PER_SEC);
-            c->p->st.slow_frames++;
-            MP_SOMETIMES(true, "transport.slow_frame");
-            conn_fail_at(c, MP_ETIMEDOUT, why, MP_LOG_WARN);
-            continue;
-        }
-        if (++c->idle_ticks >= 2 && !c->writing && !c->ka_writing) send_keepalive(c);
-        open = open || c->state == C_OPEN;
-    }
-    if (open) hb_arm(t);
-}
-
-/* Runs while a connection is open: armed by conn_open, re-armed by the tick
- * while one is. */
-static void hb_arm(mp_transport *t)
-{
-    if (t->hb_timer || t->shutdown) return;
-    t->hb_due = mp_env_now(t->env) + t->hb_tick_ns;
-    t->hb_timer = mp_env_timer_start(t->env, t->hb_tick_ns, on_hb_tick, t);
-    if (!t->hb_timer)
-        mp_env_log(t->env, MP_LOG_ERROR, "transport: no timer for heartbeats (until the next "
-                   "connection opens)");
-}
 
 /* ---- public API --------------------------------------------------------- */
 
@@ -1288,21 +851,6 @@ void mp_transport_config_init(mp_transport_config *cfg)
     cfg->max_queue_bytes = MP_DEFAULT_PEER_QUEUE_BYTES;
     cfg->heartbeat_ns = MP_DEFAULT_HEARTBEAT_NS;
     cfg->peer_timeout_ns = MP_DEFAULT_PEER_TIMEOUT_NS;
-}
-
-const char *mp_transport_liveness_error(uint64_t heartbeat_ns,
-                                        uint64_t peer_timeout_ns)
-{
-    mp_transport_config d;
-    mp_transport_config_init(&d);
-    uint64_t hb = heartbeat_ns ? heartbeat_ns : d.heartbeat_ns;
-    uint64_t pt = peer_timeout_ns ? peer_timeout_ns : d.peer_timeout_ns;
-    /* Keep-alives leave up to one heartbeat apart: a timeout of two leaves
-     * room for latency; less would close healthy idle connections. */
-    if (hb < MP_MIN_HEARTBEAT_NS || hb > UINT64_MAX / 4) return "heartbeat_ns must be >= 1 ms";
-    if (pt != MP_TRANSPORT_NO_PEER_TIMEOUT && pt <= 2 * hb)
-        return "peer_timeout_ns must be more than twice heartbeat_ns";
-    return NULL;
 }
 
 static int apply_config(mp_transport *t, const mp_transport_config *in)
@@ -1399,295 +947,16 @@ const char *mp_transport_self_addr(const mp_transport *t) { return t->self; }
 bool mp_transport_peer_unreachable(mp_transport *t, const char *addr)
 {
     if (!t || !addr) return false;
-    peer *p = peer_named(t, addr);
+    peer *p = mp__peer_named(t, addr);
     return p && p->fails > 0 && !p->conn;
 }
 
 const char *mp_transport_peer_error(mp_transport *t, const char *addr)
 {
     if (!t || !addr) return NULL;
-    peer *p = peer_named(t, addr);
+    peer *p = mp__peer_named(t, addr);
     return p && p->why[0] ? p->why : NULL;
-}
-
-int mp_transport_send(mp_transport *t, const char *addr, const mp_frame *frame)
-{
-    if (!t || !frame || !addr) return MP_EINVAL;
-    if (t->closing) return MP_ECLOSED;
-    /* Fast path: the same peer as the last send (one strcmp instead of
-     * parsing the address and a map lookup: the sends of a turn mostly go
-     * to one peer). Its address was validated when the peer was made, and
-     * peers live as long as the transport. */
-    peer *p = t->last;
-    if (!p || strcmp(addr, p->addr) != 0) {
-        p = NULL;
-        if (!addr_ok(addr) || strcmp(addr, t->self) == 0) return MP_EINVAL;
-    }
-    size_t size = mp_frame_encoded_size(frame);
-    if (size > t->cfg.max_frame) {
-        /* Let the encoder say whether the frame is malformed (EINVAL) or
-         * only too large (ETOOBIG); it checks both before touching buf. */
-        uint8_t dummy;
-        size_t w;
-        int rc = mp_frame_encode(frame, &dummy, 0, &w, t->cfg.max_frame);
-        assert(rc < 0);
-        return rc < 0 ? rc : MP_EINVAL;
-    }
-    if (!p) {
-        p = peer_get(t, addr, strlen(addr));
-        if (!p) return MP_ENOMEM;
-        t->last = p;
-    }
-    if (!(p->conn && p->conn->state == C_OPEN) && t->cbs.may_dial &&
-        !t->cbs.may_dial(t->ud, p->addr)) {
-        MP_SOMETIMES(true, "transport.no_dial_to_stranger");
-        return MP_EUNAVAIL;
-    }
-    if (p->refused && !p->conn) {
-        /* Refused for namespace or version: queueing would only make the
-         * caller wait. Redialing goes on (probe) so a fixed peer is found. */
-        p->probe = true;
-        if (!p->out) schedule_retry(p);
-        return p->refused;
-    }
-    if (p->q_frames >= t->cfg.max_queue_frames || p->q_bytes + size > t->cfg.max_queue_bytes) {
-        /* The output buffer limit (Redis's client-output-buffer-limit): a
-         * peer whose connection is up but whose queue filled does not read
-         * what we write. It is cut off, and what waits for it is dropped
-         * unsent (the runtime hears of it through on_peer_down), so a
-         * client that never reads cannot hold the node's memory. */
-        conn *c = p->conn;
-        if (c && c->state == C_OPEN && c->writing) {
-            p->st.output_limit_closes++;
-            MP_SOMETIMES(true, "transport.output_limit");
-            char why[MP_HELLO_MAX_REASON + 1];
-            snprintf(why, sizeof why, "%s does not read: %u frames, %llu bytes queued",
-                     p->addr, (unsigned)p->q_frames, (unsigned long long)p->q_bytes);
-            /* Dropped first, so no redial follows for them (a client's
-             * address is never dialed for its replies). */
-            mp_transport_drop_queued(t, p->addr, NULL, NULL);
-            conn_fail_at(c, MP_EQUEUEFULL, why, MP_LOG_WARN);
-        }
-        return MP_EQUEUEFULL;
-    }
-    int rc = mp_buf_reserve(&p->pending, size);
-    if (rc != MP_OK) return rc == MP_ETOOBIG ? MP_ENOMEM : rc;
-    size_t w = 0;
-    rc = mp_frame_encode(frame, mp_buf_tail(&p->pending), size, &w, t->cfg.max_frame);
-    if (rc != MP_OK) return rc;
-    assert(w == size);
-    rc = mp_buf_commit(&p->pending, w);
-    assert(rc == MP_OK);
-    if (p->pending_frames == 0) p->pending_since = mp_env_now(t->env);
-    p->pending_frames++;
-    p->q_frames++;
-    p->q_bytes += w;
-    if (p->conn && p->conn->state == C_OPEN)
-        peer_mark_dirty(p);
-    else if (!p->out && !p->conn && !p->retry_timer)
-        peer_dial(p);
-    return MP_OK;
-}
-
-static void fill_stats(const peer *p, mp_peer_stats *out)
-{
-    *out = p->st;
-    out->queue_frames = p->q_frames;
-    out->queue_bytes = p->q_bytes;
-    out->connected = p->conn && p->conn->state == C_OPEN;
-}
-
-int mp_transport_peer_stats(mp_transport *t, const char *addr, mp_peer_stats *out)
-{
-    if (!t || !addr || !out) return MP_EINVAL;
-    peer *p = peer_named(t, addr);
-    if (!p) return MP_ENOTFOUND;
-    fill_stats(p, out);
-    return MP_OK;
-}
-
-void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
-{
-    memset(out, 0, sizeof *out);
-    mp_peer_stats all = t->orphan;
-    mp_list_node *n, *tmp;
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
-    {
-        const mp_peer_stats *s = &MP_CONTAINER_OF(n, peer, link)->st;
-        all.frames_out += s->frames_out;
-        all.frames_in += s->frames_in;
-        all.bytes_out += s->bytes_out;
-        all.bytes_in += s->bytes_in;
-        all.connects += s->connects;
-        all.reconnects += s->reconnects;
-        all.decode_errors += s->decode_errors;
-        all.oversize_frames += s->oversize_frames;
-        all.refused_handshakes += s->refused_handshakes;
-        all.dropped_frames += s->dropped_frames;
-        all.keepalives_out += s->keepalives_out;
-        all.keepalives_in += s->keepalives_in;
-        all.peer_timeouts += s->peer_timeouts;
-    }
-    all.queue_frames = 0;
-    all.queue_bytes = 0;
-    all.incarnation = 0;
-    all.connected = false;
-    *out = all;
 }
 
 /* ---- teardown ----------------------------------------------------------- */
 
-static void free_memory(mp_transport *t)
-{
-    mp_list_node *n;
-    while ((n = mp_list_pop_front(&t->peers)) != NULL) {
-        peer *p = MP_CONTAINER_OF(n, peer, link);
-        mp_buf_free(&p->pending);
-        free(p);
-    }
-    mp_map_str_free(&t->peer_map);
-    free(t);
-}
-
-static bool drained(mp_transport *t)
-{
-    mp_list_node *n, *tmp;
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
-    {
-        peer *p = MP_CONTAINER_OF(n, peer, link);
-        if (p->q_frames > 0) return false;
-    }
-    return true;
-}
-
-static void on_listener_closed(void *ud)
-{
-    mp_transport *t = ud;
-    t->listener_open = false;
-    close_progress(t);
-}
-
-/* Stop everything: timers, connections. Frees happen in close callbacks. */
-static void shut_down(mp_transport *t)
-{
-    assert(t->closing && !t->shutdown);
-    t->shutdown = true;
-    if (t->close_timer) {
-        mp_env_timer_cancel(t->env, t->close_timer);
-        t->close_timer = 0;
-    }
-    if (t->flush_timer) {
-        mp_env_timer_cancel(t->env, t->flush_timer);
-        t->flush_timer = 0;
-        t->flush_scheduled = false;
-    }
-    if (t->hb_timer) {
-        mp_env_timer_cancel(t->env, t->hb_timer);
-        t->hb_timer = 0;
-    }
-    mp_list_node *n, *tmp;
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
-    {
-        peer *p = MP_CONTAINER_OF(n, peer, link);
-        if (p->retry_timer) {
-            mp_env_timer_cancel(t->env, p->retry_timer);
-            p->retry_timer = 0;
-        }
-    }
-    /* conn_close never frees synchronously in a live env, so the walk is
-     * safe; the conns leave the list from their close callbacks. */
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
-    {
-        conn_close(MP_CONTAINER_OF(n, conn, link));
-    }
-}
-
-/* Called after anything that may let a graceful close move on. */
-static void close_progress(mp_transport *t)
-{
-    if (!t->closing) return;
-    if (!t->shutdown) {
-        if (!drained(t)) return;
-        shut_down(t);
-    }
-    if (!mp_list_empty(&t->conns) || t->listener_open || t->defer_pending) return;
-    void (*cb)(void *) = t->close_cb;
-    void *ud = t->close_ud;
-    t->close_cb = NULL;
-    free_memory(t);
-    if (cb) cb(ud);
-}
-
-static void on_close_timeout(void *ud)
-{
-    mp_transport *t = ud;
-    t->close_timer = 0;
-    if (!t->shutdown) {
-        mp_env_log(t->env, MP_LOG_WARN, "transport: close timed out, dropping queued frames");
-        shut_down(t);
-    }
-    close_progress(t);
-}
-
-void mp_transport_close(mp_transport *t, uint64_t flush_timeout_ns, void (*cb)(void *ud),
-                        void *ud)
-{
-    assert(t && !t->closing);
-    if (!t || t->closing) return;
-    t->closing = true;
-    t->close_cb = cb;
-    t->close_ud = ud;
-    mp_listener_close(t->listener, on_listener_closed, t);
-    t->listener = NULL;
-    /* Peers in an outage (no open connection, and either no dial under way
-     * or at least one failure since the last open one) lose their queue at
-     * once. A first dial or a fresh reconnect may still finish and flush;
-     * if it fails instead, schedule_retry drops the queue then. */
-    mp_list_node *n, *tmp;
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
-    {
-        peer *p = MP_CONTAINER_OF(n, peer, link);
-        if (p->conn || (p->out && p->attempts == 0)) continue;
-        if (p->out) {
-            MP_SOMETIMES(true, "transport.close_abandons_dial");
-            conn_close(p->out);
-        }
-        peer_drop_pending(p, "no open connection");
-    }
-    if (!drained(t)) {
-        t->close_timer = mp_env_timer_start(t->env, flush_timeout_ns, on_close_timeout, t);
-        if (!t->close_timer) shut_down(t);
-    } else {
-        shut_down(t);
-    }
-    /* Never finishes here: the listener's close callback is still due. */
-    assert(t->listener_open);
-}
-
-void mp_transport_free_now(mp_transport *t)
-{
-    if (!t) return;
-    mp_env *env = t->env;
-    if (t->listener) mp_listener_close(t->listener, NULL, NULL);
-    if (t->flush_timer) mp_env_timer_cancel(env, t->flush_timer);
-    if (t->close_timer) mp_env_timer_cancel(env, t->close_timer);
-    if (t->hb_timer) mp_env_timer_cancel(env, t->hb_timer);
-    mp_list_node *n;
-    while ((n = mp_list_pop_front(&t->conns)) != NULL) {
-        conn *c = MP_CONTAINER_OF(n, conn, link);
-        if (c->hs_timer) mp_env_timer_cancel(env, c->hs_timer);
-        /* A dead env frees the stream at once and runs no callback; a conn
-         * already closing has no stream left to close. */
-        if (c->s && c->state != C_CLOSING) mp_stream_close(c->s, NULL, NULL);
-        mp_frame_decoder_free(&c->dec);
-        mp_buf_free(&c->wbuf);
-        free(c);
-    }
-    mp_list_node *tmp;
-    MP_LIST_FOREACH_SAFE(n, tmp, &t->peers)
-    {
-        peer *p = MP_CONTAINER_OF(n, peer, link);
-        if (p->retry_timer) mp_env_timer_cancel(env, p->retry_timer);
-    }
-    free_memory(t);
-}

@@ -104,6 +104,25 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
         bad |= json_object_set_new(types, n->types[i].type->name, json_integer(c));
     }
     bad |= json_object_set_new(o, "types", types);
+    /* The transport's protective limits: what outsiders tried. */
+    if (n->transport) {
+        mp_peer_stats tt;
+        mp_transport_totals(n->transport, &tt);
+        json_t *tr = json_object();
+        if (!tr) {
+            json_decref(o);
+            return NULL;
+        }
+        bad |= json_object_set_new(tr, "peer_timeouts", json_integer((json_int_t)tt.peer_timeouts));
+        bad |= json_object_set_new(tr, "slow_frames", json_integer((json_int_t)tt.slow_frames));
+        bad |= json_object_set_new(tr, "output_limit_closes",
+                                   json_integer((json_int_t)tt.output_limit_closes));
+        bad |= json_object_set_new(tr, "handshakes_evicted",
+                                   json_integer((json_int_t)tt.handshakes_evicted));
+        bad |= json_object_set_new(tr, "decode_errors", json_integer((json_int_t)tt.decode_errors));
+        bad |= json_object_set_new(tr, "dropped_frames", json_integer((json_int_t)tt.dropped_frames));
+        bad |= json_object_set_new(o, "transport", tr);
+    }
     double p50 = persist_pct_ms(n, 0.5), p99 = persist_pct_ms(n, 0.99);
     bad |= json_object_set_new(o, "persist_p50_ms", p50 < 0 ? json_null() : json_real(p50));
     bad |= json_object_set_new(o, "persist_p99_ms", p99 < 0 ? json_null() : json_real(p99));

@@ -343,7 +343,10 @@ void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
         all.keepalives_out += s->keepalives_out;
         all.keepalives_in += s->keepalives_in;
         all.peer_timeouts += s->peer_timeouts;
+        all.slow_frames += s->slow_frames;
+        all.output_limit_closes += s->output_limit_closes;
     }
+    all.handshakes_evicted = t->evicted;
     all.queue_frames = 0;
     all.queue_bytes = 0;
     all.incarnation = 0;

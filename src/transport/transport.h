@@ -134,6 +134,9 @@ typedef struct mp_peer_stats {
      * frame_timeout_ns, or because the peer stopped reading and its queue
      * reached max_queue_frames/bytes (the output buffer limit). */
     uint64_t slow_frames, output_limit_closes;
+    /* Totals only: incoming connections closed in handshake to admit new
+     * ones (max_handshakes). */
+    uint64_t handshakes_evicted;
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */

@@ -81,9 +81,15 @@ void mp__activate(mp_node *n, mp_actor *a)
         /* Persisted state first (state.h): on_activate sees it. */
         int lrc = mp_state_load_start(n, a);
         if (lrc < 0) {
-            char why[128];
-            snprintf(why, sizeof why, "activation failed: cannot load state: %s",
-                     mp_strerror(lrc));
+            char why[160];
+            if (lrc == MP_EINVAL)
+                snprintf(why, sizeof why,
+                         "activation failed: the actor's storage key is longer than %d "
+                         "bytes once escaped (MP_STORAGE_KEY_MAX)",
+                         MP_STORAGE_KEY_MAX);
+            else
+                snprintf(why, sizeof why, "activation failed: cannot load state: %s",
+                         mp_strerror(lrc));
             mp__activation_failed(n, a, why);
             return;
         }

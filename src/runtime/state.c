@@ -89,10 +89,14 @@ static mp_sop *sop_of(void *ud)
     return g_sops ? mp_map_u64_get(g_sops, (uint64_t)(uintptr_t)ud) : NULL;
 }
 
-static mp_sop *sop_new(mp_node *n, mp_actor *a, uint8_t kind)
+/* Returns MP_OK and *out, MP_ENOMEM, or MP_EINVAL when the actor's storage
+ * key is longer than MP_STORAGE_KEY_MAX once escaped (a long key full of
+ * bytes that escape to three each): never mistaken for lack of memory. */
+static int sop_new(mp_node *n, mp_actor *a, uint8_t kind, mp_sop **out)
 {
+    *out = NULL;
     mp_sop *op = calloc(1, sizeof *op);
-    if (!op) return NULL;
+    if (!op) return MP_ENOMEM;
     op->node = n;
     mp_actor_fill_ref(a, &op->ref);
     op->act_id = a->act_id;
@@ -108,7 +112,7 @@ static mp_sop *sop_new(mp_node *n, mp_actor *a, uint8_t kind)
     int len = mp_storage_key(op->key, sizeof op->key, n->ns, type, key);
     if (len < 0) {
         free(op);
-        return NULL;
+        return len == MP_ENOMEM ? MP_ENOMEM : MP_EINVAL;
     }
     op->key_len = (size_t)len;
     if (!g_sops) {
@@ -117,7 +121,7 @@ static mp_sop *sop_new(mp_node *n, mp_actor *a, uint8_t kind)
             free(g_sops);
             g_sops = NULL;
             free(op);
-            return NULL;
+            return MP_ENOMEM;
         }
     }
     /* uintptr_t may be 32 bits: tokens stay below its range */
@@ -125,11 +129,12 @@ static mp_sop *sop_new(mp_node *n, mp_actor *a, uint8_t kind)
     if (op->token == 0) op->token = g_next_token = 1;
     if (mp_map_u64_put(g_sops, op->token, op, NULL) != MP_OK) {
         free(op);
-        return NULL;
+        return MP_ENOMEM;
     }
     mp_list_node_init(&op->link);
     mp_list_push_back(&n->sops, &op->link);
-    return op;
+    *out = op;
+    return MP_OK;
 }
 
 static void sop_free(mp_sop *op)
@@ -273,8 +278,9 @@ int mp_state_load_start(mp_node *n, mp_actor *a)
         a->state_loaded = true;
         return MP_OK;
     }
-    mp_sop *op = sop_new(n, a, MP_SOP_LOAD);
-    if (!op) return MP_ENOMEM;
+    mp_sop *op;
+    int nrc = sop_new(n, a, MP_SOP_LOAD, &op);
+    if (nrc < 0) return nrc;
     int rc = mp_storage_load_record(n->storage, op->key, op->key_len, load_cb,
                                     token_ud(op));
     if (rc < 0) {
@@ -379,8 +385,9 @@ int mp_state_persist(mp_actor *self, void (*cb)(void *ud, int status),
     mp_node *n = self->node;
     if (self->state != MP_ACT_VALID || !self->activated) return MP_EINVAL;
     if (self->persisting) return MP_EBUSY;
-    mp_sop *op = sop_new(n, self, MP_SOP_SAVE);
-    if (!op) return MP_ENOMEM;
+    mp_sop *op;
+    int nrc = sop_new(n, self, MP_SOP_SAVE, &op);
+    if (nrc < 0) return nrc;
     op->cb = cb;
     op->ud = ud;
     if (self->state_value) {

@@ -390,6 +390,23 @@ static void test_bad_state_fails_activation(void **state)
     world_free(w);
 }
 
+/* A key whose escaped storage key is longer than MP_STORAGE_KEY_MAX: its
+ * activation fails with a text naming the limit, not "out of memory". */
+static void test_overlong_storage_key_fails_activation_clearly(void **state)
+{
+    world *w = world_new(1, 2, false, NULL);
+    world_start(w);
+    char key[201];
+    memset(key, '~', 200); /* each '~' escapes to 3 bytes: 600 > 512 */
+    key[200] = '\0';
+    sc_reply o = call(w, 0, key, "get", NULL, 0);
+    assert_int_equal(o.status, MP_EACTIVATION);
+    assert_non_null(strstr(o.text, "MP_STORAGE_KEY_MAX"));
+    assert_null(strstr(o.text, "memory"));
+    assert_int_equal(live_count(w), 0);
+    world_free(w);
+}
+
 /* Two activations of one actor (two clusters sharing one database: the
  * directory cannot prevent it): the stale one can never commit. */
 static void test_stale_activation_conflict(void **state)
@@ -627,6 +644,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_before_activate),
         cmocka_unit_test(test_bad_state_fails_activation),
+        cmocka_unit_test(test_overlong_storage_key_fails_activation_clearly),
         cmocka_unit_test(test_stale_activation_conflict),
         cmocka_unit_test(test_estorage_reload),
         cmocka_unit_test(test_load_error),

@@ -1,2 +1,0 @@
-# Empty compiler generated dependencies file for fuzz_wire_decoder.
-# This may be replaced when dependencies are built.

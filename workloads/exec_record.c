@@ -98,6 +98,7 @@ static bool not_executed(int status, bool sync)
 #define EX_CLIENTS_PER_NODE 2
 #define EX_CLIENTS (EX_NODES * EX_CLIENTS_PER_NODE)
 #define EX_ACTORS 8
+#define EX_MAX_MAILBOX 2
 #define EX_MAX_EXEC 16 /* executions remembered per op (more are counted) */
 #define EX_HEARTBEAT_NS (100 * MP_SIM_NS_PER_MS)
 #define EX_PEER_TIMEOUT_NS (1 * MP_SIM_NS_PER_S)
@@ -500,6 +501,9 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     cfg.heartbeat_ns = EX_HEARTBEAT_NS;
     cfg.peer_timeout_ns = EX_PEER_TIMEOUT_NS;
     cfg.client_only = client_only;
+    /* A tiny mailbox bound: some calls are refused MP_EQUEUEFULL, and I3
+     * checks that a refused call never ran. */
+    cfg.max_mailbox = EX_MAX_MAILBOX;
     if (!client_only) {
         cfg.storage = mp_sim_process_state(w->sim, w->db_pid);
         if (!cfg.storage) {
@@ -766,7 +770,18 @@ static const char *const ex_coverage[] = {
     "actor.reregister_retried",
     "actor.rerouted_after_deactivation",
     "actor.too_many_forwards",
-    "transport.",
+    "actor.mailbox_full",
+    "transport.close_abandons_dial",
+    "transport.flush_after_reconnect",
+    "transport.incarnation_change",
+    "transport.no_dial_to_stranger",
+    "transport.peer_timeout",
+    "transport.queued_dropped",
+    "transport.queued_request_expired",
+    "transport.read_after_silence",
+    "transport.reconnect",
+    "transport.request_aged_by_stall",
+    "transport.tie_break",
     NULL,
 };
 

@@ -34,6 +34,14 @@ static const unreachable_site unreachable[] = {
      "needs an actor whose turn calls an actor that calls it back (A->B->A); "
      "no workload actor type calls another actor (bank transfer legs are "
      "one-way deposits); tests/unit/test_node_calls.c covers it"},
+    {"actor.idempotency_key_evicted",
+     "needs more than MP_IDEMPOTENCY_KEYS_PER_ACTIVATION (256) keyed calls to "
+     "one activation within MP_IDEMPOTENCY_WINDOW_NS; no workload makes keyed "
+     "calls yet (the next exec change: keyed retries)"},
+    {"actor.idempotent_replay",
+     "needs a caller retrying a keyed call; no workload retries yet (the exec "
+     "oracle must first learn that a keyed retry may run again in a new "
+     "activation); tests/unit/test_idempotency.c covers it"},
     {"actor.lookup_refused",
      "needs a directory owner that refuses our handshake (other namespace "
      "or protocol version); simulated clusters are homogeneous and no fault "
@@ -53,6 +61,15 @@ static const unreachable_site unreachable[] = {
      "kills member nodes only, never its shared database process"},
     {"storage.sim.kill_lost_unsynced",
      "as storage.sim.kill_applied_unsynced"},
+    {"transport.handshake_evicted",
+     "needs more than max_handshakes (1024) sockets in handshake at once; no "
+     "simulated process opens idle sockets; test_transport_uv covers it"},
+    {"transport.output_limit",
+     "needs a peer that stops reading until 64 MiB queue; simulated streams "
+     "always read; test_transport_uv covers it"},
+    {"transport.slow_frame",
+     "needs a peer that writes a frame byte by byte; the runtime writes whole "
+     "frames; test_transport_uv covers it"},
 };
 
 static const size_t n_unreachable = sizeof unreachable / sizeof unreachable[0];

@@ -36,12 +36,8 @@ static const unreachable_site unreachable[] = {
      "one-way deposits); tests/unit/test_node_calls.c covers it"},
     {"actor.idempotency_key_evicted",
      "needs more than MP_IDEMPOTENCY_KEYS_PER_ACTIVATION (256) keyed calls to "
-     "one activation within MP_IDEMPOTENCY_WINDOW_NS; no workload makes keyed "
-     "calls yet (the next exec change: keyed retries)"},
-    {"actor.idempotent_replay",
-     "needs a caller retrying a keyed call; no workload retries yet (the exec "
-     "oracle must first learn that a keyed retry may run again in a new "
-     "activation); tests/unit/test_idempotency.c covers it"},
+     "one activation within MP_IDEMPOTENCY_WINDOW_NS; the exec workload's "
+     "keyed clients send a few dozen per actor per run"},
     {"actor.lookup_refused",
      "needs a directory owner that refuses our handshake (other namespace "
      "or protocol version); simulated clusters are homogeneous and no fault "

@@ -853,6 +853,7 @@ static const char *const ex_coverage[] = {
     "sim.fault.partition_oneway",
     "sim.fault.partition_long",
     "sim.fault.partition_oneway_long",
+    "sim.fault.write_failed",
     "actor.client_failover",
     "actor.client_failover_unsent",
     "actor.request_from_client",

@@ -74,6 +74,9 @@ typedef struct mp_sim_faults {
     uint64_t stop_deadline_ns; /* shutdown deadline given to the process */
     double oneway_rate;        /* one-way partitions per sim s; their length
                                   is drawn like partition_max_ns's */
+    double write_fail_p;       /* a write the stream accepted then fails: the
+                                  connection resets, its bytes are lost, the
+                                  write callback says MP_ECONNRESET */
     /* Coverage only: faults at least this long count as "long" (set it to
      * the cluster's peer timeout). 0: none is long. */
     uint64_t long_fault_ns;

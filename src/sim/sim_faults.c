@@ -105,6 +105,7 @@ void mp_sim_faults_swarm_process(uint64_t seed, uint64_t peer_timeout_ns,
     if ((f->partition_rate > 0 || f->oneway_rate > 0) &&
         mp_prng_chance(&r, 0.5) && f->partition_max_ns < 3 * pt)
         f->partition_max_ns = 3 * pt; /* longer than the peer timeout */
+    if (mp_prng_chance(&r, 0.5)) f->write_fail_p = 0.001 + 0.009 * mp_prng_unit(&r);
 }
 
 void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
@@ -130,6 +131,10 @@ void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
                      f->pause_rate, ms_of(f->pause_min_ns),
                      ms_of(f->pause_max_ns), f->stop_rate,
                      ms_of(f->stop_deadline_ns), f->oneway_rate);
+    }
+    if (f->write_fail_p > 0) {
+        size_t n = strlen(buf);
+        if (n < cap) snprintf(buf + n, cap - n, " wfail=%.4f", f->write_fail_p);
     }
 }
 

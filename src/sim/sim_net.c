@@ -412,6 +412,22 @@ int sim_net_write(sim_stream *s, const mp_iovec *iov, int iovcnt,
             d->head = k;
         d->tail = k;
         sim_stream_schedule(sim, peer);
+        if (sim->faults.write_fail_p > 0 &&
+            mp_prng_chance(&sim->rng_net, sim->faults.write_fail_p)) {
+            /* Accepted, then failed (a RST right after a send): these
+             * bytes and whatever else is on the way are lost, and the
+             * writer hears of it through this write's callback too. */
+            MP_SOMETIMES(true, "sim.fault.write_failed");
+            sim_conn_reset(sim, c, 0, sim_net_latency(sim));
+            if (wev) wev->status = MP_ECONNRESET;
+            if (wev) {
+                wev->fn.write = cb;
+                wev->ud = ud;
+                sim_link_append(&s->evs, &wev->olink);
+                sim_ev_push(sim, wev, sim->now);
+            }
+            return MP_OK;
+        }
     } else if (total > 0) {
         /* The peer closed: the bytes vanish and, as with a TCP RST, the
          * writer learns it, after the EOF it is owed. */

@@ -507,6 +507,16 @@ static size_t hello_frame(uint8_t *out, size_t cap, const char *ns, const char *
     return w;
 }
 
+/* A raw client that opened a connection to b and sent its HELLO as addr
+ * (incarnation 1). */
+static void raw_handshaked(mp_env *env, raw *r, node *b, const char *addr)
+{
+    uint8_t buf[512];
+    raw_open(env, r, mp_transport_self_addr(b->t));
+    size_t n = hello_frame(buf, sizeof buf, "test", addr, 1);
+    raw_write(r, 0, buf, n);
+}
+
 static const char *method_is_static(const mp_frame *f)
 {
     static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD};
@@ -651,10 +661,7 @@ static void test_silent_peer_times_out(void **state)
     node b;
     node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_liveness);
     raw r;
-    raw_open(env, &r, mp_transport_self_addr(b.t));
-    uint8_t buf[512];
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7781", 1);
-    raw_write(&r, 0, buf, n);
+    raw_handshaked(env, &r, &b, "127.0.0.1:7781");
     run_until(env, went_down, &b);
     assert_int_equal(b.rx.last_down, MP_ETIMEDOUT);
     mp_peer_stats s;
@@ -694,10 +701,8 @@ static void test_trickled_frame_is_closed_within_the_frame_timeout(void **state)
     node b;
     node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_frames);
     raw r;
-    raw_open(env, &r, mp_transport_self_addr(b.t));
+    raw_handshaked(env, &r, &b, "127.0.0.1:7783");
     uint8_t buf[512];
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7783", 1);
-    raw_write(&r, 0, buf, n);
     run_for(env, 30 * MS);
     /* A whole keep-alive-sized frame, sent one byte at a time. */
     mp_frame f;
@@ -740,10 +745,7 @@ static void test_peer_that_never_reads_is_cut_off(void **state)
     node b;
     node_start(env, &b, 1, "test", "127.0.0.1:0", 1, small_queue);
     raw r;
-    raw_open(env, &r, mp_transport_self_addr(b.t));
-    uint8_t buf[512];
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7784", 1);
-    raw_write(&r, 0, buf, n);
+    raw_handshaked(env, &r, &b, "127.0.0.1:7784");
     run_for(env, 30 * MS);
     assert_int_equal(mp_stream_read_stop(r.s), MP_OK);
     static uint8_t big[3000];
@@ -826,10 +828,7 @@ static void test_claimed_address_is_never_dialed(void **state)
     node_start(env, &b, 1, "test", "127.0.0.1:0", 1, quick_liveness);
     g_no_dial = "127.0.0.1:7785";
     raw r;
-    raw_open(env, &r, mp_transport_self_addr(b.t));
-    uint8_t buf[512];
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7785", 1);
-    raw_write(&r, 0, buf, n);
+    raw_handshaked(env, &r, &b, "127.0.0.1:7785");
     run_for(env, 30 * MS);
     mp_peer_stats s;
     assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7785", &s), MP_OK);

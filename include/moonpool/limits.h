@@ -93,4 +93,9 @@
 #define MP_IDEMPOTENCY_WINDOW_NS (5ull * MP_NS_PER_MIN)
 #define MP_IDEMPOTENCY_REPLY_MAX_BYTES 4096u
 
+/* Request ids (node.h "At most once"): a node keeps one 8 KiB window of
+ * executed request ids per calling node (origin), for at most this many
+ * origins: 8 MiB at most, whatever the call rate. Not configurable yet. */
+#define MP_RID_ORIGINS_MAX 1024u
+
 #endif

@@ -209,6 +209,10 @@ typedef struct mp_node_stats {
     uint64_t persist_errors;    /* ... that reported an error */
     uint64_t activation_failures; /* load or on_activate failures */
     uint64_t mailbox_rejected;  /* calls refused by a full mailbox */
+    uint64_t rid_origins;       /* request-id windows held (<= MP_RID_ORIGINS_MAX) */
+    uint64_t rid_duplicates;    /* copies of a request that ran here: MP_EALREADY */
+    uint64_t rid_stale;         /* copies below their origin's window: MP_ESTALE */
+    uint64_t rid_refused;       /* no window free for a new origin: MP_EQUEUEFULL */
 } mp_node_stats;
 
 /* A snapshot of the counters. activations counts activations in the

@@ -52,9 +52,12 @@ typedef enum mp_status {
     MP_EDEADLOCK = -32,    /* the callee is busy waiting for the caller */
     MP_EINDOUBT = -33,     /* the request may have executed: its answer was
                               lost (node.h, "What an error says") */
-    MP_EALREADY = -34,     /* a keyed request already ran; its reply was
-                              not kept (too large or evicted) */
-    MP_STATUS_MIN_ = -34
+    MP_EALREADY = -34,     /* the request already ran (a duplicate of it
+                              arrived, or a keyed retry); its reply was not
+                              kept */
+    MP_ESTALE = -35,       /* the request is older than its host's
+                              duplicate window; it did not run there */
+    MP_STATUS_MIN_ = -35
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".

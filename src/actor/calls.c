@@ -35,6 +35,7 @@ int mp_calls_init(mp_calls *c, mp_env *env, size_t limit)
     c->env = env;
     c->limit = limit;
     c->next_corr = 1;
+    c->low = 1;
     mp_heap_init(&c->heap);
     for (size_t i = 0; i < MP_CALLS_FIFOS; i++) mp_list_init(&c->fifo[i]);
     return mp_map_u64_init(&c->overflow, 0);
@@ -353,6 +354,12 @@ bool mp_calls_cancel(mp_calls *c, uint64_t corr)
     deadline_remove(c, r);
     rec_release(c, r);
     return true;
+}
+
+uint64_t mp_calls_low(mp_calls *c)
+{
+    while (c->low < c->next_corr && !mp_calls_find(c, c->low)) c->low++;
+    return c->low;
 }
 
 mp_call_rec *mp_calls_find(mp_calls *c, uint64_t corr)

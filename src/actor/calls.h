@@ -78,6 +78,7 @@ typedef struct mp_calls {
     mp_timer_id timer;
     uint64_t timer_at; /* deadline the timer is armed for (0: none) */
     uint64_t next_corr;
+    uint64_t low; /* mp_calls_low: no id below it is outstanding */
     mp_call_rec *free_list;
     size_t free_count;
     size_t limit; /* max outstanding records */
@@ -95,7 +96,14 @@ int mp_calls_init(mp_calls *c, mp_env *env, size_t limit);
 static inline void mp_calls_set_base(mp_calls *c, uint64_t base)
 {
     c->next_corr = base + 1;
+    c->low = base + 1;
 }
+
+/* The smallest id that may still be outstanding: every call below it has
+ * completed, timed out or been cancelled (next_corr when none is out). It
+ * travels with requests as their origin's low mark (src/actor/rid_window.h).
+ * Amortised O(1): the mark only moves up, one id at a time. */
+uint64_t mp_calls_low(mp_calls *c);
 
 /* Release everything. run_callbacks: complete every outstanding call with
  * `status` (graceful shutdown) in deadline order; otherwise drop them

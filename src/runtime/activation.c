@@ -383,10 +383,20 @@ void mp_actor_step(mp_actor *a)
         mp_actor_schedule(a);
         return;
     }
+    int admit = mp__rid_admit(n, m);
+    if (admit != MP_OK) {
+        mp__fail_msg(n, m, admit, admit == MP_EALREADY
+                                      ? "this request already ran here; its reply was not kept"
+                                      : mp_strerror(admit));
+        mp_actor_schedule(a);
+        return;
+    }
     assert(m->mdef);
     a->current = m;
     m->actor = a;
     n->stats.calls_in++;
+    /* After current is set: the copy waits in the mailbox for this turn. */
+    if (m->rid_seq && m->remote_in && !m->ghost && MP_BUGGIFY_P(0.05)) mp__rid_ghost(n, a, m);
     /* The payload must outlive the handler even if it replies first (and
      * the reply goes out, releasing the message): mp_msg_release defers while in_handler. */
     m->in_handler = true;

@@ -83,6 +83,7 @@ struct mp_msg {
     bool replied;
     bool in_handler;      /* its handler is on the stack: keep the payload */
     bool release_pending; /* released once the handler returns */
+    bool ghost;           /* a buggify duplicate (send.c): its reply is dropped */
     uint64_t corr;        /* caller's correlation id */
     uint64_t deadline;    /* absolute ns; past it the request is dropped */
     /* While this message's turn runs: the latest call the turn made
@@ -91,6 +92,9 @@ struct mp_msg {
     uint64_t await_corr;
     uint64_t await_hash;
     uint8_t key_len; /* idempotency key (idem.c); 0: none */
+    /* End-to-end request id (rid.c): the origin node's token and sequence,
+     * and the origin's low mark when it sent. 0: none (one-way messages). */
+    uint64_t rid_origin, rid_seq, rid_low;
     char peer[MP_ADDR_MAX + 1];
     mp_ref target;
     const mp_method_def *mdef; /* resolved at delivery */

@@ -78,6 +78,8 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
             return rc;
         }
         m->origin = MP_ORIGIN_LOCAL;
+        m->rid_origin = n->rid_token;
+        m->rid_seq = m->corr;
         if (sender && sender->current) {
             sender->current->await_corr = m->corr;
             sender->current->await_hash = ref->hash;

@@ -18,6 +18,7 @@
 
 #include "moonpool/buggify.h"
 #include "runtime/runtime.h"
+#include "util/hash.h"
 
 const mp_actor_type *mp__find_type(const mp_node *n, const char *name,
                                       size_t len)
@@ -142,6 +143,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->client_only = cfg->client_only;
     n->last_from_idx = -1; /* with last_from "": an empty address is no member */
     mp_list_init(&n->ccalls);
+    mp_list_init(&n->ccall_order);
     mp_list_init(&n->sops);
     mp_list_init(&n->runq);
     mp_list_init(&n->pending_list);
@@ -152,16 +154,25 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
         mp_catalog_init(&n->catalog, seed) != MP_OK ||
         mp_map_str_init_seeded(&n->pending, 0, seed ^ 7) != MP_OK ||
         mp_map_u64_init(&n->pub_refs, 0) != MP_OK ||
+        mp_map_u64_init(&n->rid_map, 0) != MP_OK ||
         mp_dir_init(&n->dir, cfg->members, cfg->member_count,
                     self == SIZE_MAX ? MP_DIR_NO_SELF : self, seed ^ 9) != MP_OK) {
         mp_calls_free(&n->calls, false, 0);
         mp_catalog_free(&n->catalog);
         mp_map_str_free(&n->pending);
+        mp_map_u64_free(&n->pub_refs);
+        mp_map_u64_free(&n->rid_map);
         mp_dir_free(&n->dir);
         free(n);
         return MP_ENOMEM;
     }
     mp_calls_set_base(&n->calls, (uint64_t)n->incarnation << 40);
+    /* The origin token of this life (rid.c): address and incarnation name
+     * it; the random draw keeps two client-only processes that share a
+     * name apart. Never 0 (0 means "no id" on the wire). */
+    n->rid_token = mp_hash64(n->self_addr, strlen(n->self_addr),
+                             mp_hash_u64(((uint64_t)n->incarnation << 32) ^ mp_env_random(env)));
+    if (n->rid_token == 0) n->rid_token = 1;
     mp_dir_set_local(&n->dir, dir_local, n, n->incarnation);
     *out = n;
     return MP_OK;

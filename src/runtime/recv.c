@@ -65,6 +65,9 @@ static void on_request(mp_node *n, int peer_idx, const char *peer,
     m->sender_len = (uint16_t)f->sender.len;
     if (f->request_key.len) memcpy(m->key, f->request_key.ptr, f->request_key.len);
     m->key_len = (uint8_t)f->request_key.len;
+    m->rid_origin = f->rid_origin; /* 0 for one-way frames (frame.c) */
+    m->rid_seq = f->rid_seq;
+    m->rid_low = f->rid_low;
     MP__DBG(n, "recv %s.%s from %s fc=%u flags=%u corr=%llu", ref.id, m->method, peer,
         f->forward_count, f->flags, (unsigned long long)f->correlation_id);
 

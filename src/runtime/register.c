@@ -254,6 +254,10 @@ static void deactivation_done(mp_node *n, const mp_ref *ref, uint64_t act_id)
     if (!mp_list_empty(&msgs)) MP_SOMETIMES(true, "actor.rerouted_after_deactivation");
     while ((ln = mp_list_pop_front(&msgs)) != NULL) {
         mp_msg *mm = MP_CONTAINER_OF(ln, mp_msg, link);
+        if (mm->ghost) { /* a buggify copy is for this node only (rid.c) */
+            mp_msg_release(n, mm);
+            continue;
+        }
         mm->mdef = NULL;
         mp__route(n, mm);
     }

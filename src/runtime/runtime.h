@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "actor/calls.h"
+#include "actor/rid_window.h"
 #include "directory/directory.h"
 #include "moonpool/env.h"
 #include "moonpool/limits.h"
@@ -82,6 +83,8 @@
 #define MP_PERSIST_BUCKETS 40
 
 /* Requests waiting for one directory lookup of their target. */
+typedef struct mp_rid_origin mp_rid_origin;
+
 typedef struct mp_pending {
     mp_list_node link; /* node->pending_list */
     mp_ref ref;
@@ -126,6 +129,8 @@ typedef struct mp_ccall {
     mp_msg *m;         /* the request (target, method, payload, deadline) */
     mp_reply_cb cb;
     void *ud;
+    mp_list_node order; /* node->ccall_order: by rid_seq, for the low mark */
+    uint64_t rid_seq;  /* the first attempt's id: the request id of them all */
     uint64_t corr;     /* current attempt's id in node->calls; 0: none */
     mp_timer_id timer; /* delayed next attempt */
     uint32_t tries;    /* attempts made so far */
@@ -196,6 +201,7 @@ struct mp_node {
     bool client_only;
     bool killing; /* inside mp_node_free_now: hooks owed are forgiven */
     mp_list_node ccalls; /* mp_ccall, client-only nodes */
+    mp_list_node ccall_order; /* the same, oldest request id first */
     mp_list_node sops;   /* mp_sop: storage operations in flight */
     bool release_waiting; /* shut down: memory goes when sops drain */
     bool release_after_drain; /* shut down: memory goes after the deferred drain */
@@ -206,6 +212,13 @@ struct mp_node {
     uint64_t shutdown_deadline;
     bool transport_closing;
     mp_node_stats stats;
+    /* End-to-end request ids (rid.c): this life's token as an origin, and
+     * the windows of the origins whose requests ran here. */
+    uint64_t rid_token;
+    mp_map_u64 rid_map; /* token -> mp_rid_origin */
+    struct mp_rid_origin **rid_origins; /* MP_RID_ORIGINS_MAX slots, rid_count used */
+    size_t rid_count;
+    struct mp_rid_origin *rid_last;
     /* persist latency histogram: bucket i counts [2^i, 2^(i+1)) us */
     uint64_t persist_hist[MP_PERSIST_BUCKETS];
     uint64_t persist_count;
@@ -289,7 +302,7 @@ int mp__send_system(mp_node *n, size_t member, mp_sys_kind kind,
 /* Buggify: park m on a timer, then send it (MP__DELAY_SEND, to member with
  * flags) or its reply (MP__DELAY_RESPONSE). Returns false if the timer
  * could not be made; the caller then proceeds at once. */
-enum { MP__DELAY_SEND = 1, MP__DELAY_RESPONSE = 2 };
+enum { MP__DELAY_SEND = 1, MP__DELAY_RESPONSE = 2, MP__DELAY_GHOST = 3 };
 bool mp__delay_msg(mp_node *n, mp_msg *m, uint8_t kind, uint16_t member,
                    uint16_t flags);
 
@@ -351,6 +364,16 @@ void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
 /* idem.c: idempotency keys */
 /* At a keyed message's turn: if its key already ran here, answer it from
  * the kept reply (consumes m) and return true. */
+/* rid.c: MP_OK (run it), MP_EALREADY (ran here), MP_ESTALE or
+ * MP_EQUEUEFULL (refused, not run). */
+int mp__rid_admit(mp_node *n, mp_msg *m);
+size_t mp__rid_origins(const mp_node *n);
+/* Buggify: a copy of m (which just passed mp__rid_admit in a's turn)
+ * reaches a again, now or a little later. */
+void mp__rid_ghost(mp_node *n, mp_actor *a, const mp_msg *m);
+void mp__rid_ghost_arrive(mp_node *n, mp_msg *g);
+void mp__rid_free(mp_node *n);
+
 bool mp__idem_replay(mp_node *n, mp_actor *a, mp_msg *m);
 /* A keyed message's turn ended with this reply: remember it. */
 void mp__idem_record(mp_node *n, mp_actor *a, const mp_msg *m, int status,

@@ -112,6 +112,8 @@ static void delayed_fire(void *ud)
         mp__send_response(n, m->peer, m->corr, m->status, m->rdata, m->rlen, NULL,
                       -1);
         mp_msg_release(n, m);
+    } else if (m->delay_kind == MP__DELAY_GHOST) {
+        mp__rid_ghost_arrive(n, m);
     } else {
         mp__send_to(n, m, m->delay_member, m->delay_flags, false);
     }
@@ -171,6 +173,14 @@ void mp__send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
     f.method = mp_bytes_make(m->method, m->method_len);
     f.request_key = mp_bytes_make(m->key, m->key_len);
     f.payload = mp_bytes_make(m->data, m->len);
+    if (f.kind == MP_FRAME_REQUEST) {
+        f.rid_origin = m->rid_origin;
+        f.rid_seq = m->rid_seq;
+        /* Our own call: the low mark as of now (the call is out, so it is
+         * not above the call's own sequence). Another origin's: as it came. */
+        f.rid_low = m->rid_origin == n->rid_token ? mp_calls_low(&n->calls) : m->rid_low;
+        assert(f.rid_seq == 0 || f.rid_low <= f.rid_seq || m->remote_in);
+    }
 
     mp_ctx *relay = NULL;
     if (m->origin == MP_ORIGIN_LOCAL) {

@@ -70,6 +70,7 @@ static void release_all(mp_node *n)
     mp_catalog_free(&n->catalog);
     mp_map_str_free(&n->pending);
     mp_map_u64_free(&n->pub_refs); /* empty: each activation removed its own */
+    mp__rid_free(n);
     mp_act_mem_release(&n->act_mem); /* every activation is gone */
     mp_dir_free(&n->dir);
     while (n->msg_free) {
@@ -157,7 +158,7 @@ static void shutdown_finish(mp_node *n)
     uint64_t next = n->calls.next_corr;
     mp_calls_free(&n->calls, true, MP_ECLOSED);
     mp_calls_init(&n->calls, n->env, 0); /* empty table: late replies drop */
-    n->calls.next_corr = next;
+    mp_calls_set_base(&n->calls, next - 1);
     /* Activations still busy at the deadline: their hooks run now. */
     MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
     {

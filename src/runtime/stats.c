@@ -34,6 +34,7 @@ void mp_node_get_stats(mp_node *n, mp_node_stats *out)
     out->replies_late = n->calls.late;
     out->timeouts = n->calls.timeouts;
     out->pending_calls = mp_calls_pending(&n->calls);
+    out->rid_origins = mp__rid_origins(n);
 }
 
 /* A percentile of the persist latency histogram, in ms (the upper bound
@@ -87,6 +88,10 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
     SET_U(persist_errors);
     SET_U(activation_failures);
     SET_U(mailbox_rejected);
+    SET_U(rid_origins);
+    SET_U(rid_duplicates);
+    SET_U(rid_stale);
+    SET_U(rid_refused);
 #undef SET_U
     bad |= json_object_set_new(o, "addr", json_string(n->self_addr));
     bad |= json_object_set_new(o, "namespace", json_string(n->ns));

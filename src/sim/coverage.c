@@ -38,6 +38,9 @@ static const unreachable_site unreachable[] = {
      "needs more than MP_IDEMPOTENCY_KEYS_PER_ACTIVATION (256) keyed calls to "
      "one activation within MP_IDEMPOTENCY_WINDOW_NS; the exec workload's "
      "keyed clients send a few dozen per actor per run"},
+    {"actor.rid_origin_reused",
+     "needs more than MP_RID_ORIGINS_MAX (1024) calling nodes (origins) "
+     "at one host; simulated clusters have a dozen"},
     {"actor.lookup_refused",
      "needs a directory owner that refuses our handshake (other namespace "
      "or protocol version); simulated clusters are homogeneous and no fault "

@@ -47,6 +47,7 @@ static const struct status_text table[] = {
     [32] = {"MP_EDEADLOCK", "call cycle: the callee is waiting for the caller"},
     [33] = {"MP_EINDOUBT", "the request may or may not have executed (its answer was lost)"},
     [34] = {"MP_EALREADY", "the request already ran; its reply was not kept"},
+    [35] = {"MP_ESTALE", "the request is too old for its host's duplicate window; it did not run"},
 };
 
 _Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,
@@ -77,6 +78,7 @@ mp_call_class mp_call_status_class(int status, int returned_at_once)
     case MP_EACTOR:
     case MP_EALREADY: return MP_CALL_EXECUTED;
     case MP_EUNAVAIL:
+    case MP_ESTALE:
     case MP_EQUEUEFULL:
     case MP_EINVAL:
     case MP_ENOTYPE:

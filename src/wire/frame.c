@@ -116,6 +116,14 @@ static int rd_u16(reader *r, uint16_t *v)
     return 0;
 }
 
+static int rd_u64(reader *r, uint64_t *v)
+{
+    if (r->end - r->pos < 8) return MP_ETRUNCATED;
+    *v = mp_get_le64(r->p + r->pos);
+    r->pos += 8;
+    return 0;
+}
+
 static int rd_u32(reader *r, uint32_t *v)
 {
     if (r->end - r->pos < 4) return MP_ETRUNCATED;
@@ -164,6 +172,13 @@ static int decode_whole(const uint8_t *p, size_t frame_len, mp_frame *out)
 
     reader r = {p, MP_FRAME_FIXED_HEADER, crc_at};
     int rc;
+    out->rid_origin = out->rid_seq = out->rid_low = 0;
+    if (kind == MP_FRAME_REQUEST) {
+        if ((rc = rd_u64(&r, &out->rid_origin)) || (rc = rd_u64(&r, &out->rid_seq)) ||
+            (rc = rd_u64(&r, &out->rid_low)))
+            return rc;
+        if ((out->rid_origin == 0) != (out->rid_seq == 0)) return MP_EPROTO;
+    }
     if ((rc = rd_str16(&r, MP_FRAME_MAX_TARGET, &out->target))) return rc;
     if ((rc = rd_str16(&r, MP_FRAME_MAX_SENDER, &out->sender))) return rc;
     if ((rc = rd_str16(&r, MP_FRAME_MAX_METHOD, &out->method))) return rc;
@@ -193,6 +208,7 @@ static int decode_whole(const uint8_t *p, size_t frame_len, mp_frame *out)
 static uint64_t encoded_size64(const mp_frame *f)
 {
     uint64_t n = MP_FRAME_MIN_SIZE;
+    if (f->kind == MP_FRAME_REQUEST) n += MP_FRAME_RID_SIZE;
     n += f->target.len;
     n += f->sender.len;
     n += f->method.len;
@@ -219,6 +235,7 @@ static int validate_for_encode(const mp_frame *f)
         !view_ok(f->request_key, MP_FRAME_MAX_KEY) || !view_ok(f->payload, UINT32_MAX))
         return MP_EINVAL;
     if (f->cache_update_count > MP_FRAME_MAX_CACHE_UPDATES) return MP_EINVAL;
+    if (f->kind == MP_FRAME_REQUEST && (f->rid_origin == 0) != (f->rid_seq == 0)) return MP_EINVAL;
     for (unsigned i = 0; i < f->cache_update_count; i++) {
         const mp_frame_cache_update *cu = &f->cache_updates[i];
         if (!view_ok(cu->actor_id, MP_FRAME_MAX_CACHE_ID) ||
@@ -261,6 +278,12 @@ int mp_frame_encode(const mp_frame *f, uint8_t *buf, size_t cap, size_t *written
     mp_put_le32(w + OFF_TTL, f->ttl_ms);
     mp_put_le32(w + OFF_STATUS, (uint32_t)f->status);
     w += MP_FRAME_FIXED_HEADER;
+    if (f->kind == MP_FRAME_REQUEST) {
+        mp_put_le64(w, f->rid_origin);
+        mp_put_le64(w + 8, f->rid_seq);
+        mp_put_le64(w + 16, f->rid_low);
+        w += MP_FRAME_RID_SIZE;
+    }
     w = put_str16(w, f->target);
     w = put_str16(w, f->sender);
     w = put_str16(w, f->method);

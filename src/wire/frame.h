@@ -14,7 +14,7 @@
  * Layout, all integers little-endian, fixed width (offsets from frame start):
  *   0  u32 length      bytes after this field: rest of header + body + crc
  *   4  u32 magic       MP_FRAME_MAGIC, the bytes "MPOL"
- *   8  u8  version     MP_FRAME_VERSION (2)
+ *   8  u8  version     MP_FRAME_VERSION (3)
  *   9  u8  kind        mp_frame_kind (1..4)
  *  10  u16 flags       opaque to this layer (meaning defined by the runtime)
  *  12  u64 correlation id
@@ -22,7 +22,12 @@
  *  21  u8  reserved    must be 0
  *  22  u32 ttl_ms
  *  26  i32 status      0, or a negative mp_status in [MP_STATUS_MIN_, -1]
- *  30  u16 target_len  + bytes  (<= 256)
+ *  30  REQUEST frames only: the end-to-end request id (runtime.h, rid.c)
+ *      u64 rid_origin  the calling node's token for this life (never 0)
+ *      u64 rid_seq     its sequence number of the call (never 0)
+ *      u64 rid_low     every call of that origin below this has ended
+ *      (other kinds carry nothing here: only requests are deduplicated)
+ *  30/54 u16 target_len + bytes  (<= 256)
  *      u16 sender_len  + bytes  (<= 256)
  *      u16 method_len  + bytes  (<= 128)
  *      u16 key_len     + bytes  (<= 64) the caller's idempotency key, or empty
@@ -83,8 +88,9 @@
 #include "moonpool/status.h"
 
 #define MP_FRAME_MAGIC 0x4C4F504Du /* "MPOL" as bytes on the wire */
-/* 2: the idempotency key field (version 1 had none). */
-#define MP_FRAME_VERSION 2u
+/* 2: the idempotency key field (version 1 had none).
+ * 3: the request id of REQUEST frames. */
+#define MP_FRAME_VERSION 3u
 
 /* Field caps. */
 #define MP_FRAME_MAX_TARGET 256u
@@ -98,6 +104,7 @@
 /* Sizes. MP_FRAME_MIN_SIZE is a frame with every variable field empty. */
 #define MP_FRAME_FIXED_HEADER 30u /* length .. status inclusive */
 #define MP_FRAME_MIN_SIZE 48u     /* fixed header + 5 u16 + u32 + crc */
+#define MP_FRAME_RID_SIZE 24u     /* the request id block of REQUEST frames */
 #define MP_FRAME_DEFAULT_MAX MP_DEFAULT_MAX_MESSAGE_BYTES /* 1 MiB, whole frame */
 /* Largest max_frame accepted by any function here: keeps every size sum far
  * from overflow even where size_t is 32 bits. */
@@ -131,6 +138,9 @@ typedef struct mp_frame {
     uint64_t correlation_id;
     uint32_t ttl_ms;
     int32_t status; /* see the status rule above */
+    /* REQUEST only (encoded for that kind alone; decoders set 0 otherwise):
+     * rid_origin and rid_seq are both 0 (no id) or both non-zero. */
+    uint64_t rid_origin, rid_seq, rid_low;
     mp_bytes target; /* actor id text; may be empty (system frames) */
     mp_bytes sender; /* actor id text or empty */
     mp_bytes method;

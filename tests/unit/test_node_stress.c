@@ -104,7 +104,7 @@ static uint64_t run_stress(uint64_t seed, bool buggify, double reset_rate,
     mp_sim_schedule(sc_sim(c), 0, stress_check, &s);
     if (kill >= 0) mp_sim_schedule(sc_sim(c), 1500 * MS, stress_kill, &s);
     mp_sim_run_until(sc_sim(c), mp_sim_now(sc_sim(c)) + 30 * SEC);
-    int ok = 0;
+    int ok = 0, timeouts = 0;
     for (int i = 0; i < STRESS_CALLS; i++) {
         if (s.o[i].calls != 1)
             fail_msg("seed %llu: call %d completed %d times",
@@ -114,11 +114,19 @@ static uint64_t run_stress(uint64_t seed, bool buggify, double reset_rate,
                           mp_status_name(s.o[i].status), s.o[i].text,
                           (double)s.o[i].at / 1e9);
         if (s.o[i].status == 0) ok++;
+        /* The one outcome a fault-free run may still see under buggify: a
+         * request written to a connection that buggify then broke ends by
+         * its timeout (peers.c: after a break the peer is redialed, not
+         * declared lost). It must stay "may have run", and rare. */
+        else if (expect_all_ok && s.o[i].status == MP_ETIMEDOUT)
+            timeouts++;
         else if (expect_all_ok)
             fail_msg("seed %llu: call %d failed: %s (%s)", (unsigned long long)seed,
                      i, mp_status_name(s.o[i].status), s.o[i].text);
     }
     assert_true(ok > STRESS_CALLS / 2);
+    if (timeouts > STRESS_CALLS / 100)
+        fail_msg("seed %llu: %d calls timed out", (unsigned long long)seed, timeouts);
     if (getenv("MP_NODE_VERBOSE")) {
         mp_sim_stats ss;
         mp_sim_get_stats(sc_sim(c), &ss);

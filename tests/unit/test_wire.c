@@ -79,6 +79,8 @@ static void assert_frame_eq(const mp_frame *a, const mp_frame *b)
     assert_bytes_eq(a->target, b->target);
     assert_bytes_eq(a->sender, b->sender);
     assert_bytes_eq(a->method, b->method);
+    assert_true(a->rid_origin == b->rid_origin && a->rid_seq == b->rid_seq &&
+                a->rid_low == b->rid_low);
     assert_int_equal(a->cache_update_count, b->cache_update_count);
     for (unsigned i = 0; i < a->cache_update_count; i++) {
         assert_bytes_eq(a->cache_updates[i].actor_id, b->cache_updates[i].actor_id);
@@ -140,6 +142,11 @@ static mp_frame random_frame(mp_prng *rng, uint8_t *arena, size_t *used, uint32_
     f.ttl_ms = (uint32_t)mp_prng_next(rng);
     if (f.kind == MP_FRAME_RESPONSE || f.kind == MP_FRAME_SYSTEM)
         f.status = -(int32_t)mp_prng_below(rng, (uint64_t)(-MP_STATUS_MIN_) + 1);
+    if (f.kind == MP_FRAME_REQUEST && mp_prng_chance(rng, 0.8)) {
+        f.rid_origin = mp_prng_next(rng) | 1;
+        f.rid_seq = mp_prng_next(rng) | 1;
+        f.rid_low = mp_prng_next(rng);
+    }
     RAND_VIEW(f.target, mp_prng_chance(rng, 0.8) ? 40 : MP_FRAME_MAX_TARGET);
     RAND_VIEW(f.sender, 40);
     RAND_VIEW(f.method, 20);
@@ -554,7 +561,8 @@ static void test_decode_rejections(void **state)
 
     assert_int_equal(decode_patched(&f, 4, "MPOX", 4, 0), MP_EBADMAGIC);
     assert_int_equal(decode_patched(&f, 4, "MPOX", 4, 1), MP_EBADMAGIC);
-    assert_int_equal(decode_patched(&f, 8, "\x03", 1, 1), MP_EVERSION);
+    assert_int_equal(decode_patched(&f, 8, "\x04", 1, 1), MP_EVERSION);
+    assert_int_equal(decode_patched(&f, 8, "\x02", 1, 1), MP_EVERSION); /* no request id */
     assert_int_equal(decode_patched(&f, 8, "\x01", 1, 1), MP_EVERSION); /* no key field */
     assert_int_equal(decode_patched(&f, 8, "\x00", 1, 1), MP_EVERSION);
     assert_int_equal(decode_patched(&f, 60, "\xff", 1, 0), MP_ECHECKSUM);
@@ -896,13 +904,50 @@ static void test_stream_oversize_at_once(void **state)
     mp_frame_decoder_free(&dec);
 }
 
+/* The request id: only REQUEST frames carry it (24 bytes after the fixed
+ * header), it survives a round trip, and half an id is a protocol error. */
+static void test_request_id_travels_with_requests_only(void **state)
+{
+    mp_frame f = simple_frame(MP_FRAME_REQUEST);
+    f.rid_origin = 0x1111222233334444ull;
+    f.rid_seq = 77;
+    f.rid_low = 70;
+    mp_frame g = simple_frame(MP_FRAME_ONEWAY);
+    g.rid_origin = f.rid_origin; /* ignored: one-way frames carry no id */
+    g.rid_seq = 5;
+    assert_int_equal(mp_frame_encoded_size(&f), mp_frame_encoded_size(&g) + MP_FRAME_RID_SIZE);
+    size_t len;
+    uint8_t *buf = encode_alloc(&f, &len);
+    mp_frame d;
+    assert_int_equal(mp_frame_decode(buf, len, 0, &d, NULL), 0);
+    assert_frame_eq(&f, &d);
+    free(buf);
+    buf = encode_alloc(&g, &len);
+    assert_int_equal(mp_frame_decode(buf, len, 0, &d, NULL), 0);
+    assert_true(d.rid_origin == 0 && d.rid_seq == 0 && d.rid_low == 0);
+    free(buf);
+
+    /* Half an id: refused by the encoder, and by the decoder on the wire. */
+    f.rid_origin = 0;
+    uint8_t b[512];
+    size_t w;
+    assert_int_equal(mp_frame_encode(&f, b, sizeof b, &w, 0), MP_EINVAL);
+    f.rid_origin = 9;
+    assert_int_equal(decode_patched(&f, MP_FRAME_FIXED_HEADER, "\0\0\0\0\0\0\0\0", 8, 1),
+                     MP_EPROTO);
+    f.rid_seq = 0;
+    assert_int_equal(mp_frame_encode(&f, b, sizeof b, &w, 0), MP_EINVAL);
+    f.rid_origin = 0;
+    assert_int_equal(decode_patched(&f, MP_FRAME_FIXED_HEADER, "\1", 1, 1), MP_EPROTO);
+}
+
 static void test_stream_memory_follows_bytes(void **state)
 {
     /* A peer announcing a 1 MiB frame and sending 9 bytes costs a small
      * buffer, not 1 MiB. */
     uint8_t hdr[9];
     put32le(hdr, MP_FRAME_DEFAULT_MAX - 4);
-    memcpy(hdr + 4, "MPOL\x02", 5);
+    memcpy(hdr + 4, "MPOL\x03", 5);
     mp_frame_decoder dec;
     assert_int_equal(mp_frame_decoder_init(&dec, 0), 0);
     mp_frame f;
@@ -1110,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_status_values),
         cmocka_unit_test(test_encode_refusals),
         cmocka_unit_test(test_decode_rejections),
+        cmocka_unit_test(test_request_id_travels_with_requests_only),
         cmocka_unit_test(test_corrupt_every_byte),
         cmocka_unit_test(test_set_ttl_rewrites_only_ttl_and_checksum),
         cmocka_unit_test(test_stream_whole_in_place),

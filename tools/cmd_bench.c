@@ -62,6 +62,7 @@
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
 #include "moonpool/env_uv.h"
+#include "moonpool/limits.h"
 #include "moonpool/node.h"
 #include "moonpool/sim_workload.h"
 #include "moonpool/state.h"
@@ -895,6 +896,39 @@ static int run_oneway(bnode *a, const mp_ref *sink, const bench_cfg *cfg,
     return 0;
 }
 
+/* B's request-id memory after every remote run (node.h, "Request ids"):
+ * the windows it holds, whatever the number of calls it ran. */
+typedef struct stats_wait {
+    mp_env *env;
+    bool done;
+    json_int_t origins, calls_in;
+} stats_wait;
+
+static void stats_got(void *ud, int status, const void *data, size_t len)
+{
+    stats_wait *w = ud;
+    w->done = true;
+    mp_env_uv_stop(w->env);
+    if (status != 0) return;
+    json_t *o = json_loadb(data, len, 0, NULL);
+    w->origins = json_integer_value(json_object_get(o, "rid_origins"));
+    w->calls_in = json_integer_value(json_object_get(o, "calls_in"));
+    json_decref(o);
+}
+
+static void record_rid_memory(bnode *a, const char *addr_b)
+{
+    stats_wait w = {a->env, false, -1, -1};
+    if (mp_node_request_stats(a->node, addr_b, stats_got, &w) != 0) return;
+    while (!w.done) mp_env_uv_run(a->env);
+    if (w.origins < 0) return;
+    const char *set = "node B after every remote run";
+    record("remote", "B calls run", "calls", set, (double)w.calls_in);
+    record("remote", "B rid windows", "windows", set, (double)w.origins);
+    record("remote", "B rid window memory", "KiB", set,
+           (double)w.origins * (MP_RID_WINDOW_BITS / 8) / 1024.0);
+}
+
 static int scn_remote(const bench_cfg *cfg, bool do_remote, bool do_oneway)
 {
     char addr_a[32], addr_b[32];
@@ -969,6 +1003,7 @@ static int scn_remote(const bench_cfg *cfg, bool do_remote, bool do_oneway)
             report_errors("remote", set, &r);
         }
     }
+    if (do_remote && rc == 0) record_rid_memory(&a, addr_b);
     for (int rep = 0; do_oneway && rc == 0 && rep < cfg->reps; rep++) {
         fprintf(stderr, "bench: oneway rep %d/%d\n", rep + 1, cfg->reps);
         double rate = 0;

@@ -97,5 +97,6 @@
  * executed request ids per calling node (origin), for at most this many
  * origins: 8 MiB at most, whatever the call rate. Not configurable yet. */
 #define MP_RID_ORIGINS_MAX 1024u
+#define MP_RID_WINDOW_BITS 65536u
 
 #endif

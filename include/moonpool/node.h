@@ -15,14 +15,30 @@
  * pauses or reconnects: the runtime never sends a request again once it may
  * have reached its host (no retry, no fail-over, no resend after a
  * reconnect), and a request queued for a peer declared lost is dropped
- * before it is written, never delivered later. The workload `exec`
+ * before it is written, never delivered later.
+ *
+ * Request ids, the second line. Every request carries an end-to-end id:
+ * its origin node's token for this life (address, incarnation and a random
+ * draw), the call's sequence number there, and the origin's low mark (every
+ * call of that origin below it has ended). The id is unchanged through
+ * forwards and a client-only node's fail-over. The node whose activation
+ * runs a request records the id in a window per origin (a watermark plus
+ * 65,536 bits, 8 KiB), so a copy that reaches that node again is answered
+ * MP_EALREADY (executed; reply not kept) without a turn, and a copy below
+ * the window, or below its origin's low mark, MP_ESTALE (not executed).
+ * Memory: at most MP_RID_ORIGINS_MAX (1024) windows per node, 8 MiB,
+ * whatever the call rate; stats rid_origins, rid_duplicates, rid_stale,
+ * rid_refused count them. Scope: the node that ran it, in that life. A
+ * copy reaching another node after the actor moved, or its node after a
+ * restart, is not recognised, which is why the runtime never makes one.
+ * The workload `exec`
  * (moonpool sim --workload exec) checks every execution of every call
  * against this under kills, graceful restarts, pauses, one-way and long
  * partitions; make test runs 600 seeds of it.
  *
  * What an error says. Every status a call ends with is one of:
  *   not executed (safe to retry): MP_EUNAVAIL (no host could take it, or
- *     its frame was dropped unsent), MP_EQUEUEFULL, MP_EINVAL, MP_ENOTYPE,
+ *     its frame was dropped unsent), MP_EQUEUEFULL, MP_ESTALE, MP_EINVAL, MP_ENOTYPE,
  *     MP_ENOMETHOD, MP_ETOOBIG, MP_EACTIVATION (its activation failed
  *     before any turn), MP_EDEADLOCK, MP_EFORWARDS, MP_ENAMESPACE,
  *     MP_EVERSION; and MP_ECLOSED / MP_ENOMEM when mp_call returns them
@@ -31,7 +47,8 @@
  *     or the relaying node shut down before the answer), MP_ETIMEDOUT,
  *     MP_ECLOSED through the callback (this node shut down while the call
  *     was out), MP_ESTORAGE (a persist failed inside the turn);
- *   executed: 0, and MP_EACTOR (the handler ran and returned an error).
+ *   executed: 0, MP_EACTOR (the handler ran and returned an error) and
+ *     MP_EALREADY (it ran; this answer is for a copy or a keyed retry).
  * A client-only node fails over to another gateway only for "not
  * executed" outcomes.
  *

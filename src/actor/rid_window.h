@@ -34,7 +34,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define MP_RID_WINDOW 65536u /* bits: 8 KiB per origin */
+#include "moonpool/limits.h"
+
+#define MP_RID_WINDOW MP_RID_WINDOW_BITS /* 8 KiB per origin */
 
 typedef enum mp_rid_verdict {
     MP_RID_RUN = 0,       /* first copy: recorded, run it */

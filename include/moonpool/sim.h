@@ -77,6 +77,10 @@ typedef struct mp_sim_faults {
     double write_fail_p;       /* a write the stream accepted then fails: the
                                   connection resets, its bytes are lost, the
                                   write callback says MP_ECONNRESET */
+    uint64_t clock_offset_max_ns; /* each process life reads its clock
+                                  (mp_env_now) shifted by up to this much,
+                                  as machines' monotonic clocks are: no
+                                  two nodes may compare their readings */
     /* Coverage only: faults at least this long count as "long" (set it to
      * the cluster's peer timeout). 0: none is long. */
     uint64_t long_fault_ns;

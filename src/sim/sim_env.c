@@ -23,11 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moonpool/buggify.h"
 #include "sim/sim_internal.h"
 
 static inline sim_env *senv_of(mp_env *e) { return (sim_env *)(void *)e; }
 
-static uint64_t env_now(mp_env *e) { return senv_of(e)->sim->now; }
+/* Each life's clock may be shifted (mp_sim_faults.clock_offset_max_ns);
+ * timers take delays, so only readings move. */
+static uint64_t env_now(mp_env *e) { return senv_of(e)->sim->now + senv_of(e)->clock_offset; }
 
 static uint64_t deadline(mp_sim *sim, uint64_t delay_ns)
 {
@@ -213,6 +216,13 @@ sim_env *sim_env_create(mp_sim *sim, sim_proc *p)
                  mp_mix64(mp_mix64(sim->seed, (uint64_t)p->pid), p->inc));
     sim_link_init(&env->streams);
     sim_link_init(&env->listeners);
+    /* From a hash, not a stream: drawing it would shift every later draw of
+     * the world for workloads that do not opt in. */
+    uint64_t max = sim->faults.clock_offset_max_ns;
+    if (max) {
+        env->clock_offset = mp_mix64(mp_mix64(sim->seed ^ 0xc10cull, (uint64_t)p->pid), p->inc) % max;
+        MP_SOMETIMES(env->clock_offset > 0, "sim.fault.clock_offset");
+    }
     return env;
 }
 

@@ -106,6 +106,7 @@ void mp_sim_faults_swarm_process(uint64_t seed, uint64_t peer_timeout_ns,
         mp_prng_chance(&r, 0.5) && f->partition_max_ns < 3 * pt)
         f->partition_max_ns = 3 * pt; /* longer than the peer timeout */
     if (mp_prng_chance(&r, 0.5)) f->write_fail_p = 0.001 + 0.009 * mp_prng_unit(&r);
+    if (mp_prng_chance(&r, 0.5)) f->clock_offset_max_ns = 3600ull * MP_SIM_NS_PER_S;
 }
 
 void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
@@ -135,6 +136,10 @@ void mp_sim_faults_format(const mp_sim_faults *f, char *buf, size_t cap)
     if (f->write_fail_p > 0) {
         size_t n = strlen(buf);
         if (n < cap) snprintf(buf + n, cap - n, " wfail=%.4f", f->write_fail_p);
+    }
+    if (f->clock_offset_max_ns > 0) {
+        size_t n = strlen(buf);
+        if (n < cap) snprintf(buf + n, cap - n, " clock<=%.0fs", (double)f->clock_offset_max_ns / 1e9);
     }
 }
 

@@ -172,6 +172,7 @@ typedef struct sim_listener {
 typedef struct sim_env {
     mp_env base; /* first: the mp_env handed to the process */
     mp_sim *sim;
+    uint64_t clock_offset; /* added to its clock readings (sim_env.c) */
     int pid;
     uint32_t inc;
     bool dead;

@@ -61,6 +61,7 @@
 #include "commands.h"
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
+#include "moonpool/env_tls.h"
 #include "moonpool/env_uv.h"
 #include "moonpool/limits.h"
 #include "moonpool/node.h"
@@ -324,10 +325,27 @@ static const mp_actor_type idle_type = {
 /* ---- a node on its own real env ------------------------------------------- */
 
 typedef struct bnode {
-    mp_env *env;
+    mp_env *env; /* the libuv env: loops and timers run on it */
+    mp_env *tls; /* --tls: the node's streams go through this wrapper */
     mp_node *node;
     bool down;
 } bnode;
+
+/* --tls DIR: every node-to-node link of the remote scenarios is TLS, with
+ * DIR/ca.pem, DIR/node.pem and DIR/node.key (scripts/make-certs.sh). */
+static const char *g_tls_dir;
+
+static int bnode_tls(bnode *b)
+{
+    char cert[512], key[512], ca[512], err[256];
+    snprintf(cert, sizeof cert, "%s/node.pem", g_tls_dir);
+    snprintf(key, sizeof key, "%s/node.key", g_tls_dir);
+    snprintf(ca, sizeof ca, "%s/ca.pem", g_tls_dir);
+    mp_env_tls_config tc = {cert, key, ca, 0, 0};
+    int rc = mp_env_tls_create(b->env, &tc, &b->tls, err, sizeof err);
+    if (rc) fprintf(stderr, "moonpool bench: %s\n", err);
+    return rc;
+}
 
 static int bnode_start(bnode *b, const char *self, const char *const *members,
                        size_t n, const mp_actor_type *const *types,
@@ -344,7 +362,8 @@ static int bnode_start(bnode *b, const char *self, const char *const *members,
     cfg.members = members;
     cfg.member_count = n;
     cfg.max_pending_calls = 4000000;
-    int rc = mp_node_create(b->env, &cfg, &b->node);
+    int rc = g_tls_dir ? bnode_tls(b) : 0;
+    if (rc == 0) rc = mp_node_create(b->tls ? b->tls : b->env, &cfg, &b->node);
     for (size_t i = 0; rc == 0 && i < ntypes; i++)
         rc = mp_node_register_type(b->node, types[i]);
     if (rc == 0) rc = mp_node_start(b->node);
@@ -368,6 +387,8 @@ static void bnode_stop(bnode *b)
         for (int i = 0; i < 100 && mp_env_uv_run_once(b->env, 0); i++) {}
         b->node = NULL;
     }
+    mp_env_tls_free(b->tls);
+    b->tls = NULL;
     if (b->env && mp_env_uv_destroy(b->env) != 0)
         fprintf(stderr, "moonpool bench: env still busy at teardown (leaked)\n");
     b->env = NULL;
@@ -1460,7 +1481,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: moonpool bench [--quick] [--json FILE] [--only SCENARIO] [--reps N]\n"
-            "                      [--match TEXT]\n"
+            "                      [--match TEXT] [--tls DIR]\n"
             "\n"
             "Run the benchmarks in real mode on 127.0.0.1 and print one table\n"
             "(every line starts with the scenario name; each figure is the\n"
@@ -1474,6 +1495,8 @@ static void usage(FILE *f)
             "  --match TEXT     local/remote: only the settings containing TEXT\n"
             "                   (e.g. --only remote --match 'inflight=256 payload=16B'\n"
             "                   to profile one configuration)\n"
+            "  --tls DIR        remote/oneway over TLS with DIR/ca.pem, DIR/node.pem,\n"
+            "                   DIR/node.key (scripts/make-certs.sh DIR makes them)\n"
             "  -h, --help       this text\n");
 }
 
@@ -1493,6 +1516,7 @@ int mp_cmd_bench(int argc, char **argv)
         {"only", required_argument, NULL, 'o'},
         {"reps", required_argument, NULL, 'r'},
         {"match", required_argument, NULL, 'm'},
+        {"tls", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1504,6 +1528,7 @@ int mp_cmd_bench(int argc, char **argv)
         case 'j': cfg.json = optarg; break;
         case 'o': cfg.only = optarg; break;
         case 'm': cfg.match = optarg; break;
+        case 't': g_tls_dir = optarg; break;
         case 'r': {
             char *end = NULL;
             long v = strtol(optarg, &end, 10);

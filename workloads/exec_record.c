@@ -179,6 +179,7 @@ typedef struct ex_stored {
 } ex_stored;
 
 typedef struct ex_world {
+    bool trace; /* mp_workload_params.trace: nodes log at debug */
     mp_sim *sim;
     char addrs[EX_NODES][32];
     const char *members[EX_MEMBERS];
@@ -573,6 +574,7 @@ static void node_stop(void *state, uint64_t deadline_ns)
 
 static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
 {
+    if (((ex_arg *)arg)->w->trace) env->log_level = MP_LOG_DEBUG;
     ex_arg *a = arg;
     ex_world *w = a->w;
     ex_node *n = calloc(1, sizeof *n);
@@ -772,12 +774,12 @@ static void ex_tune(uint64_t seed, mp_sim_faults *f)
 
 static int ex_setup(mp_sim *sim, const mp_workload_params *params, void **state)
 {
-    (void)params;
     ex_world *w = calloc(1, sizeof *w);
     if (!w) return MP_ENOMEM;
     *state = w;
     g_world = w;
     w->sim = sim;
+    w->trace = params && params->trace;
     for (int i = 0; i < EX_NODES; i++) {
         if (i < EX_MEMBERS)
             snprintf(w->addrs[i], sizeof w->addrs[i], "10.0.2.%d:%d", i + 1, EX_PORT);
@@ -878,6 +880,7 @@ static const char *const ex_coverage[] = {
     "transport.queued_dropped",
     "transport.queued_request_expired",
     "transport.read_after_silence",
+    "transport.read_in_backlog",
     "transport.reconnect",
     "transport.request_aged_by_stall",
     "transport.tie_break",

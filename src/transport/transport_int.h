@@ -61,6 +61,9 @@ typedef struct conn {
     bool ka_writing;     /* a keep-alive write is in flight */
     uint32_t idle_ticks; /* heartbeat ticks since the last write issued */
     uint64_t last_recv;  /* env time of the last read callback with bytes */
+    /* After a silence (transport.c on_read): until backlog_until, bytes
+     * may still be the held backlog, as old as now - backlog_from. */
+    uint64_t backlog_from, backlog_until;
     uint64_t partial_since; /* env time a still incomplete frame began; 0: none */
     uint8_t hello[HELLO_FRAME_CAP];
     uint8_t reply[REPLY_FRAME_CAP];

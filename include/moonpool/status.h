@@ -54,7 +54,9 @@ typedef enum mp_status {
                               lost (node.h, "What an error says") */
     MP_EALREADY = -34,     /* a keyed request already ran; its reply was
                               not kept (too large or evicted) */
-    MP_STATUS_MIN_ = -34
+    MP_EAUTH = -35,        /* the peer did not prove the cluster secret (or
+                              we could not prove it to the peer) */
+    MP_STATUS_MIN_ = -35
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".

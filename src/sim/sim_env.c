@@ -182,6 +182,21 @@ static const char *env_stream_peer(mp_stream *ms)
 
 static uint64_t env_random(mp_env *e) { return mp_prng_next(&senv_of(e)->rng); }
 
+/* "Secure" randomness is the process's seeded generator here: a seed must
+ * replay the whole run, handshake nonces included. */
+static int env_secure_random(mp_env *e, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        uint64_t r = mp_prng_next(&senv_of(e)->rng);
+        size_t n = len < sizeof r ? len : sizeof r;
+        for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(r >> (8 * i));
+        p += n;
+        len -= n;
+    }
+    return MP_OK;
+}
+
 static const mp_env_ops sim_env_ops = {
     .now_ns = env_now,
     .timer_start = env_timer_start,
@@ -197,6 +212,7 @@ static const mp_env_ops sim_env_ops = {
     .stream_peer = env_stream_peer,
     .random_u64 = env_random,
     .listener_port = env_listener_port,
+    .secure_random = env_secure_random,
 };
 
 sim_env *sim_env_create(mp_sim *sim, sim_proc *p)

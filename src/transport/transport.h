@@ -135,8 +135,12 @@ typedef struct mp_peer_stats {
      * reached max_queue_frames/bytes (the output buffer limit). */
     uint64_t slow_frames, output_limit_closes;
     /* Totals only: incoming connections closed in handshake to admit new
-     * ones (max_handshakes). */
+     * ones (max_handshakes, or a connection cap), handshakes refused
+     * because the peer did not prove the cluster secret, and incoming
+     * connections refused at accept by max_connections(_per_ip). */
     uint64_t handshakes_evicted;
+    uint64_t auth_failures;
+    uint64_t connections_refused;
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */

@@ -201,51 +201,86 @@ static void log_sink(void *ud, mp_log_level level, const char *msg)
     if (c->needle && strstr(msg, c->needle)) c->hits++;
 }
 
-/* ---- HELLO codec -------------------------------------------------------- */
+/* ---- handshake codec and proofs ---------------------------------------- */
 
 static void test_hello_codec(void **state)
 {
-    uint8_t buf[MP_HELLO_MAX_PAYLOAD];
+    uint8_t buf[MP_HELLO_SIZE + 8];
     size_t n = 0;
-    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str("prod.eu-1"), mp_bytes_str("10.0.0.1:4500"), 7};
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_KEYED;
+    for (int i = 0; i < (int)MP_HELLO_NONCE_LEN; i++) h.nonce[i] = (uint8_t)(i * 7);
     assert_int_equal(mp_hello_encode(&h, buf, sizeof buf, &n), MP_OK);
+    assert_int_equal(n, MP_HELLO_SIZE);
     mp_hello d;
     assert_int_equal(mp_hello_decode(buf, n, &d), MP_OK);
-    assert_true(mp_bytes_eq(d.ns, h.ns));
-    assert_true(mp_bytes_eq(d.addr, h.addr));
-    assert_int_equal(d.incarnation, 7);
-    /* Every truncation fails cleanly. */
+    assert_int_equal(d.mode, MP_HELLO_KEYED);
+    assert_memory_equal(d.nonce, h.nonce, MP_HELLO_NONCE_LEN);
+    /* Every truncation fails cleanly; a trailing byte too. */
     for (size_t i = 0; i < n; i++) assert_true(mp_hello_decode(buf, i, &d) < 0);
-    /* Trailing byte. */
-    uint8_t big[MP_HELLO_MAX_PAYLOAD + 1];
-    memcpy(big, buf, n);
-    big[n] = 0;
-    assert_int_equal(mp_hello_decode(big, n + 1, &d), MP_EPROTO);
-    /* Another version: only the version is read. */
-    memcpy(big, buf, n);
-    big[0] = 2;
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EVERSION);
-    assert_int_equal(d.version, 2);
-    /* Bad namespace character, zero incarnation, bad lengths. */
-    memcpy(big, buf, n);
-    big[4] = '/';
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    memcpy(big, buf, n);
-    memset(big + n - 4, 0, 4);
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    memcpy(big, buf, n);
-    big[2] = 0xff;
-    big[3] = 0xff;
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    /* Encoder refuses what the decoder would refuse. */
-    mp_hello bad = h;
-    bad.ns = mp_bytes_str("");
-    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
-    bad = h;
-    bad.incarnation = 0;
-    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
-    bad = h;
-    assert_int_equal(mp_hello_encode(&bad, buf, 5, &n), MP_EINVAL);
+    buf[n] = 0;
+    assert_int_equal(mp_hello_decode(buf, n + 1, &d), MP_EPROTO);
+    /* Another version: only the version is read (version 1 had another
+     * layout). */
+    buf[0] = 1;
+    assert_int_equal(mp_hello_decode(buf, n, &d), MP_EVERSION);
+    assert_int_equal(d.version, 1);
+    buf[0] = (uint8_t)MP_HELLO_VERSION;
+    buf[2] = 7; /* unknown mode */
+    assert_int_equal(mp_hello_decode(buf, n, &d), MP_EPROTO);
+    h.mode = 9;
+    assert_int_equal(mp_hello_encode(&h, buf, sizeof buf, &n), MP_EINVAL);
+    h.mode = MP_HELLO_OPEN;
+    assert_int_equal(mp_hello_encode(&h, buf, 5, &n), MP_EINVAL);
+}
+
+static void test_auth_codec(void **state)
+{
+    uint8_t buf[MP_AUTH_MAX_PAYLOAD + 1];
+    uint8_t proof[MP_HELLO_PROOF_LEN];
+    memset(proof, 0x5a, sizeof proof);
+    size_t n = 0;
+    mp_auth a = {mp_bytes_str("10.0.0.1:4500"), 7, mp_bytes_make(NULL, 0),
+                 mp_bytes_make(proof, sizeof proof)};
+    assert_int_equal(mp_auth_encode(&a, buf, sizeof buf, &n), MP_OK);
+    mp_auth d;
+    assert_int_equal(mp_auth_decode(buf, n, &d), MP_OK);
+    assert_true(mp_bytes_eq(d.addr, a.addr));
+    assert_int_equal(d.incarnation, 7);
+    assert_int_equal(d.ns.len, 0);
+    assert_memory_equal(d.proof.ptr, proof, sizeof proof);
+    for (size_t i = 0; i < n; i++) assert_true(mp_auth_decode(buf, i, &d) < 0);
+    buf[n] = 0;
+    assert_int_equal(mp_auth_decode(buf, n + 1, &d), MP_EPROTO);
+    /* Open mode: the namespace instead of a proof. */
+    mp_auth o = {mp_bytes_str("10.0.0.1:4500"), 7, mp_bytes_str("prod.eu-1"),
+                 mp_bytes_make(NULL, 0)};
+    assert_int_equal(mp_auth_encode(&o, buf, sizeof buf, &n), MP_OK);
+    assert_int_equal(mp_auth_decode(buf, n, &d), MP_OK);
+    assert_true(mp_bytes_eq(d.ns, o.ns));
+    /* Bad namespace character, zero incarnation, both or neither of ns and
+     * proof, a proof of the wrong length: refused by both sides. */
+    uint8_t bad[MP_AUTH_MAX_PAYLOAD];
+    memcpy(bad, buf, n);
+    bad[2 + 13 + 4 + 2] = '/';
+    assert_int_equal(mp_auth_decode(bad, n, &d), MP_EPROTO);
+    memcpy(bad, buf, n);
+    memset(bad + 2 + 13, 0, 4);
+    assert_int_equal(mp_auth_decode(bad, n, &d), MP_EPROTO);
+    mp_auth e = o;
+    e.proof = mp_bytes_make(proof, sizeof proof);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = o;
+    e.ns = mp_bytes_make(NULL, 0);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = a;
+    e.proof = mp_bytes_make(proof, 31);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = a;
+    e.incarnation = 0;
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
     /* Random garbage never crashes. */
     uint64_t x = 12345;
     for (int round = 0; round < 20000; round++) {
@@ -254,9 +289,47 @@ static void test_hello_codec(void **state)
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             buf[i] = (uint8_t)(x >> 56);
         }
-        if (len >= 2) buf[0] = 1, buf[1] = 0;
-        (void)mp_hello_decode(buf, len, &d);
+        (void)mp_auth_decode(buf, len, &d);
+        mp_hello hh;
+        (void)mp_hello_decode(buf, len, &hh);
     }
+}
+
+static void test_proof_binds_every_field(void **state)
+{
+    uint8_t key[MP_HELLO_KEY_LEN], nd[MP_HELLO_NONCE_LEN], na[MP_HELLO_NONCE_LEN];
+    memset(key, 1, sizeof key);
+    memset(nd, 2, sizeof nd);
+    memset(na, 3, sizeof na);
+    mp_proof_input base = {'D', nd, na, mp_bytes_str("prod"), mp_bytes_str("10.0.0.1:1"),
+                           mp_bytes_str("10.0.0.2:2"), 5, 0};
+    uint8_t p0[MP_HELLO_PROOF_LEN], p1[MP_HELLO_PROOF_LEN];
+    assert_int_equal(mp_proof_compute(key, &base, p0), MP_OK);
+    assert_true(mp_proof_check(key, &base, p0, sizeof p0));
+    assert_false(mp_proof_check(key, &base, p0, sizeof p0 - 1));
+    uint8_t other[MP_HELLO_NONCE_LEN];
+    memset(other, 9, sizeof other);
+    for (int field = 0; field < 9; field++) {
+        mp_proof_input in = base;
+        uint8_t k2[MP_HELLO_KEY_LEN];
+        memcpy(k2, key, sizeof k2);
+        switch (field) {
+        case 0: in.role = 'A'; break;             /* reflection */
+        case 1: in.nonce_d = other; break;        /* replay on a new connection */
+        case 2: in.nonce_a = other; break;
+        case 3: in.ns = mp_bytes_str("prod2"); break;
+        case 4: in.addr_d = mp_bytes_str("10.0.0.1:9"); break;
+        case 5: in.inc_d = 6; break;
+        case 6: in.addr_a = mp_bytes_str("10.0.0.3:2"); break;
+        case 7: in.inc_a = 1; break;
+        default: k2[0] ^= 1; break;               /* another secret */
+        }
+        assert_int_equal(mp_proof_compute(k2, &in, p1), MP_OK);
+        assert_memory_not_equal(p0, p1, sizeof p0);
+        assert_false(mp_proof_check(key, &base, p1, sizeof p1));
+    }
+    base.role = 'X';
+    assert_int_equal(mp_proof_compute(key, &base, p1), MP_EINVAL);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -495,16 +568,26 @@ static void raw_write(raw *r, int slot, const void *p, size_t n)
     assert_int_equal(mp_stream_write(r->s, &iov, 1, NULL, NULL), MP_OK);
 }
 
+/* An open-mode handshake as a dialer would pipeline it: HELLO (a fixed
+ * nonce) then AUTH claiming addr. Returns the bytes written into out. */
 static size_t hello_frame(uint8_t *out, size_t cap, const char *ns, const char *addr, uint32_t inc)
 {
-    uint8_t pl[MP_HELLO_MAX_PAYLOAD];
-    size_t n = 0, w = 0;
-    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str(ns), mp_bytes_str(addr), inc};
+    uint8_t pl[MP_AUTH_MAX_PAYLOAD];
+    size_t n = 0, w = 0, w2 = 0;
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_OPEN;
+    memset(h.nonce, 0x42, sizeof h.nonce);
     assert_int_equal(mp_hello_encode(&h, pl, sizeof pl, &n), MP_OK);
     mp_frame f;
     mp_hello_frame(&f, MP_HELLO_METHOD, mp_bytes_make(pl, (uint32_t)n), 0);
     assert_int_equal(mp_frame_encode(&f, out, cap, &w, 0), MP_OK);
-    return w;
+    mp_auth a = {mp_bytes_str(addr), inc, mp_bytes_str(ns), mp_bytes_make(NULL, 0)};
+    assert_int_equal(mp_auth_encode(&a, pl, sizeof pl, &n), MP_OK);
+    mp_hello_frame(&f, MP_AUTH_METHOD, mp_bytes_make(pl, (uint32_t)n), 0);
+    assert_int_equal(mp_frame_encode(&f, out + w, cap - w, &w2, 0), MP_OK);
+    return w + w2;
 }
 
 /* A raw client that opened a connection to b and sent its HELLO as addr
@@ -519,8 +602,9 @@ static void raw_handshaked(mp_env *env, raw *r, node *b, const char *addr)
 
 static const char *method_is_static(const mp_frame *f)
 {
-    static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD};
-    for (int i = 0; i < 4; i++)
+    static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD,
+                                  "auth"};
+    for (int i = 0; i < 5; i++)
         if (mp_bytes_eq(f->method, mp_bytes_str(known[i]))) return known[i];
     return "other";
 }
@@ -604,16 +688,15 @@ static void test_frame_before_handshake(void **state)
 
     /* A HELLO from another protocol version is refused with a reason. */
     raw_open(env, &r, mp_transport_self_addr(b.t));
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7778", 1);
-    /* payload starts after the fixed header, 4 u16 lengths and method */
-    size_t pl_off = MP_FRAME_FIXED_HEADER + 2 + 2 + 2 + 5 + 2 + 4;
-    buf[pl_off] = 9;
-    /* re-seal: decode would fail the crc, so rebuild via the encoder */
+    /* (version 9: only the version field is read) */
+    mp_hello hv;
+    memset(&hv, 0, sizeof hv);
+    hv.version = 9;
+    uint8_t pl2[MP_HELLO_SIZE];
+    size_t n = 0;
+    assert_int_equal(mp_hello_encode(&hv, pl2, sizeof pl2, &n), MP_OK);
     mp_frame hf;
-    assert_int_equal(mp_frame_decode(buf, n, 0, &hf, NULL), MP_ECHECKSUM);
-    uint8_t pl2[MP_HELLO_MAX_PAYLOAD];
-    memcpy(pl2, buf + pl_off, n - pl_off - 4);
-    mp_hello_frame(&hf, MP_HELLO_METHOD, mp_bytes_make(pl2, (uint32_t)(n - pl_off - 4)), 0);
+    mp_hello_frame(&hf, MP_HELLO_METHOD, mp_bytes_make(pl2, (uint32_t)n), 0);
     assert_int_equal(mp_frame_encode(&hf, buf, sizeof buf, &w, 0), MP_OK);
     raw_write(&r, 0, buf, w);
     run_until(env, raw_ended, &r);
@@ -957,6 +1040,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_codec),
+        cmocka_unit_test(test_auth_codec),
+        cmocka_unit_test(test_proof_binds_every_field),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_exchange_both_ways),
         cmocka_unit_test(test_limits),

@@ -36,8 +36,8 @@
  * defaults of mp_env_net_policy's caps. Per IP stays at or above the
  * handshake slots so that slot eviction, not refusal, meets a flood from
  * one address (members on the same host must still get in). */
-#define MAX_INCOMING 4096u
-#define MAX_INCOMING_PER_IP 1024u
+#define MAX_INCOMING MP_DEFAULT_MAX_CONNECTIONS
+#define MAX_INCOMING_PER_IP MP_DEFAULT_MAX_CONNECTIONS_PER_IP
 #define BUGGIFY_FLUSH_DELAY_NS (2 * MP_NS_PER_MS)
 /* The keep-alive frame: an empty system frame with its method. */
 #define KA_FRAME_CAP (MP_FRAME_MIN_SIZE + sizeof MP_KEEPALIVE_METHOD)

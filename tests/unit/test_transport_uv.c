@@ -307,6 +307,12 @@ static void test_proof_binds_every_field(void **state)
     assert_int_equal(mp_proof_compute(key, &base, p0), MP_OK);
     assert_true(mp_proof_check(key, &base, p0, sizeof p0));
     assert_false(mp_proof_check(key, &base, p0, sizeof p0 - 1));
+    /* Every byte counts: the proof with any one byte changed fails. */
+    for (size_t i = 0; i < sizeof p0; i++) {
+        memcpy(p1, p0, sizeof p1);
+        p1[i] ^= 0x80;
+        assert_false(mp_proof_check(key, &base, p1, sizeof p1));
+    }
     uint8_t other[MP_HELLO_NONCE_LEN];
     memset(other, 9, sizeof other);
     for (int field = 0; field < 9; field++) {

@@ -1267,6 +1267,8 @@ static void test_auth_forged_claim_does_not_take_a_member(void **state)
 {
     mp_env *env = mp_env_uv_create(NULL, 24);
     set_key(env, "s3cret");
+    uint8_t key[MP_ENV_KEY_LEN];
+    memcpy(key, env->net.key, sizeof key);
     node a, b;
     node_start(env, &a, 0, "test", "127.0.0.1:0", 3, NULL);
     node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
@@ -1286,6 +1288,18 @@ static void test_auth_forged_claim_does_not_take_a_member(void **state)
     assert_int_equal(s.incarnation, 3);
     assert_int_equal(s.connects, 1);
     assert_int_equal(b.rx.restarts, 1);
+    raw_close(env, &r);
+    /* Even with the secret, a claim of a lower incarnation than the one
+     * recorded is refused and changes nothing. */
+    raw_keyed(env, &r, &b, key, "test", aaddr, 2, 0x44, NULL, NULL);
+    run_until(env, raw_ended, &r);
+    const char *m[4];
+    assert_int_equal(raw_frames(&r, m, 4), 2);
+    assert_string_equal(m[1], "hello_refused");
+    assert_int_equal(mp_transport_peer_stats(b.t, aaddr, &s), MP_OK);
+    assert_true(s.connected);
+    assert_int_equal(s.incarnation, 3);
+    assert_int_equal(s.connects, 1);
     /* a's traffic still flows both ways on its own connection. */
     assert_int_equal(send_seq(&a, &b, 1), MP_OK);
     count_wait w2 = {&b, 0, 2};

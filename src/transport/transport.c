@@ -19,12 +19,18 @@
  * frames handed to connections form contiguous, ordered runs: never a
  * duplicate, never a reorder.
  *
- * Handshake. Both ends send HELLO at once (handshake.h). The dialer checks
- * the acceptor's HELLO (namespace, version, the address it dialed) and waits
- * for hello_ok; the acceptor checks the dialer's HELLO and answers hello_ok
- * (the connection is then open on its side) or hello_refused with a reason,
+ * Handshake (handshake.h has the messages and why the dialer proves
+ * first). Both ends send HELLO at once: version, mode, a fresh nonce. The
+ * dialer answers the acceptor's HELLO with its AUTH (address, incarnation,
+ * proof or namespace) and waits for hello_ok; the acceptor checks that
+ * AUTH (the proof before anything else), weighs the claim (stale
+ * incarnation, tie-break), and answers hello_ok carrying its own AUTH (the
+ * connection is then open on its side) or hello_refused with a reason,
  * written before the stream is closed from the write callback so the reason
- * reaches the dialer. A handshake timer closes a connection that does not get
+ * reaches the dialer. The dialer opens once the acceptor's AUTH checks out
+ * (its address is the one dialed; its proof). A peer's recorded
+ * incarnation changes only in conn_open, so a refused claim never changes
+ * it. A refusal for a missing proof says only "authentication failed". A handshake timer closes a connection that does not get
  * there in time; for a dial it starts with the connect, so a dial to a host
  * that is gone fails in that time too. Any other frame before that is a
  * protocol error.

@@ -3,9 +3,15 @@
  *
  * A node owns one mp_transport. It listens on the node's address and dials
  * peers on demand when a frame is sent to them. Each connection starts with a
- * handshake (HELLO both ways: cluster namespace, protocol version, node
- * address, incarnation). A peer from another namespace or an incompatible
- * version is refused with a logged reason.
+ * handshake (handshake.h): HELLO both ways (protocol version, mode, a fresh
+ * nonce), then the dialer's AUTH and the acceptor's hello_ok (node address,
+ * incarnation, and either the namespace or, with a cluster key on the env
+ * (env.h: mp_env_net_policy), an HMAC proof of the key over both nonces,
+ * the namespace, both addresses and incarnations). A peer from another
+ * namespace, of an incompatible version, or without the key is refused
+ * with a logged reason; a peer without the key learns nothing about us.
+ * Incoming connections are capped in total and per remote IP (the env's
+ * policy): a full cap first evicts the oldest connection in handshake.
  *
  * One connection per pair: when both nodes dial each other at once, the
  * connection dialed by the node with the smaller address (byte-wise compare)

@@ -6,7 +6,7 @@
 #   scripts/install-deps.sh [core|fuzz|postgres|valgrind]...   (default: core)
 set -eu
 
-core="cmake make gcc pkg-config libuv1-dev libcmocka-dev libjansson-dev libsqlite3-dev libpq-dev postgresql iptables"
+core="cmake make gcc pkg-config libuv1-dev libcmocka-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev postgresql iptables"
 fuzz="clang libclang-rt-14-dev"
 postgres="postgresql"
 valgrind="valgrind"

@@ -17,6 +17,7 @@
 
 #include "moonpool/actor.h"
 #include "moonpool/env_uv.h"
+#include "moonpool/host.h"
 
 int mp_cc_split_target(const char *target, char *type_buf, size_t type_cap, const char **key)
 {
@@ -30,8 +31,8 @@ int mp_cc_split_target(const char *target, char *type_buf, size_t type_cap, cons
     return 0;
 }
 
-int mp_cc_open(mp_cc *cc, const char *cluster_file, mp_log_level log_level, char *err,
-               size_t err_cap)
+int mp_cc_open(mp_cc *cc, const char *cluster_file, const char *secret_file,
+               mp_log_level log_level, char *err, size_t err_cap)
 {
     memset(cc, 0, sizeof *cc);
     mp_config_error cerr;
@@ -48,6 +49,14 @@ int mp_cc_open(mp_cc *cc, const char *cluster_file, mp_log_level log_level, char
     }
     cc->env->log_level = log_level;
     cc->env->name = "client";
+    /* The cluster key (a client listens on loopback: no protected-mode
+     * check). A bad secret file is the caller's mistake, like the config. */
+    if (secret_file) cc->cfg.secret_file = secret_file;
+    rc = mp_host_apply_security(&cc->cfg, NULL, cc->env, err, err_cap);
+    if (rc < 0) {
+        mp_cc_close(cc);
+        return MP_EINVAL;
+    }
 
     mp_node_config nc;
     mp_node_config_init(&nc);

@@ -31,13 +31,15 @@ typedef struct mp_cc {
     int at_once; /* the last mp_cc_call's error came from mp_call itself */
 } mp_cc;
 
-/* Load the cluster file (only [cluster] matters: namespace and members;
- * [node] address is ignored), start a client node on 127.0.0.1:0. On a
+/* Load the cluster file (only [cluster] and [security] matter: namespace,
+ * members, the secret; [node] address is ignored), start a client node on
+ * 127.0.0.1:0. secret_file (may be NULL) replaces the file's [security]
+ * secret_file: the client then authenticates with it (docs/security.md). On a
  * config error returns MP_EINVAL with the file:line message in err and
  * nothing to close; other errors (runtime) with a reason in err. log_level
  * applies to the client's own log lines (stderr). */
-int mp_cc_open(mp_cc *cc, const char *cluster_file, mp_log_level log_level, char *err,
-               size_t err_cap);
+int mp_cc_open(mp_cc *cc, const char *cluster_file, const char *secret_file,
+               mp_log_level log_level, char *err, size_t err_cap);
 
 /* Shut the client down and release everything. Safe on a zeroed struct. */
 void mp_cc_close(mp_cc *cc);

@@ -22,12 +22,15 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool call --cluster FILE [--timeout MS] [--key KEY] [-v] TYPE/KEY METHOD\n"
+            "usage: moonpool call --cluster FILE [--secret-file PATH] [--timeout MS] [--key KEY] [-v]\n"
+            "                     TYPE/KEY METHOD\n"
             "                     [JSON]\n"
             "\n"
             "Call METHOD on the actor TYPE/KEY of the cluster described by FILE (its\n"
             "[cluster] namespace and members) and print the reply. JSON defaults to {}.\n"
             "  --cluster FILE  a cluster config file (docs/config.md)\n"
+            "  --secret-file PATH  the cluster secret (default: the file's [security]\n"
+            "                  secret_file; docs/security.md)\n"
             "  --timeout MS    call timeout in milliseconds (default: the file's\n"
             "                  [timeouts] call, 30 s)\n"
             "  --key KEY       idempotency key: a call that failed \"may have executed\"\n"
@@ -53,7 +56,7 @@ static int parse_ms(const char *s, uint64_t *out)
 
 int mp_cmd_call(int argc, char **argv)
 {
-    const char *cluster = NULL;
+    const char *cluster = NULL, *secret = NULL;
     const char *pos[3] = {NULL, NULL, NULL};
     int npos = 0;
     uint64_t timeout_ns = 0;
@@ -68,6 +71,8 @@ int mp_cmd_call(int argc, char **argv)
             cluster = argv[++i];
         } else if (strncmp(a, "--cluster=", 10) == 0) {
             cluster = a + 10;
+        } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
+            secret = argv[++i];
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             if (parse_ms(argv[++i], &timeout_ns) < 0) {
                 fprintf(stderr, "moonpool call: --timeout wants milliseconds (1..86400000)\n");
@@ -112,7 +117,7 @@ int mp_cmd_call(int argc, char **argv)
 
     mp_cc cc;
     char err[300];
-    int rc = mp_cc_open(&cc, cluster, lvl, err, sizeof err);
+    int rc = mp_cc_open(&cc, cluster, secret, lvl, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "moonpool call: %s\n", err);
         return rc == MP_EINVAL ? MP_EXIT_USAGE : MP_EXIT_FAIL;

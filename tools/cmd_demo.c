@@ -956,7 +956,7 @@ static int demo_main(demo *d)
     if (start_cluster(d) < 0) return MP_EXIT_FAIL;
 
     char err[300];
-    if (mp_cc_open(&d->cc, d->conf[0], MP_LOG_ERROR, err, sizeof err) < 0) {
+    if (mp_cc_open(&d->cc, d->conf[0], NULL, MP_LOG_ERROR, err, sizeof err) < 0) {
         fprintf(stderr, "moonpool demo: client: %s\n", err);
         return MP_EXIT_FAIL;
     }

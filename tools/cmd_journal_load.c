@@ -204,7 +204,7 @@ int mp_cmd_journal_load(int argc, char **argv)
     }
     static jl l; /* zeroed */
     char err[300];
-    int rc = mp_cc_open(&l.cc, cluster, MP_LOG_WARN, err, sizeof err);
+    int rc = mp_cc_open(&l.cc, cluster, NULL, MP_LOG_WARN, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "moonpool journal-load: %s\n", err);
         return rc == MP_EINVAL ? MP_EXIT_USAGE : MP_EXIT_FAIL;

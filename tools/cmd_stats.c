@@ -19,7 +19,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool stats --cluster FILE --node ADDR|N [--raw]\n"
+            "usage: moonpool stats --cluster FILE --node ADDR|N [--secret-file PATH] [--raw]\n"
             "\n"
             "Print the counters of the node at ADDR (one of the members of FILE, or the\n"
             "N-th member counting from 1) as JSON:\n"
@@ -30,7 +30,7 @@ static void usage(FILE *out)
 
 int mp_cmd_stats(int argc, char **argv)
 {
-    const char *cluster = NULL, *addr = NULL;
+    const char *cluster = NULL, *addr = NULL, *secret = NULL;
     int raw = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -41,6 +41,8 @@ int mp_cmd_stats(int argc, char **argv)
             cluster = argv[++i];
         } else if (strncmp(a, "--cluster=", 10) == 0) {
             cluster = a + 10;
+        } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
+            secret = argv[++i];
         } else if (strcmp(a, "--node") == 0 && i + 1 < argc) {
             addr = argv[++i];
         } else if (strncmp(a, "--node=", 7) == 0) {
@@ -60,7 +62,7 @@ int mp_cmd_stats(int argc, char **argv)
     }
     mp_cc cc;
     char err[300];
-    int rc = mp_cc_open(&cc, cluster, MP_LOG_WARN, err, sizeof err);
+    int rc = mp_cc_open(&cc, cluster, secret, MP_LOG_WARN, err, sizeof err);
     if (rc < 0) {
         fprintf(stderr, "moonpool stats: %s\n", err);
         return rc == MP_EINVAL ? MP_EXIT_USAGE : MP_EXIT_FAIL;

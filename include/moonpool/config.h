@@ -33,7 +33,9 @@
  *   [node]     address, data_dir, log_level
  *   [storage]  provider (sqlite|postgres|memory), path, conninfo
  *   [timeouts] call, idle, shutdown, heartbeat, peer_timeout
- *   [limits]   max_message, max_pending_calls, mailbox_warn_depth, max_mailbox
+ *   [limits]   max_message, max_pending_calls, mailbox_warn_depth, max_mailbox,
+ *              max_connections, max_connections_per_ip
+ *   [security] secret_file (the cluster secret; read by the host, never here)
  *
  * node.address may be left out of a file shared by every node of a cluster;
  * the tool then picks it from the command line (mp_config_set_address,
@@ -103,6 +105,11 @@ typedef struct mp_config {
     uint64_t max_pending_calls;    /* default 1,000,000 */
     uint64_t mailbox_warn_depth;   /* default 10,000; 0 disables the warning */
     uint64_t max_mailbox;          /* default 100,000 messages per activation */
+    uint64_t max_connections;      /* incoming connections at once; default 4096 */
+    uint64_t max_connections_per_ip; /* incoming from one IP; default 1024 */
+    /* [security] */
+    const char *secret_file;       /* path of the cluster secret; NULL: none
+                                      (the node then stays on loopback) */
     void *arena_;                  /* private: the one allocation */
 } mp_config;
 

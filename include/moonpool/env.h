@@ -110,7 +110,28 @@ typedef struct mp_env_ops {
     const char *(*stream_peer)(mp_stream *s);
     uint64_t (*random_u64)(mp_env *env);
     int (*listener_port)(mp_listener *l);
+    /* len unpredictable bytes (nonces, see mp_env_secure_random). NULL in
+     * a test backend: mp_env_secure_random falls back to random_u64. */
+    int (*secure_random)(mp_env *env, void *buf, size_t len);
 } mp_env_ops;
+
+/* Size of the cluster key (SHA-256 of the secret file). */
+#define MP_ENV_KEY_LEN 32u
+
+/* How the transports created on an env authenticate and admit
+ * connections (docs/security.md). The process host fills it from the
+ * config before creating the node; zero (the backends' default) means no
+ * cluster secret and the default connection caps.
+ *
+ * Why on the env and not in mp_node_config: the key and the caps describe
+ * how this process meets the outside world (the env's job), and every
+ * transport of the process must use the same ones. */
+typedef struct mp_env_net_policy {
+    int has_key;                   /* key holds the cluster key */
+    uint8_t key[MP_ENV_KEY_LEN];   /* never logged, never sent */
+    uint32_t max_connections;      /* incoming, in total; 0: default */
+    uint32_t max_connections_per_ip; /* incoming, per remote IP; 0: default */
+} mp_env_net_policy;
 
 /* The common head of every backend's env. Backends embed it first. */
 struct mp_env {
@@ -119,6 +140,7 @@ struct mp_env {
     mp_log_sink log_sink; /* NULL: lines go to the backend's default (stderr) */
     void *log_ud;
     const char *name; /* shown in log lines, e.g. the node address; not owned */
+    mp_env_net_policy net; /* set by the host before any transport exists */
 };
 
 /* ---- time ---------------------------------------------------------------- */
@@ -251,6 +273,24 @@ static inline const char *mp_stream_peer(mp_stream *s)
 static inline uint64_t mp_env_random(mp_env *env)
 {
     return env->ops->random_u64(env);
+}
+
+/* Fill buf with len bytes an observer cannot predict (handshake nonces):
+ * the real backend reads the OS (getrandom), the simulator its seeded
+ * generator (so a seed still replays). Returns 0, or MP_EIO when the OS
+ * cannot give entropy (then buf must not be used). */
+static inline int mp_env_secure_random(mp_env *env, void *buf, size_t len)
+{
+    if (env->ops->secure_random) return env->ops->secure_random(env, buf, len);
+    uint8_t *p = (uint8_t *)buf;
+    while (len > 0) {
+        uint64_t r = env->ops->random_u64(env);
+        size_t n = len < sizeof r ? len : sizeof r;
+        for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(r >> (8 * i));
+        p += n;
+        len -= n;
+    }
+    return MP_OK;
 }
 
 /* Uniform in [0, n) without modulo bias; n == 0 gives 0. */

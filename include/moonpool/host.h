@@ -51,7 +51,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "moonpool/actor.h"
+#include "moonpool/config.h"
+#include "moonpool/env.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -81,6 +85,29 @@ int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out,
 /* Create directory `path` and its missing parents (mode 0755); an existing
  * directory is fine. Returns 0 or MP_EIO/MP_EINVAL with a reason in err. */
 int mp_host_mkdirs(const char *path, char *err, size_t err_cap);
+
+/* Read the cluster secret file at path and derive the cluster key from it
+ * (SHA-256 of its bytes, one trailing "\n" or "\r\n" removed so that
+ * `echo` and `printf` write the same secret). Refused, with a reason naming
+ * the path in err: a file group or others may read or write (mode & 066;
+ * the mode is given: "chmod 600 PATH"), not a regular file, empty (after
+ * the newline), larger than MP_SECRET_FILE_MAX bytes, unreadable. Returns
+ * 0, MP_EINVAL (the file's content or mode), MP_ENOTFOUND or MP_EIO. The
+ * secret's bytes are wiped from memory after use. */
+int mp_host_load_secret(const char *path, uint8_t key[MP_ENV_KEY_LEN], char *err,
+                        size_t err_cap);
+
+/* Whether "host:port" names a loopback address (127.0.0.0/8 or
+ * "localhost"). */
+bool mp_host_addr_is_loopback(const char *addr);
+
+/* Set env's network policy (env.h) from a parsed config: the connection
+ * caps, and the cluster key when [security] secret_file is set. With
+ * self_addr (a node's own address; NULL for a client): without a secret
+ * only a loopback address is accepted ("protected mode"). Returns 0, or
+ * MP_EINVAL / MP_ENOTFOUND / MP_EIO with the reason in err. Logs nothing. */
+int mp_host_apply_security(const mp_config *c, const char *self_addr, mp_env *env, char *err,
+                           size_t err_cap);
 
 #ifdef __cplusplus
 }

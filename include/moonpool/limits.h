@@ -76,6 +76,19 @@
 #define MP_DEFAULT_PEER_QUEUE_FRAMES 65536u
 #define MP_DEFAULT_PEER_QUEUE_BYTES (64ull * MP_MIB)
 
+/* Incoming connections a node holds at once, in total and from one remote
+ * IP ([limits] max_connections, max_connections_per_ip; the host sets them
+ * on the env, mp_env_net_policy). When a cap is full the oldest connection
+ * still in handshake is closed for the new one; only when none is left is
+ * the new one refused (counted in stats: transport.connections_refused).
+ * Per IP is as large as the handshake slots (1024, fixed) so that a flood
+ * from the host of a member meets slot eviction, not refusal. */
+#define MP_DEFAULT_MAX_CONNECTIONS 4096u
+#define MP_DEFAULT_MAX_CONNECTIONS_PER_IP 1024u
+/* The cluster secret file ([security] secret_file) holds at most this many
+ * bytes. */
+#define MP_SECRET_FILE_MAX 4096u
+
 /* Node address text "host:port", in bytes without the NUL. Fixed (the
  * HELLO carries it; file and API validate it). Written as a plain int
  * literal on purpose: an identical redefinition elsewhere stays legal. */

@@ -57,7 +57,9 @@ typedef enum mp_status {
                               kept */
     MP_ESTALE = -35,       /* the request is older than its host's
                               duplicate window; it did not run there */
-    MP_STATUS_MIN_ = -35
+    MP_EAUTH = -36,        /* the peer did not prove the cluster secret (or
+                              we could not prove it to the peer) */
+    MP_STATUS_MIN_ = -36
 } mp_status;
 
 /* Human-readable sentence for a status; unknown codes give "unknown error".

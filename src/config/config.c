@@ -41,10 +41,11 @@ _Static_assert(MP_CONFIG_MAX_MEMBERS == MP_MAX_MEMBERS,
 
 /* ------------------------------------------------------------ key table */
 
-enum section { SEC_CLUSTER, SEC_NODE, SEC_STORAGE, SEC_TIMEOUTS, SEC_LIMITS, SEC_COUNT_ };
+enum section { SEC_CLUSTER, SEC_NODE, SEC_STORAGE, SEC_TIMEOUTS, SEC_LIMITS, SEC_SECURITY,
+               SEC_COUNT_ };
 
 static const char *const section_names[SEC_COUNT_] = {
-    "cluster", "node", "storage", "timeouts", "limits",
+    "cluster", "node", "storage", "timeouts", "limits", "security",
 };
 
 enum key {
@@ -53,6 +54,8 @@ enum key {
     K_PROVIDER, K_PATH, K_CONNINFO,
     K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT, K_FRAME_TIMEOUT,
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
+    K_MAX_CONNECTIONS, K_MAX_CONNECTIONS_PER_IP,
+    K_SECRET_FILE,
     K_COUNT_
 };
 
@@ -86,6 +89,9 @@ static const keydef keys[K_COUNT_] = {
     [K_MAX_PENDING] = {SEC_LIMITS, "max_pending_calls", V_COUNT, 1, 1000000000ull},
     [K_MAILBOX_WARN] = {SEC_LIMITS, "mailbox_warn_depth", V_COUNT, 0, 1000000000ull},
     [K_MAX_MAILBOX] = {SEC_LIMITS, "max_mailbox", V_COUNT, 1, 1000000000ull},
+    [K_MAX_CONNECTIONS] = {SEC_LIMITS, "max_connections", V_COUNT, 1, 1000000ull},
+    [K_MAX_CONNECTIONS_PER_IP] = {SEC_LIMITS, "max_connections_per_ip", V_COUNT, 1, 1000000ull},
+    [K_SECRET_FILE] = {SEC_SECURITY, "secret_file", V_TEXT, 0, 0},
 };
 
 static const char *const storage_names[] = {
@@ -486,7 +492,7 @@ static int parse_section(parser *ps, slice s)
     if (best)
         return FAIL(ps, "unknown section [%s] (did you mean [%s]?)",
                     quote(q, sizeof q, name.p, name.n), best);
-    return FAIL(ps, "unknown section [%s] (sections: cluster, node, storage, timeouts, limits)",
+    return FAIL(ps, "unknown section [%s] (sections: cluster, node, storage, timeouts, limits, security)",
                 quote(q, sizeof q, name.p, name.n));
 }
 
@@ -688,6 +694,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     ps->num[K_MAX_PENDING] = MP_DEFAULT_MAX_PENDING_CALLS;
     ps->num[K_MAILBOX_WARN] = MP_DEFAULT_MAILBOX_WARN_DEPTH;
     ps->num[K_MAX_MAILBOX] = MP_DEFAULT_MAX_MAILBOX;
+    ps->num[K_MAX_CONNECTIONS] = MP_DEFAULT_MAX_CONNECTIONS;
+    ps->num[K_MAX_CONNECTIONS_PER_IP] = MP_DEFAULT_MAX_CONNECTIONS_PER_IP;
 
     int rc = MP_OK;
     size_t pos = 0;
@@ -717,7 +725,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     size_t path_len = default_path ? data_dir.n + !dir_slash + strlen(DEFAULT_DB_NAME)
                                    : ps->text[K_PATH].n;
     size_t cap = ps->member_count * sizeof(char *) + olen + 1 + ps->text[K_NAMESPACE].n + 1 +
-                 data_dir.n + 1 + path_len + 1 + ps->text[K_CONNINFO].n + 1;
+                 data_dir.n + 1 + path_len + 1 + ps->text[K_CONNINFO].n + 1 +
+                 ps->text[K_SECRET_FILE].n + 1;
     for (size_t i = 0; i < ps->member_count; i++) cap += ps->members[i].s.n + 1;
     arena a = {malloc(cap), 0, cap};
     if (!a.base) {
@@ -757,6 +766,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     }
     if (ps->key_line[K_CONNINFO])
         out->storage_conninfo = arena_str(&a, ps->text[K_CONNINFO].p, ps->text[K_CONNINFO].n);
+    if (ps->key_line[K_SECRET_FILE])
+        out->secret_file = arena_str(&a, ps->text[K_SECRET_FILE].p, ps->text[K_SECRET_FILE].n);
     assert(a.used <= a.cap);
     out->call_timeout_ns = ps->num[K_CALL];
     out->idle_timeout_ns = ps->num[K_IDLE];
@@ -768,6 +779,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     out->max_pending_calls = ps->num[K_MAX_PENDING];
     out->mailbox_warn_depth = ps->num[K_MAILBOX_WARN];
     out->max_mailbox = ps->num[K_MAX_MAILBOX];
+    out->max_connections = ps->num[K_MAX_CONNECTIONS];
+    out->max_connections_per_ip = ps->num[K_MAX_CONNECTIONS_PER_IP];
     out->arena_ = a.base;
     free(ps);
     return MP_OK;
@@ -902,6 +915,9 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     put(&o, "max_pending_calls = %llu\nmailbox_warn_depth = %llu\nmax_mailbox = %llu\n",
         (unsigned long long)c->max_pending_calls, (unsigned long long)c->mailbox_warn_depth,
         (unsigned long long)c->max_mailbox);
+    put(&o, "max_connections = %llu\nmax_connections_per_ip = %llu\n",
+        (unsigned long long)c->max_connections, (unsigned long long)c->max_connections_per_ip);
+    if (c->secret_file) put(&o, "\n[security]\nsecret_file = %s\n", c->secret_file);
     if (o.len > (size_t)INT32_MAX) return MP_ETOOBIG; /* cannot happen: bounded fields */
     return (int)o.len;
 }
@@ -929,5 +945,8 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
            a->heartbeat_ns == b->heartbeat_ns && a->peer_timeout_ns == b->peer_timeout_ns &&
            a->frame_timeout_ns == b->frame_timeout_ns && a->max_mailbox == b->max_mailbox &&
            a->max_message == b->max_message && a->max_pending_calls == b->max_pending_calls &&
-           a->mailbox_warn_depth == b->mailbox_warn_depth;
+           a->mailbox_warn_depth == b->mailbox_warn_depth &&
+           a->max_connections == b->max_connections &&
+           a->max_connections_per_ip == b->max_connections_per_ip &&
+           str_eq(a->secret_file, b->secret_file);
 }

@@ -977,6 +977,15 @@ static int ue_listener_port(mp_listener *ml)
 
 static uint64_t ue_random(mp_env *e) { return mp_prng_next(&ue(e)->prng); }
 
+/* Nonces must be unpredictable to a peer: the OS's generator (getrandom
+ * through libuv, synchronous), never the seeded PRNG above. */
+static int ue_secure_random(mp_env *e, void *buf, size_t len)
+{
+    (void)e;
+    if (len == 0) return MP_OK;
+    return uv_random(NULL, NULL, buf, len, 0, NULL) == 0 ? MP_OK : MP_EIO;
+}
+
 /* ---- the ops table and the env's life ------------------------------------- */
 
 static const mp_env_ops ue_ops = {
@@ -994,6 +1003,7 @@ static const mp_env_ops ue_ops = {
     .stream_peer = ue_stream_peer,
     .random_u64 = ue_random,
     .listener_port = ue_listener_port,
+    .secure_random = ue_secure_random,
 };
 
 int mp_env_is_uv(mp_env *env) { return env && env->ops == &ue_ops; }

@@ -461,6 +461,14 @@ int mp_node_run(const char *config_path, const char *id_override,
     }
     H.env->log_level = cfg.log_level;
     H.env->name = cfg.address;
+    /* The cluster key and connection caps, before anything listens; no
+     * secret: loopback only (protected mode). */
+    rc = mp_host_apply_security(&cfg, cfg.address, H.env, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: %s\n", err);
+        H.exit_status = rc == MP_EINVAL ? MP_HOST_EXIT_CONFIG : MP_HOST_EXIT_FAIL;
+        goto teardown;
+    }
 
     if (start_signals(&H) < 0) {
         fprintf(stderr, "moonpool node: cannot install signal handlers\n");
@@ -515,6 +523,13 @@ int mp_node_run(const char *config_path, const char *id_override,
     fflush(stdout);
     mp_env_log(H.env, MP_LOG_INFO, "node %s (namespace %s, incarnation %" PRIu32 ", %zu members) running",
                cfg.address, cfg.cluster_namespace, incarnation, cfg.member_count);
+    if (!cfg.secret_file)
+        mp_env_log(H.env, MP_LOG_INFO,
+                   "no [security] secret_file: loopback only (any local process may join; "
+                   "docs/security.md)");
+    else
+        mp_env_log(H.env, MP_LOG_INFO, "cluster authentication on (secret file %s)",
+                   cfg.secret_file);
 
     rc = mp_env_uv_run(H.env);
     if (rc < 0) {

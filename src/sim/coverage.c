@@ -60,6 +60,12 @@ static const unreachable_site unreachable[] = {
      "kills member nodes only, never its shared database process"},
     {"storage.sim.kill_lost_unsynced",
      "as storage.sim.kill_applied_unsynced"},
+    {"transport.auth_failed",
+     "needs a process without the cluster secret; simulated clusters share "
+     "one key or none; test_transport_auth covers it"},
+    {"transport.connection_refused",
+     "needs more incoming connections than max_connections(_per_ip), all "
+     "past their handshake; test_transport_auth covers it"},
     {"transport.handshake_evicted",
      "needs more than max_handshakes (1024) sockets in handshake at once; no "
      "simulated process opens idle sockets; test_transport_uv covers it"},

@@ -347,6 +347,8 @@ void mp_transport_totals(mp_transport *t, mp_peer_stats *out)
         all.output_limit_closes += s->output_limit_closes;
     }
     all.handshakes_evicted = t->evicted;
+    all.auth_failures = t->auth_failures;
+    all.connections_refused = t->conn_refused;
     all.queue_frames = 0;
     all.queue_bytes = 0;
     all.incarnation = 0;

@@ -19,12 +19,18 @@
  * frames handed to connections form contiguous, ordered runs: never a
  * duplicate, never a reorder.
  *
- * Handshake. Both ends send HELLO at once (handshake.h). The dialer checks
- * the acceptor's HELLO (namespace, version, the address it dialed) and waits
- * for hello_ok; the acceptor checks the dialer's HELLO and answers hello_ok
- * (the connection is then open on its side) or hello_refused with a reason,
+ * Handshake (handshake.h has the messages and why the dialer proves
+ * first). Both ends send HELLO at once: version, mode, a fresh nonce. The
+ * dialer answers the acceptor's HELLO with its AUTH (address, incarnation,
+ * proof or namespace) and waits for hello_ok; the acceptor checks that
+ * AUTH (the proof before anything else), weighs the claim (stale
+ * incarnation, tie-break), and answers hello_ok carrying its own AUTH (the
+ * connection is then open on its side) or hello_refused with a reason,
  * written before the stream is closed from the write callback so the reason
- * reaches the dialer. A handshake timer closes a connection that does not get
+ * reaches the dialer. The dialer opens once the acceptor's AUTH checks out
+ * (its address is the one dialed; its proof). A peer's recorded
+ * incarnation changes only in conn_open, so a refused claim never changes
+ * it. A refusal for a missing proof says only "authentication failed". A handshake timer closes a connection that does not get
  * there in time; for a dial it starts with the connect, so a dial to a host
  * that is gone fails in that time too. Any other frame before that is a
  * protocol error.
@@ -73,13 +79,37 @@
 /* ---- small helpers ------------------------------------------------------ */
 
 
-/* Copy up to cap-1 bytes for a log line, replacing anything unprintable:
- * reasons and addresses come from the network. */
+/* Copy bytes for a log line, escaping anything unprintable (and the
+ * backslash) as \xNN: reasons and addresses come from the network. Cut at
+ * cap - 1 bytes, never in the middle of an escape. */
 static void sanitize(char *dst, size_t cap, const uint8_t *p, size_t len)
 {
-    size_t n = len < cap - 1 ? len : cap - 1;
-    for (size_t i = 0; i < n; i++) dst[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    dst[n] = '\0';
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = p[i];
+        if (b >= 0x20 && b < 0x7f && b != '\\') {
+            if (o + 1 >= cap) break;
+            dst[o++] = (char)b;
+        } else {
+            if (o + 4 >= cap) break;
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[b >> 4];
+            dst[o++] = hex[b & 15];
+        }
+    }
+    dst[o] = '\0';
+}
+
+/* At most one line per second for a kind of refusal a stranger can
+ * provoke at will; *last is the env time of the last line. */
+static bool log_allowed(mp_transport *t, uint64_t *last)
+{
+    uint64_t now = mp_env_now(t->env);
+    if (*last && now - *last < MP_NS_PER_SEC) return false;
+    *last = now ? now : 1;
+    return true;
 }
 
 static bool method_is(const mp_frame *f, const char *m)
@@ -225,6 +255,11 @@ void mp__conn_close(conn *c)
         assert(t->unattributed > 0);
         t->unattributed--;
     }
+    if (c->counted) {
+        assert(t->incoming > 0);
+        t->incoming--;
+        c->counted = false;
+    }
     c->state = C_CLOSING;
     if (c->p) {
         if (c->p->out == c) c->p->out = NULL;
@@ -282,7 +317,8 @@ void mp__conn_fail_at(conn *c, int status, const char *why, int level)
     mp__conn_close(c);
     if (attached) {
         snprintf(p->why, sizeof p->why, "%s", why);
-        if (status == MP_ENAMESPACE || status == MP_EVERSION) p->refused = status;
+        if (status == MP_ENAMESPACE || status == MP_EVERSION || status == MP_EAUTH)
+            p->refused = status;
         peer_lost(p, status, was_open);
     }
 }
@@ -324,14 +360,20 @@ static int write_ctl(conn *c, uint8_t *buf, size_t cap, const char *method, mp_b
     return mp_stream_write(c->s, &iov, 1, cb, c);
 }
 
+/* Our HELLO: version, mode and a fresh nonce; nothing about the cluster. */
 static int send_hello(conn *c)
 {
     mp_transport *t = c->t;
-    uint8_t payload[MP_HELLO_MAX_PAYLOAD];
+    uint8_t payload[MP_HELLO_SIZE];
     size_t n = 0;
-    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str(t->ns), mp_bytes_str(t->self),
-                  t->cfg.incarnation};
-    int rc = mp_hello_encode(&h, payload, sizeof payload, &n);
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = t->keyed ? MP_HELLO_KEYED : MP_HELLO_OPEN;
+    int rc = mp_env_secure_random(t->env, c->nonce, sizeof c->nonce);
+    if (rc != MP_OK) return rc;
+    memcpy(h.nonce, c->nonce, sizeof h.nonce);
+    rc = mp_hello_encode(&h, payload, sizeof payload, &n);
     assert(rc == MP_OK);
     if (rc != MP_OK) return rc;
     /* The frame encoder copies the payload into c->hello, which stays valid
@@ -340,14 +382,74 @@ static int send_hello(conn *c)
                      mp_bytes_make(payload, (uint32_t)n), 0, on_ctl_write);
 }
 
-/* Refuse an incoming handshake: log, count, write the reason, close after. */
-static void refuse(conn *c, int reason, const char *fmt_reason)
+/* The transcript fields of c's handshake for the proof of `role`; the
+ * peer's address and incarnation are the ones it claimed (dialer) or we
+ * dialed and it announced (acceptor). */
+static mp_proof_input proof_in(conn *c, char role, mp_bytes peer_addr, uint32_t peer_inc)
+{
+    mp_transport *t = c->t;
+    mp_proof_input in;
+    memset(&in, 0, sizeof in);
+    in.role = role;
+    in.ns = mp_bytes_str(t->ns);
+    mp_bytes me = mp_bytes_str(t->self);
+    uint32_t my_inc = t->cfg.incarnation;
+    if (c->outgoing) {
+        in.nonce_d = c->nonce;
+        in.nonce_a = c->peer_nonce;
+        in.addr_d = me;
+        in.inc_d = my_inc;
+        in.addr_a = peer_addr;
+        in.inc_a = role == 'A' ? peer_inc : 0;
+    } else {
+        in.nonce_d = c->peer_nonce;
+        in.nonce_a = c->nonce;
+        in.addr_d = peer_addr;
+        in.inc_d = peer_inc;
+        in.addr_a = me;
+        in.inc_a = role == 'A' ? my_inc : 0;
+    }
+    return in;
+}
+
+/* Our AUTH (the dialer's "auth", the acceptor's "hello_ok"): who we are,
+ * and the proof (keyed) or the namespace (open mode). */
+static int send_auth(conn *c, const char *method, mp_bytes peer_addr, uint32_t peer_inc)
+{
+    mp_transport *t = c->t;
+    uint8_t proof[MP_HELLO_PROOF_LEN];
+    uint8_t payload[MP_AUTH_MAX_PAYLOAD];
+    mp_auth a;
+    memset(&a, 0, sizeof a);
+    a.addr = mp_bytes_str(t->self);
+    a.incarnation = t->cfg.incarnation;
+    if (t->keyed) {
+        mp_proof_input in = proof_in(c, c->outgoing ? 'D' : 'A', peer_addr, peer_inc);
+        int rc = mp_proof_compute(t->key, &in, proof);
+        if (rc != MP_OK) return rc;
+        a.proof = mp_bytes_make(proof, sizeof proof);
+    } else {
+        a.ns = mp_bytes_str(t->ns);
+    }
+    size_t n = 0;
+    int rc = mp_auth_encode(&a, payload, sizeof payload, &n);
+    assert(rc == MP_OK); /* our own fields */
+    if (rc != MP_OK) return rc;
+    return write_ctl(c, c->auth, sizeof c->auth, method, mp_bytes_make(payload, (uint32_t)n), 0,
+                     on_ctl_write);
+}
+
+/* Refuse an incoming handshake: log (unless the caller did), count, write
+ * the reason, close after. */
+static void refuse_at(conn *c, int reason, const char *fmt_reason, bool log)
 {
     mp_transport *t = c->t;
     if (reason != MP_EBUSY) mp__stats_of(c)->refused_handshakes++;
-    mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_INFO : MP_LOG_WARN,
-               "transport: refusing connection from %s: %s (%s)",
-               c->p ? c->p->addr : mp_stream_peer(c->s), fmt_reason, mp_status_name(reason));
+    if (log)
+        mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_INFO : MP_LOG_WARN,
+                   "transport: refusing connection from %s: %s (%s)",
+                   c->p ? c->p->addr : mp_stream_peer(c->s), fmt_reason,
+                   mp_status_name(reason));
     if (c->hs_timer) {
         mp_env_timer_cancel(t->env, c->hs_timer);
         c->hs_timer = 0;
@@ -367,6 +469,31 @@ static void refuse(conn *c, int reason, const char *fmt_reason)
         if (c->p->conn == c) c->p->conn = NULL;
     }
     c->state = C_REFUSING;
+}
+
+static void refuse(conn *c, int reason, const char *fmt_reason)
+{
+    refuse_at(c, reason, fmt_reason, true);
+}
+
+/* A connection whose peer did not prove the secret: counted, logged at
+ * most once a second (a stranger can make as many as it likes), refused
+ * with a reason that tells it nothing about us. */
+static void refuse_unauthenticated(conn *c, const char *why, mp_bytes claimed)
+{
+    mp_transport *t = c->t;
+    t->auth_failures++;
+    MP_SOMETIMES(true, "transport.auth_failed");
+    if (log_allowed(t, &t->auth_logged)) {
+        char addr[4 * MP_HELLO_MAX_ADDR + 1] = "";
+        if (claimed.len) sanitize(addr, sizeof addr, claimed.ptr, claimed.len);
+        mp_env_log(t->env, MP_LOG_WARN,
+                   "transport: authentication failed for the connection from socket %s%s%s: "
+                   "%s (%llu so far; at most one line per second)",
+                   mp_stream_peer(c->s), addr[0] ? " claiming " : "", addr, why,
+                   (unsigned long long)t->auth_failures);
+    }
+    refuse_at(c, MP_EAUTH, "authentication failed", false);
 }
 
 /* The handshake completed: c carries data for its peer from now on. */
@@ -429,60 +556,108 @@ static void conn_open(conn *c, uint32_t inc)
 
 /* ---- handshake frames --------------------------------------------------- */
 
-/* Validate a HELLO's fields common to both sides. Returns 0 or a refusal
- * status with *why set. */
-static int check_hello(conn *c, const mp_frame *f, mp_hello *h, char *addr, const char **why)
-{
-    mp_transport *t = c->t;
-    int rc = mp_hello_decode(f->payload.ptr, f->payload.len, h);
-    if (rc == MP_EVERSION) {
-        *why = "protocol version mismatch";
-        return MP_EVERSION;
-    }
-    if (rc != MP_OK) {
-        *why = "malformed hello";
-        return MP_EPROTO;
-    }
-    if (!mp_bytes_eq(h->ns, mp_bytes_str(t->ns))) {
-        *why = "namespace mismatch";
-        return MP_ENAMESPACE;
-    }
-    memcpy(addr, h->addr.ptr, h->addr.len);
-    addr[h->addr.len] = '\0';
-    if (!mp__addr_ok(addr)) {
-        *why = "bad node address";
-        return MP_EPROTO;
-    }
-    if (strcmp(addr, t->self) == 0) {
-        *why = "peer claims our own address";
-        return MP_EPROTO;
-    }
-    return MP_OK;
-}
-
-static void incoming_hello(conn *c, const mp_frame *f)
+/* The peer's HELLO (both sides, first frame): version and mode must
+ * match; its nonce is kept for the proofs. The dialer answers with its
+ * AUTH at once. */
+static void peer_hello(conn *c, const mp_frame *f)
 {
     mp_transport *t = c->t;
     mp_hello h;
-    char addr[ADDR_CAP];
-    const char *why = NULL;
-    int rc = check_hello(c, f, &h, addr, &why);
-    if (rc != MP_OK) {
-        /* The reason goes back to the dialer too: say what we saw. */
-        char ns[MP_HELLO_MAX_NS + 1] = "";
-        char reason[MP_HELLO_MAX_REASON];
-        if (h.ns.len) sanitize(ns, sizeof ns, h.ns.ptr, h.ns.len);
-        if (rc == MP_ENAMESPACE)
-            snprintf(reason, sizeof reason, "%s (ours '%.40s', theirs '%.40s')", why, t->ns, ns);
-        else if (rc == MP_EVERSION)
-            snprintf(reason, sizeof reason, "%s (ours %u, theirs %u)", why,
-                     (unsigned)MP_HELLO_VERSION, (unsigned)h.version);
-        else
-            snprintf(reason, sizeof reason, "%s", why);
-        refuse(c, rc, reason);
+    char why[MP_HELLO_MAX_REASON];
+    int status = mp_hello_decode(f->payload.ptr, f->payload.len, &h);
+    uint8_t mode = t->keyed ? MP_HELLO_KEYED : MP_HELLO_OPEN;
+    if (status == MP_EVERSION) {
+        snprintf(why, sizeof why, "protocol version mismatch (ours %u, theirs %u)",
+                 (unsigned)MP_HELLO_VERSION, (unsigned)h.version);
+    } else if (status != MP_OK) {
+        status = MP_EPROTO;
+        snprintf(why, sizeof why, "malformed hello");
+    } else if (h.mode != mode) {
+        status = MP_EAUTH;
+        snprintf(why, sizeof why, "%s",
+                 t->keyed ? "the peer has no cluster secret and this node requires one"
+                          : "the peer requires a cluster secret and this node has none");
+    } else if (memcmp(h.nonce, c->nonce, sizeof c->nonce) == 0) {
+        /* Our own HELLO sent back: a reflection, never a real peer. */
+        status = MP_EAUTH;
+        snprintf(why, sizeof why, "the peer sent our own nonce back");
+    }
+    if (status != MP_OK) {
+        if (c->outgoing) {
+            c->p->st.refused_handshakes++;
+            if (status == MP_EAUTH) t->auth_failures++;
+            mp__conn_fail(c, status, why);
+        } else if (status == MP_EAUTH) {
+            refuse_unauthenticated(c, why, mp_bytes_make(NULL, 0));
+        } else {
+            refuse(c, status, why);
+        }
         return;
     }
-    peer *p = mp__peer_get(t, addr, h.addr.len);
+    memcpy(c->peer_nonce, h.nonce, sizeof c->peer_nonce);
+    c->got_hello = true;
+    if (c->outgoing) {
+        peer *p = c->p;
+        int rc = send_auth(c, MP_AUTH_METHOD, mp_bytes_make(p->addr, (uint32_t)p->addr_len), 0);
+        if (rc != MP_OK) {
+            mp__conn_fail(c, rc, "auth write failed");
+            return;
+        }
+        c->sent_auth = true;
+    }
+}
+
+/* The namespace-mismatch reason (open mode), naming both sides. */
+static void ns_mismatch(mp_transport *t, mp_bytes theirs, char *out, size_t cap)
+{
+    char ns[4 * MP_HELLO_MAX_NS + 1];
+    sanitize(ns, sizeof ns, theirs.ptr, theirs.len);
+    snprintf(out, cap, "namespace mismatch (ours '%.40s', theirs '%.40s')", t->ns, ns);
+}
+
+/* Acceptor: the dialer's AUTH. Keyed: its proof must check out before
+ * anything else is looked at, and nothing about us goes out before. */
+static void incoming_auth(conn *c, const mp_frame *f)
+{
+    mp_transport *t = c->t;
+    mp_auth a;
+    char addr[ADDR_CAP];
+    char reason[MP_HELLO_MAX_REASON];
+    int rc = mp_auth_decode(f->payload.ptr, f->payload.len, &a);
+    if (rc != MP_OK) {
+        if (t->keyed)
+            refuse_unauthenticated(c, "malformed auth", mp_bytes_make(NULL, 0));
+        else
+            refuse(c, MP_EPROTO, "malformed auth");
+        return;
+    }
+    if (t->keyed) {
+        mp_proof_input in = proof_in(c, 'D', a.addr, a.incarnation);
+        if (!a.proof.len || !mp_proof_check(t->key, &in, a.proof.ptr, a.proof.len)) {
+            refuse_unauthenticated(c, "wrong cluster secret, another namespace, or it dialed "
+                                      "another address than ours", a.addr);
+            return;
+        }
+    } else if (!a.ns.len) {
+        refuse(c, MP_EPROTO, "a proof in open mode");
+        return;
+    } else if (!mp_bytes_eq(a.ns, mp_bytes_str(t->ns))) {
+        ns_mismatch(t, a.ns, reason, sizeof reason);
+        refuse(c, MP_ENAMESPACE, reason);
+        return;
+    }
+    /* Authenticated (or open mode): the claim is weighed now. */
+    memcpy(addr, a.addr.ptr, a.addr.len);
+    addr[a.addr.len] = '\0';
+    if (!mp__addr_ok(addr)) {
+        refuse(c, MP_EPROTO, "bad node address");
+        return;
+    }
+    if (strcmp(addr, t->self) == 0) {
+        refuse(c, MP_EPROTO, "peer claims our own address");
+        return;
+    }
+    peer *p = mp__peer_get(t, addr, a.addr.len);
     if (!p) {
         mp__conn_fail(c, MP_ENOMEM, "no memory for peer");
         return;
@@ -491,11 +666,13 @@ static void incoming_hello(conn *c, const mp_frame *f)
     assert(t->unattributed > 0);
     t->unattributed--;
     c->p = p;
-    if (h.incarnation < p->st.incarnation) {
+    /* A lower incarnation never replaces a higher one recorded (only an
+     * open connection records one: conn_open). */
+    if (a.incarnation < p->st.incarnation) {
         refuse(c, MP_EPROTO, "stale incarnation");
         return;
     }
-    bool newer = p->st.incarnation != 0 && h.incarnation > p->st.incarnation;
+    bool newer = p->st.incarnation != 0 && a.incarnation > p->st.incarnation;
     bool have_out = p->out || (p->conn && p->conn->outgoing);
     if (have_out && strcmp(t->self, p->addr) < 0 && !newer) {
         MP_SOMETIMES(true, "transport.tie_break");
@@ -507,53 +684,60 @@ static void incoming_hello(conn *c, const mp_frame *f)
         mp__conn_close(p->out); /* abandoned: the peer's dial wins */
     }
     if (p->conn) {
-        mp_env_log(t->env, MP_LOG_INFO, "transport: new connection from %s replaces the old one",
-                   p->addr);
+        const char *sock = mp_stream_peer(c->s);
+        mp_env_log(t->env, MP_LOG_INFO,
+                   "transport: new connection from %s (socket %s, incarnation %u) replaces "
+                   "the old one", p->addr, sock ? sock : "?", (unsigned)a.incarnation);
         mp__conn_close(p->conn);
     }
-    rc = write_ctl(c, c->reply, sizeof c->reply, MP_HELLO_OK_METHOD, mp_bytes_make(NULL, 0), 0,
-                   on_ctl_write);
+    rc = send_auth(c, MP_HELLO_OK_METHOD, a.addr, a.incarnation);
     if (rc != MP_OK) {
         mp__conn_fail(c, rc, "hello_ok write failed");
         return;
     }
-    conn_open(c, h.incarnation);
+    conn_open(c, a.incarnation);
 }
 
-static void outgoing_hello(conn *c, const mp_frame *f)
+/* Dialer: the acceptor's AUTH in hello_ok. */
+static void outgoing_ok(conn *c, const mp_frame *f)
 {
+    mp_transport *t = c->t;
     peer *p = c->p;
-    mp_hello h;
-    char addr[ADDR_CAP];
+    mp_auth a;
+    char detail[MP_HELLO_MAX_REASON];
     const char *why = NULL;
-    int rc = check_hello(c, f, &h, addr, &why);
-    if (rc == MP_OK && strcmp(addr, p->addr) != 0) {
+    int rc = mp_auth_decode(f->payload.ptr, f->payload.len, &a);
+    if (rc != MP_OK) {
+        why = "malformed hello_ok";
+        rc = MP_EPROTO;
+    } else if (!mp_bytes_eq(a.addr, mp_bytes_make(p->addr, (uint32_t)p->addr_len))) {
         why = "answered by another node address";
         rc = MP_EPROTO;
+    } else if (t->keyed) {
+        mp_proof_input in = proof_in(c, 'A', a.addr, a.incarnation);
+        if (!a.proof.len || !mp_proof_check(t->key, &in, a.proof.ptr, a.proof.len)) {
+            t->auth_failures++;
+            why = "the peer did not prove the cluster secret";
+            rc = MP_EAUTH;
+        }
+    } else if (!a.ns.len) {
+        why = "a proof in open mode";
+        rc = MP_EPROTO;
+    } else if (!mp_bytes_eq(a.ns, mp_bytes_str(t->ns))) {
+        ns_mismatch(t, a.ns, detail, sizeof detail);
+        why = detail;
+        rc = MP_ENAMESPACE;
     }
-    if (rc == MP_OK && h.incarnation < p->st.incarnation) {
+    if (rc == MP_OK && a.incarnation < p->st.incarnation) {
         why = "stale incarnation";
         rc = MP_EPROTO;
     }
     if (rc != MP_OK) {
-        char detail[MP_HELLO_MAX_REASON];
-        if (rc == MP_ENAMESPACE) {
-            char ns[MP_HELLO_MAX_NS + 1];
-            sanitize(ns, sizeof ns, h.ns.ptr, h.ns.len);
-            snprintf(detail, sizeof detail, "%s (ours '%.40s', theirs '%.40s')", why,
-                     c->t->ns, ns);
-            why = detail;
-        } else if (rc == MP_EVERSION) {
-            snprintf(detail, sizeof detail, "%s (ours %u, theirs %u)", why,
-                     (unsigned)MP_HELLO_VERSION, (unsigned)h.version);
-            why = detail;
-        }
         p->st.refused_handshakes++;
         mp__conn_fail(c, rc, why); /* logs the reason */
         return;
     }
-    c->got_hello = true;
-    c->peer_inc = h.incarnation;
+    conn_open(c, a.incarnation);
 }
 
 static void outgoing_refused(conn *c, const mp_frame *f)
@@ -591,7 +775,7 @@ static bool handle_frame(conn *c, const mp_frame *f)
                 return true;
             }
             if (method_is(f, MP_HELLO_METHOD) || method_is(f, MP_HELLO_OK_METHOD) ||
-                method_is(f, MP_HELLO_REFUSED_METHOD)) {
+                method_is(f, MP_AUTH_METHOD) || method_is(f, MP_HELLO_REFUSED_METHOD)) {
                 mp__stats_of(c)->decode_errors++;
                 mp__conn_fail(c, MP_EPROTO, "handshake frame on an open connection");
                 return false;
@@ -616,12 +800,11 @@ static bool handle_frame(conn *c, const mp_frame *f)
     assert(c->state == C_HANDSHAKE);
     bool ok = f->kind == MP_FRAME_SYSTEM;
     if (ok && method_is(f, MP_HELLO_METHOD) && !c->got_hello) {
-        if (c->outgoing)
-            outgoing_hello(c, f);
-        else
-            incoming_hello(c, f);
-    } else if (ok && c->outgoing && c->got_hello && method_is(f, MP_HELLO_OK_METHOD)) {
-        conn_open(c, c->peer_inc);
+        peer_hello(c, f);
+    } else if (ok && !c->outgoing && c->got_hello && method_is(f, MP_AUTH_METHOD)) {
+        incoming_auth(c, f);
+    } else if (ok && c->outgoing && c->sent_auth && method_is(f, MP_HELLO_OK_METHOD)) {
+        outgoing_ok(c, f);
     } else if (ok && c->outgoing && method_is(f, MP_HELLO_REFUSED_METHOD)) {
         outgoing_refused(c, f);
     } else {
@@ -782,6 +965,36 @@ void mp__peer_dial(peer *p)
     }
 }
 
+/* Close a connection in handshake to give its slot to a new one (s). */
+static void evict_handshake(mp_transport *t, conn *old, mp_stream *s)
+{
+    t->evicted++;
+    MP_SOMETIMES(true, "transport.handshake_evicted");
+    uint64_t now = mp_env_now(t->env);
+    if (!t->evict_logged || now - t->evict_logged >= MP_NS_PER_SEC) {
+        t->evict_logged = now;
+        mp_env_log(t->env, MP_LOG_WARN,
+                   "transport: %u connections in handshake (%u incoming): closing the oldest "
+                   "to admit new ones (%llu so far; latest from %s)",
+                   (unsigned)t->unattributed, (unsigned)t->incoming,
+                   (unsigned long long)t->evicted, mp_stream_peer(s));
+    }
+    mp__conn_close(old);
+}
+
+/* A connection cap is reached and nothing can make room: close s at once. */
+static void refuse_accept(mp_transport *t, mp_stream *s, const char *cap, uint32_t value)
+{
+    t->conn_refused++;
+    MP_SOMETIMES(true, "transport.connection_refused");
+    if (log_allowed(t, &t->refuse_logged))
+        mp_env_log(t->env, MP_LOG_WARN,
+                   "transport: refusing connection from %s: %s (%u) reached, every one past "
+                   "its handshake (%llu refused so far; at most one line per second)",
+                   mp_stream_peer(s), cap, (unsigned)value, (unsigned long long)t->conn_refused);
+    mp_stream_close(s, NULL, NULL);
+}
+
 static void on_accept(void *ud, mp_stream *s, int status)
 {
     mp_transport *t = ud;
@@ -793,6 +1006,46 @@ static void on_accept(void *ud, mp_stream *s, int status)
         mp_stream_close(s, NULL, NULL);
         return;
     }
+    /* The remote IP, for the per-IP cap ("host" of the socket's peer). */
+    const char *sp = mp_stream_peer(s);
+    char ip[HOST_CAP];
+    uint16_t port = 0;
+    if (!sp || mp_addr_parse(sp, ip, sizeof ip, &port) != MP_OK)
+        snprintf(ip, sizeof ip, "%s", sp ? sp : "?");
+    /* Connection caps, per IP then in total. A full cap first takes the
+     * slot of the oldest connection still in handshake (of that IP, or of
+     * any): idle or unauthenticated sockets grow old and go, so a real
+     * member on the same host as a flood still gets in. Only when every
+     * connection counted is past its handshake is the new one refused. */
+    uint32_t same = 0;
+    conn *old_same = NULL, *old_any = NULL;
+    mp_list_node *n, *tmp;
+    MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
+    {
+        conn *k = MP_CONTAINER_OF(n, conn, link);
+        if (!k->counted) continue;
+        bool hs = !k->p && k->state == C_HANDSHAKE;
+        if (hs && !old_any) old_any = k;
+        if (strcmp(k->ip, ip) == 0) {
+            same++;
+            if (hs && !old_same) old_same = k;
+        }
+    }
+    if (same >= t->max_incoming_per_ip) {
+        if (!old_same) {
+            refuse_accept(t, s, "max_connections_per_ip", t->max_incoming_per_ip);
+            return;
+        }
+        if (old_same == old_any) old_any = NULL;
+        evict_handshake(t, old_same, s);
+    }
+    if (t->incoming >= t->max_incoming) {
+        if (!old_any) {
+            refuse_accept(t, s, "max_connections", t->max_incoming);
+            return;
+        }
+        evict_handshake(t, old_any, s);
+    }
     /* Handshake slots are bounded; when they are full the OLDEST
      * handshaking connection gives its slot to the new one. A real peer
      * handshakes within a round trip, so idle sockets (a flood, or
@@ -800,7 +1053,6 @@ static void on_accept(void *ud, mp_stream *s, int status)
      * that grow old. One log line per second, not one per socket. */
     if (t->unattributed >= t->cfg.max_handshakes) {
         conn *old = NULL;
-        mp_list_node *n, *tmp;
         MP_LIST_FOREACH_SAFE(n, tmp, &t->conns)
         {
             conn *k = MP_CONTAINER_OF(n, conn, link);
@@ -809,20 +1061,7 @@ static void on_accept(void *ud, mp_stream *s, int status)
                 break;
             }
         }
-        if (old) {
-            t->evicted++;
-            MP_SOMETIMES(true, "transport.handshake_evicted");
-            uint64_t now = mp_env_now(t->env);
-            if (!t->evict_logged || now - t->evict_logged >= MP_NS_PER_SEC) {
-                t->evict_logged = now;
-                mp_env_log(t->env, MP_LOG_WARN,
-                           "transport: %u connections in handshake: closing the oldest to "
-                           "admit new ones (%llu so far; latest from %s)",
-                           (unsigned)t->unattributed, (unsigned long long)t->evicted,
-                           mp_stream_peer(s));
-            }
-            mp__conn_close(old);
-        }
+        if (old) evict_handshake(t, old, s);
         if (t->unattributed >= t->cfg.max_handshakes) { /* cannot happen: all are in handshake */
             mp_stream_close(s, NULL, NULL);
             return;
@@ -834,6 +1073,9 @@ static void on_accept(void *ud, mp_stream *s, int status)
         return;
     }
     t->unattributed++;
+    t->incoming++;
+    c->counted = true;
+    snprintf(c->ip, sizeof c->ip, "%s", ip);
     int rc = conn_start(c, s);
     if (rc != MP_OK) mp__conn_fail(c, rc, "handshake start failed");
 }
@@ -914,6 +1156,12 @@ int mp_transport_create(mp_env *env, const mp_transport_config *cfg,
     }
     if (cbs) t->cbs = *cbs;
     t->ud = ud;
+    /* Authentication and caps: the process's policy (env.h). */
+    t->keyed = env->net.has_key != 0;
+    if (t->keyed) memcpy(t->key, env->net.key, sizeof t->key);
+    t->max_incoming = env->net.max_connections ? env->net.max_connections : MAX_INCOMING;
+    t->max_incoming_per_ip =
+        env->net.max_connections_per_ip ? env->net.max_connections_per_ip : MAX_INCOMING_PER_IP;
     {
         mp_frame kf;
         mp_hello_frame(&kf, MP_KEEPALIVE_METHOD, mp_bytes_make(NULL, 0), 0);

@@ -3,9 +3,15 @@
  *
  * A node owns one mp_transport. It listens on the node's address and dials
  * peers on demand when a frame is sent to them. Each connection starts with a
- * handshake (HELLO both ways: cluster namespace, protocol version, node
- * address, incarnation). A peer from another namespace or an incompatible
- * version is refused with a logged reason.
+ * handshake (handshake.h): HELLO both ways (protocol version, mode, a fresh
+ * nonce), then the dialer's AUTH and the acceptor's hello_ok (node address,
+ * incarnation, and either the namespace or, with a cluster key on the env
+ * (env.h: mp_env_net_policy), an HMAC proof of the key over both nonces,
+ * the namespace, both addresses and incarnations). A peer from another
+ * namespace, of an incompatible version, or without the key is refused
+ * with a logged reason; a peer without the key learns nothing about us.
+ * Incoming connections are capped in total and per remote IP (the env's
+ * policy): a full cap first evicts the oldest connection in handshake.
  *
  * One connection per pair: when both nodes dial each other at once, the
  * connection dialed by the node with the smaller address (byte-wise compare)
@@ -135,8 +141,12 @@ typedef struct mp_peer_stats {
      * reached max_queue_frames/bytes (the output buffer limit). */
     uint64_t slow_frames, output_limit_closes;
     /* Totals only: incoming connections closed in handshake to admit new
-     * ones (max_handshakes). */
+     * ones (max_handshakes, or a connection cap), handshakes refused
+     * because the peer did not prove the cluster secret, and incoming
+     * connections refused at accept by max_connections(_per_ip). */
     uint64_t handshakes_evicted;
+    uint64_t auth_failures;
+    uint64_t connections_refused;
     uint32_t queue_frames;
     uint64_t queue_bytes;
     uint32_t incarnation; /* last seen; 0 if never connected */

@@ -24,12 +24,20 @@
 #define ADDR_CAP (MP_HELLO_MAX_ADDR + 1)
 #define HOST_CAP 64
 /* A HELLO frame: header + method + payload; generous. */
-#define HELLO_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_PAYLOAD)
+#define HELLO_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_SIZE)
+/* An AUTH frame (auth or hello_ok). */
+#define AUTH_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_AUTH_MAX_PAYLOAD)
 #define REPLY_FRAME_CAP (MP_FRAME_MIN_SIZE + 16 + MP_HELLO_MAX_REASON)
 #define MIN_MAX_FRAME 512u
 /* Incoming connections still in handshake, beyond which accepts are closed
  * at once: an unknown client cannot make us hold unbounded state. */
 #define MAX_UNATTRIBUTED 1024u
+/* Incoming connections at once, in total and per remote IP (any state):
+ * defaults of mp_env_net_policy's caps. Per IP stays at or above the
+ * handshake slots so that slot eviction, not refusal, meets a flood from
+ * one address (members on the same host must still get in). */
+#define MAX_INCOMING MP_DEFAULT_MAX_CONNECTIONS
+#define MAX_INCOMING_PER_IP MP_DEFAULT_MAX_CONNECTIONS_PER_IP
 #define BUGGIFY_FLUSH_DELAY_NS (2 * MP_NS_PER_MS)
 /* The keep-alive frame: an empty system frame with its method. */
 #define KA_FRAME_CAP (MP_FRAME_MIN_SIZE + sizeof MP_KEEPALIVE_METHOD)
@@ -51,8 +59,12 @@ typedef struct conn {
     mp_stream *s;
     int state;
     bool outgoing;
-    bool got_hello; /* dialer: the acceptor's HELLO was valid */
-    uint32_t peer_inc;
+    bool got_hello; /* the peer's HELLO was valid (its nonce is known) */
+    bool sent_auth; /* dialer: our AUTH is out, hello_ok awaited */
+    bool counted;   /* incoming, counted in t->incoming (the caps) */
+    uint8_t nonce[MP_HELLO_NONCE_LEN];      /* ours, fresh per connection */
+    uint8_t peer_nonce[MP_HELLO_NONCE_LEN]; /* the peer's */
+    char ip[HOST_CAP]; /* incoming: the socket peer's host, for the caps */
     mp_timer_id hs_timer;
     mp_frame_decoder dec;
     mp_buf wbuf;      /* frames being written (swapped from peer->pending) */
@@ -66,6 +78,7 @@ typedef struct conn {
     uint64_t backlog_from, backlog_until;
     uint64_t partial_since; /* env time a still incomplete frame began; 0: none */
     uint8_t hello[HELLO_FRAME_CAP];
+    uint8_t auth[AUTH_FRAME_CAP]; /* our auth (dialer) or hello_ok (acceptor) */
     uint8_t reply[REPLY_FRAME_CAP];
 } conn;
 
@@ -110,6 +123,13 @@ struct mp_transport {
     mp_list_node dirty;
     peer *last; /* the peer of the latest send (see mp_transport_send) */
     uint32_t unattributed; /* incoming conns in handshake */
+    uint32_t incoming;     /* incoming conns not yet closing (the caps) */
+    /* Authentication (mp_env_net_policy, copied at create). */
+    bool keyed;
+    uint8_t key[MP_HELLO_KEY_LEN];
+    uint32_t max_incoming, max_incoming_per_ip;
+    uint64_t auth_failures, auth_logged; /* count; env time of the last line */
+    uint64_t conn_refused, refuse_logged;
     uint64_t evicted;      /* handshaking conns closed to make room */
     uint64_t evict_logged; /* env time of the last eviction log line */
     bool flush_scheduled;

@@ -48,6 +48,7 @@ static const struct status_text table[] = {
     [33] = {"MP_EINDOUBT", "the request may or may not have executed (its answer was lost)"},
     [34] = {"MP_EALREADY", "the request already ran; its reply was not kept"},
     [35] = {"MP_ESTALE", "the request is too old for its host's duplicate window; it did not run"},
+    [36] = {"MP_EAUTH", "authentication failed (cluster secret)"},
 };
 
 _Static_assert(sizeof table / sizeof table[0] == (size_t)(-MP_STATUS_MIN_) + 1,
@@ -88,6 +89,7 @@ mp_call_class mp_call_status_class(int status, int returned_at_once)
     case MP_EDEADLOCK:
     case MP_EFORWARDS:
     case MP_ENAMESPACE:
+    case MP_EAUTH:
     case MP_EVERSION: return MP_CALL_NOT_EXECUTED;
     case MP_ECLOSED:
     case MP_ENOMEM: return returned_at_once ? MP_CALL_NOT_EXECUTED : MP_CALL_MAY_HAVE_RUN;

@@ -639,6 +639,35 @@ static void test_liveness_keys(void **state)
     expect_error(BASE "[timeouts]\nheartbeet = 1s\n", 5, "did you mean 'heartbeat'");
 }
 
+/* [security] secret_file and the connection caps: parsed, defaulted,
+ * range-checked, formatted back. */
+static void test_security_keys(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_config_error e;
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n", &c, NULL), MP_OK);
+    assert_null(c.secret_file);
+    assert_int_equal(c.max_connections, MP_DEFAULT_MAX_CONNECTIONS);
+    assert_int_equal(c.max_connections_per_ip, MP_DEFAULT_MAX_CONNECTIONS_PER_IP);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[limits]\nmax_connections = 10\nmax_connections_per_ip = 3\n"
+                                "[security]\nsecret_file = /etc/mp/secret\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_string_equal(c.secret_file, "/etc/mp/secret");
+    assert_int_equal(c.max_connections, 10);
+    assert_int_equal(c.max_connections_per_ip, 3);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[limits]\nmax_connections = 0\n", &c, &e), MP_EINVAL);
+    assert_non_null(strstr(e.message, "max_connections"));
+    assert_int_equal(parse(BASE "[security]\nsecret_file =\n", &c, &e), MP_EINVAL);
+    assert_int_equal(parse(BASE "[security]\nsecret = x\n", &c, &e), MP_EINVAL);
+    assert_non_null(strstr(e.message, "unknown key 'secret' in [security]"));
+}
+
 static void test_names_match_runtime(void **state)
 {
     (void)state;
@@ -771,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_address_override),
         cmocka_unit_test(test_to_node_config),
         cmocka_unit_test(test_liveness_keys),
+        cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_names_match_runtime),
         cmocka_unit_test(test_format_buffer),
         cmocka_unit_test(test_load_file),

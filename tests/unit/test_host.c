@@ -141,6 +141,62 @@ static void test_incarnation_bad_args(void **state)
     free(tmp);
 }
 
+/* The secret file: a private regular file of 1..4096 bytes; one trailing
+ * newline ignored; everything else refused with the path in the message. */
+static void test_secret_file(void **state)
+{
+    char *dir = make_tmp();
+    char path[256], err[512];
+    uint8_t k1[MP_ENV_KEY_LEN], k2[MP_ENV_KEY_LEN];
+    snprintf(path, sizeof path, "%s/secret", dir);
+    write_text(path, "hunter2\n");
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(mp_host_load_secret(path, k1, err, sizeof err), MP_OK);
+    write_text(path, "hunter2");
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_OK);
+    assert_memory_equal(k1, k2, sizeof k1);
+    write_text(path, "hunter3");
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_OK);
+    assert_memory_not_equal(k1, k2, sizeof k1);
+    /* Group or others may read or write: refused, with the mode. */
+    const mode_t bad[] = {0640, 0620, 0604, 0602, 0666};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(chmod(path, bad[i]), 0);
+        assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_EINVAL);
+        assert_non_null(strstr(err, path));
+        assert_non_null(strstr(err, "chmod 600"));
+    }
+    assert_int_equal(chmod(path, 0400), 0);
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_OK);
+    assert_int_equal(chmod(path, 0600), 0);
+    write_text(path, "\n");
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_EINVAL);
+    assert_non_null(strstr(err, "empty"));
+    char *big = malloc(MP_SECRET_FILE_MAX + 2);
+    assert_non_null(big);
+    memset(big, 'x', MP_SECRET_FILE_MAX + 1);
+    big[MP_SECRET_FILE_MAX + 1] = '\0';
+    write_text(path, big);
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_EINVAL);
+    big[MP_SECRET_FILE_MAX] = '\0'; /* exactly the cap: fine */
+    write_text(path, big);
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_OK);
+    free(big);
+    assert_int_equal(mp_host_load_secret(dir, k2, err, sizeof err), MP_EINVAL); /* a dir */
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(mp_host_load_secret(path, k2, err, sizeof err), MP_ENOTFOUND);
+    /* Loopback or not. */
+    assert_true(mp_host_addr_is_loopback("127.0.0.1:7000"));
+    assert_true(mp_host_addr_is_loopback("127.1.2.3:1"));
+    assert_true(mp_host_addr_is_loopback("localhost:7000"));
+    assert_false(mp_host_addr_is_loopback("0.0.0.0:7000"));
+    assert_false(mp_host_addr_is_loopback("10.0.0.1:7000"));
+    assert_false(mp_host_addr_is_loopback("127.0.0.1.evil:7000"));
+    assert_false(mp_host_addr_is_loopback("128.0.0.1:7000"));
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_node_run_config_errors(void **state)
 {
     (void)state;
@@ -214,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_incarnation_counts_up),
         cmocka_unit_test(test_incarnation_refuses_garbage),
         cmocka_unit_test(test_incarnation_bad_args),
+        cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_node_run_config_errors),
         cmocka_unit_test(test_node_run_environment_errors),
     };

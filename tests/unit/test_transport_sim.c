@@ -84,6 +84,7 @@ typedef struct world {
     bool final_phase;
     bool faults;
     const char *ns[MAXN]; /* NULL: "sim" */
+    const char *key[MAXN]; /* cluster secret per node; NULL: none */
     uint64_t ns_logged;   /* log lines naming a namespace mismatch */
     uint64_t refused_sends; /* sends failed MP_ENAMESPACE after a refusal */
     uint64_t heartbeat_ns, peer_timeout_ns; /* 0: the transport's defaults */
@@ -199,7 +200,8 @@ static void send_one(proc *p, int to)
         w->sent++;
     } else if (rc == MP_EQUEUEFULL) {
         w->full++;
-    } else if (rc == MP_ENAMESPACE && (w->ns[to] || w->ns[p->idx])) {
+    } else if ((rc == MP_ENAMESPACE && (w->ns[to] || w->ns[p->idx])) ||
+               (rc == MP_EAUTH && w->key[to] != w->key[p->idx])) {
         w->refused_sends++; /* fails fast once the peer refused us */
     } else {
         mp_sim_fail(w->sim, "send %d->%d: %s", p->idx, to, mp_status_name(rc));
@@ -224,7 +226,9 @@ static void on_tick(void *ud)
 static void count_ns_lines(void *ud, mp_log_level level, const char *msg)
 {
     world *w = ud;
-    if (strstr(msg, "namespace mismatch")) w->ns_logged++;
+    if (strstr(msg, "namespace mismatch") || strstr(msg, "authentication failed") ||
+        strstr(msg, "did not prove the cluster secret"))
+        w->ns_logged++;
 }
 
 /* Counts the stale-incarnation refusals (see the top comment) and, in the
@@ -247,7 +251,15 @@ static uint64_t g_timeout_lines;
 static int boot(mp_env *env, void *arg, uint32_t inc, void **state)
 {
     slot *s = arg;
-    if (s->w->ns[0] || s->w->ns[1]) { /* the namespace test: capture the log */
+    /* Each simulated process has its own env: its own key. */
+    memset(&env->net, 0, sizeof env->net);
+    if (s->w->key[s->idx]) {
+        const char *k = s->w->key[s->idx];
+        env->net.has_key = 1;
+        for (size_t i = 0; i < MP_ENV_KEY_LEN; i++)
+            env->net.key[i] = (uint8_t)(k[i % strlen(k)] ^ (uint8_t)i);
+    }
+    if (s->w->ns[0] || s->w->ns[1] || s->w->key[0] != s->w->key[1]) { /* refusal tests: capture the log */
         env->log_sink = count_ns_lines;
         env->log_ud = s->w;
     } else {
@@ -362,6 +374,7 @@ typedef struct outcome {
 } outcome;
 
 static uint64_t g_heartbeat_ns, g_peer_timeout_ns; /* for the next seeds */
+static const char *g_key; /* every node's secret for the next seeds; NULL: none */
 
 static void run_seed_ex(uint64_t seed, int n, bool buggify, bool swarm, outcome *out)
 {
@@ -369,6 +382,7 @@ static void run_seed_ex(uint64_t seed, int n, bool buggify, bool swarm, outcome 
     memset(&w, 0, sizeof w);
     w.heartbeat_ns = g_heartbeat_ns;
     w.peer_timeout_ns = g_peer_timeout_ns;
+    for (int i = 0; i < MAXN; i++) w.key[i] = g_key;
     mp_sim_config cfg;
     mp_sim_config_init(&cfg);
     cfg.seed = seed;
@@ -529,6 +543,16 @@ static void test_swarm_short_heartbeat(void **state)
     assert_true(g_timeout_lines > 0); /* the path really ran, with its reason logged */
 }
 
+/* Every node holds the same secret: every handshake proves it both ways,
+ * and the whole ledger holds under the same faults (resets, partitions,
+ * kills, buggify) as without one. */
+static void test_keyed_cluster(void **state)
+{
+    g_key = "sim-secret";
+    run_seeds(3, 5000, 10);
+    g_key = NULL;
+}
+
 static void test_deterministic(void **state)
 {
     outcome a, b;
@@ -586,6 +610,45 @@ static void test_foreign_namespace(void **state)
     mp_sim_destroy(w.sim);
 }
 
+/* Node 1 holds another secret (then none): nothing crosses, both sides
+ * say why, and sends fail at once with MP_EAUTH instead of queueing. */
+static void test_foreign_secret(void **state)
+{
+    for (int round = 0; round < 2; round++) {
+        static world w;
+        memset(&w, 0, sizeof w);
+        mp_sim_config cfg;
+        mp_sim_config_init(&cfg);
+        cfg.seed = 6 + (uint64_t)round;
+        w.sim = mp_sim_create(&cfg);
+        assert_non_null(w.sim);
+        w.n = 2;
+        w.key[0] = "ours";
+        w.key[1] = round == 0 ? "theirs" : NULL;
+        for (int i = 0; i < 2; i++) {
+            snprintf(w.addr[i], sizeof w.addr[i], "10.0.2.%d:4500", i + 1);
+            slots[i] = (slot){&w, i};
+            w.pids[i] = mp_sim_spawn(w.sim, w.addr[i], &OPS, &slots[i]);
+        }
+        mp_sim_run_until(w.sim, 2 * SEC);
+        w.final_phase = true;
+        assert_false(mp_sim_failed(w.sim));
+        assert_int_equal(w.received, 0);
+        assert_true(w.ns_logged >= 2);
+        assert_true(w.refused_sends > 0);
+        uint64_t failures = 0;
+        for (int i = 0; i < 2; i++) {
+            proc *p = mp_sim_process_state(w.sim, w.pids[i]);
+            mp_peer_stats tot;
+            mp_transport_totals(p->t, &tot);
+            assert_int_equal(tot.connects, 0);
+            failures += tot.auth_failures;
+        }
+        assert_true(failures >= 2);
+        mp_sim_destroy(w.sim);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +659,8 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_coverage),
         cmocka_unit_test(test_foreign_namespace),
+        cmocka_unit_test(test_keyed_cluster),
+        cmocka_unit_test(test_foreign_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

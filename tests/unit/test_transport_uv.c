@@ -201,51 +201,86 @@ static void log_sink(void *ud, mp_log_level level, const char *msg)
     if (c->needle && strstr(msg, c->needle)) c->hits++;
 }
 
-/* ---- HELLO codec -------------------------------------------------------- */
+/* ---- handshake codec and proofs ---------------------------------------- */
 
 static void test_hello_codec(void **state)
 {
-    uint8_t buf[MP_HELLO_MAX_PAYLOAD];
+    uint8_t buf[MP_HELLO_SIZE + 8];
     size_t n = 0;
-    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str("prod.eu-1"), mp_bytes_str("10.0.0.1:4500"), 7};
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_KEYED;
+    for (int i = 0; i < (int)MP_HELLO_NONCE_LEN; i++) h.nonce[i] = (uint8_t)(i * 7);
     assert_int_equal(mp_hello_encode(&h, buf, sizeof buf, &n), MP_OK);
+    assert_int_equal(n, MP_HELLO_SIZE);
     mp_hello d;
     assert_int_equal(mp_hello_decode(buf, n, &d), MP_OK);
-    assert_true(mp_bytes_eq(d.ns, h.ns));
-    assert_true(mp_bytes_eq(d.addr, h.addr));
-    assert_int_equal(d.incarnation, 7);
-    /* Every truncation fails cleanly. */
+    assert_int_equal(d.mode, MP_HELLO_KEYED);
+    assert_memory_equal(d.nonce, h.nonce, MP_HELLO_NONCE_LEN);
+    /* Every truncation fails cleanly; a trailing byte too. */
     for (size_t i = 0; i < n; i++) assert_true(mp_hello_decode(buf, i, &d) < 0);
-    /* Trailing byte. */
-    uint8_t big[MP_HELLO_MAX_PAYLOAD + 1];
-    memcpy(big, buf, n);
-    big[n] = 0;
-    assert_int_equal(mp_hello_decode(big, n + 1, &d), MP_EPROTO);
-    /* Another version: only the version is read. */
-    memcpy(big, buf, n);
-    big[0] = 2;
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EVERSION);
-    assert_int_equal(d.version, 2);
-    /* Bad namespace character, zero incarnation, bad lengths. */
-    memcpy(big, buf, n);
-    big[4] = '/';
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    memcpy(big, buf, n);
-    memset(big + n - 4, 0, 4);
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    memcpy(big, buf, n);
-    big[2] = 0xff;
-    big[3] = 0xff;
-    assert_int_equal(mp_hello_decode(big, n, &d), MP_EPROTO);
-    /* Encoder refuses what the decoder would refuse. */
-    mp_hello bad = h;
-    bad.ns = mp_bytes_str("");
-    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
-    bad = h;
-    bad.incarnation = 0;
-    assert_int_equal(mp_hello_encode(&bad, buf, sizeof buf, &n), MP_EINVAL);
-    bad = h;
-    assert_int_equal(mp_hello_encode(&bad, buf, 5, &n), MP_EINVAL);
+    buf[n] = 0;
+    assert_int_equal(mp_hello_decode(buf, n + 1, &d), MP_EPROTO);
+    /* Another version: only the version is read (version 1 had another
+     * layout). */
+    buf[0] = 1;
+    assert_int_equal(mp_hello_decode(buf, n, &d), MP_EVERSION);
+    assert_int_equal(d.version, 1);
+    buf[0] = (uint8_t)MP_HELLO_VERSION;
+    buf[2] = 7; /* unknown mode */
+    assert_int_equal(mp_hello_decode(buf, n, &d), MP_EPROTO);
+    h.mode = 9;
+    assert_int_equal(mp_hello_encode(&h, buf, sizeof buf, &n), MP_EINVAL);
+    h.mode = MP_HELLO_OPEN;
+    assert_int_equal(mp_hello_encode(&h, buf, 5, &n), MP_EINVAL);
+}
+
+static void test_auth_codec(void **state)
+{
+    uint8_t buf[MP_AUTH_MAX_PAYLOAD + 1];
+    uint8_t proof[MP_HELLO_PROOF_LEN];
+    memset(proof, 0x5a, sizeof proof);
+    size_t n = 0;
+    mp_auth a = {mp_bytes_str("10.0.0.1:4500"), 7, mp_bytes_make(NULL, 0),
+                 mp_bytes_make(proof, sizeof proof)};
+    assert_int_equal(mp_auth_encode(&a, buf, sizeof buf, &n), MP_OK);
+    mp_auth d;
+    assert_int_equal(mp_auth_decode(buf, n, &d), MP_OK);
+    assert_true(mp_bytes_eq(d.addr, a.addr));
+    assert_int_equal(d.incarnation, 7);
+    assert_int_equal(d.ns.len, 0);
+    assert_memory_equal(d.proof.ptr, proof, sizeof proof);
+    for (size_t i = 0; i < n; i++) assert_true(mp_auth_decode(buf, i, &d) < 0);
+    buf[n] = 0;
+    assert_int_equal(mp_auth_decode(buf, n + 1, &d), MP_EPROTO);
+    /* Open mode: the namespace instead of a proof. */
+    mp_auth o = {mp_bytes_str("10.0.0.1:4500"), 7, mp_bytes_str("prod.eu-1"),
+                 mp_bytes_make(NULL, 0)};
+    assert_int_equal(mp_auth_encode(&o, buf, sizeof buf, &n), MP_OK);
+    assert_int_equal(mp_auth_decode(buf, n, &d), MP_OK);
+    assert_true(mp_bytes_eq(d.ns, o.ns));
+    /* Bad namespace character, zero incarnation, both or neither of ns and
+     * proof, a proof of the wrong length: refused by both sides. */
+    uint8_t bad[MP_AUTH_MAX_PAYLOAD];
+    memcpy(bad, buf, n);
+    bad[2 + 13 + 4 + 2] = '/';
+    assert_int_equal(mp_auth_decode(bad, n, &d), MP_EPROTO);
+    memcpy(bad, buf, n);
+    memset(bad + 2 + 13, 0, 4);
+    assert_int_equal(mp_auth_decode(bad, n, &d), MP_EPROTO);
+    mp_auth e = o;
+    e.proof = mp_bytes_make(proof, sizeof proof);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = o;
+    e.ns = mp_bytes_make(NULL, 0);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = a;
+    e.proof = mp_bytes_make(proof, 31);
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
+    e = a;
+    e.incarnation = 0;
+    assert_int_equal(mp_auth_encode(&e, buf, sizeof buf, &n), MP_EINVAL);
     /* Random garbage never crashes. */
     uint64_t x = 12345;
     for (int round = 0; round < 20000; round++) {
@@ -254,9 +289,53 @@ static void test_hello_codec(void **state)
             x = x * 6364136223846793005ull + 1442695040888963407ull;
             buf[i] = (uint8_t)(x >> 56);
         }
-        if (len >= 2) buf[0] = 1, buf[1] = 0;
-        (void)mp_hello_decode(buf, len, &d);
+        (void)mp_auth_decode(buf, len, &d);
+        mp_hello hh;
+        (void)mp_hello_decode(buf, len, &hh);
     }
+}
+
+static void test_proof_binds_every_field(void **state)
+{
+    uint8_t key[MP_HELLO_KEY_LEN], nd[MP_HELLO_NONCE_LEN], na[MP_HELLO_NONCE_LEN];
+    memset(key, 1, sizeof key);
+    memset(nd, 2, sizeof nd);
+    memset(na, 3, sizeof na);
+    mp_proof_input base = {'D', nd, na, mp_bytes_str("prod"), mp_bytes_str("10.0.0.1:1"),
+                           mp_bytes_str("10.0.0.2:2"), 5, 0};
+    uint8_t p0[MP_HELLO_PROOF_LEN], p1[MP_HELLO_PROOF_LEN];
+    assert_int_equal(mp_proof_compute(key, &base, p0), MP_OK);
+    assert_true(mp_proof_check(key, &base, p0, sizeof p0));
+    assert_false(mp_proof_check(key, &base, p0, sizeof p0 - 1));
+    /* Every byte counts: the proof with any one byte changed fails. */
+    for (size_t i = 0; i < sizeof p0; i++) {
+        memcpy(p1, p0, sizeof p1);
+        p1[i] ^= 0x80;
+        assert_false(mp_proof_check(key, &base, p1, sizeof p1));
+    }
+    uint8_t other[MP_HELLO_NONCE_LEN];
+    memset(other, 9, sizeof other);
+    for (int field = 0; field < 9; field++) {
+        mp_proof_input in = base;
+        uint8_t k2[MP_HELLO_KEY_LEN];
+        memcpy(k2, key, sizeof k2);
+        switch (field) {
+        case 0: in.role = 'A'; break;             /* reflection */
+        case 1: in.nonce_d = other; break;        /* replay on a new connection */
+        case 2: in.nonce_a = other; break;
+        case 3: in.ns = mp_bytes_str("prod2"); break;
+        case 4: in.addr_d = mp_bytes_str("10.0.0.1:9"); break;
+        case 5: in.inc_d = 6; break;
+        case 6: in.addr_a = mp_bytes_str("10.0.0.3:2"); break;
+        case 7: in.inc_a = 1; break;
+        default: k2[0] ^= 1; break;               /* another secret */
+        }
+        assert_int_equal(mp_proof_compute(k2, &in, p1), MP_OK);
+        assert_memory_not_equal(p0, p1, sizeof p0);
+        assert_false(mp_proof_check(key, &base, p1, sizeof p1));
+    }
+    base.role = 'X';
+    assert_int_equal(mp_proof_compute(key, &base, p1), MP_EINVAL);
 }
 
 /* ---- configuration ------------------------------------------------------ */
@@ -495,16 +574,26 @@ static void raw_write(raw *r, int slot, const void *p, size_t n)
     assert_int_equal(mp_stream_write(r->s, &iov, 1, NULL, NULL), MP_OK);
 }
 
+/* An open-mode handshake as a dialer would pipeline it: HELLO (a fixed
+ * nonce) then AUTH claiming addr. Returns the bytes written into out. */
 static size_t hello_frame(uint8_t *out, size_t cap, const char *ns, const char *addr, uint32_t inc)
 {
-    uint8_t pl[MP_HELLO_MAX_PAYLOAD];
-    size_t n = 0, w = 0;
-    mp_hello h = {MP_HELLO_VERSION, mp_bytes_str(ns), mp_bytes_str(addr), inc};
+    uint8_t pl[MP_AUTH_MAX_PAYLOAD];
+    size_t n = 0, w = 0, w2 = 0;
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_OPEN;
+    memset(h.nonce, 0x42, sizeof h.nonce);
     assert_int_equal(mp_hello_encode(&h, pl, sizeof pl, &n), MP_OK);
     mp_frame f;
     mp_hello_frame(&f, MP_HELLO_METHOD, mp_bytes_make(pl, (uint32_t)n), 0);
     assert_int_equal(mp_frame_encode(&f, out, cap, &w, 0), MP_OK);
-    return w;
+    mp_auth a = {mp_bytes_str(addr), inc, mp_bytes_str(ns), mp_bytes_make(NULL, 0)};
+    assert_int_equal(mp_auth_encode(&a, pl, sizeof pl, &n), MP_OK);
+    mp_hello_frame(&f, MP_AUTH_METHOD, mp_bytes_make(pl, (uint32_t)n), 0);
+    assert_int_equal(mp_frame_encode(&f, out + w, cap - w, &w2, 0), MP_OK);
+    return w + w2;
 }
 
 /* A raw client that opened a connection to b and sent its HELLO as addr
@@ -519,8 +608,9 @@ static void raw_handshaked(mp_env *env, raw *r, node *b, const char *addr)
 
 static const char *method_is_static(const mp_frame *f)
 {
-    static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD};
-    for (int i = 0; i < 4; i++)
+    static const char *known[] = {"hello", "hello_ok", "hello_refused", MP_KEEPALIVE_METHOD,
+                                  "auth"};
+    for (int i = 0; i < 5; i++)
         if (mp_bytes_eq(f->method, mp_bytes_str(known[i]))) return known[i];
     return "other";
 }
@@ -604,16 +694,15 @@ static void test_frame_before_handshake(void **state)
 
     /* A HELLO from another protocol version is refused with a reason. */
     raw_open(env, &r, mp_transport_self_addr(b.t));
-    size_t n = hello_frame(buf, sizeof buf, "test", "127.0.0.1:7778", 1);
-    /* payload starts after the fixed header, 4 u16 lengths and method */
-    size_t pl_off = MP_FRAME_FIXED_HEADER + 2 + 2 + 2 + 5 + 2 + 4;
-    buf[pl_off] = 9;
-    /* re-seal: decode would fail the crc, so rebuild via the encoder */
+    /* (version 9: only the version field is read) */
+    mp_hello hv;
+    memset(&hv, 0, sizeof hv);
+    hv.version = 9;
+    uint8_t pl2[MP_HELLO_SIZE];
+    size_t n = 0;
+    assert_int_equal(mp_hello_encode(&hv, pl2, sizeof pl2, &n), MP_OK);
     mp_frame hf;
-    assert_int_equal(mp_frame_decode(buf, n, 0, &hf, NULL), MP_ECHECKSUM);
-    uint8_t pl2[MP_HELLO_MAX_PAYLOAD];
-    memcpy(pl2, buf + pl_off, n - pl_off - 4);
-    mp_hello_frame(&hf, MP_HELLO_METHOD, mp_bytes_make(pl2, (uint32_t)(n - pl_off - 4)), 0);
+    mp_hello_frame(&hf, MP_HELLO_METHOD, mp_bytes_make(pl2, (uint32_t)n), 0);
     assert_int_equal(mp_frame_encode(&hf, buf, sizeof buf, &w, 0), MP_OK);
     raw_write(&r, 0, buf, w);
     run_until(env, raw_ended, &r);
@@ -931,6 +1020,342 @@ static void test_restart_incarnation(void **state)
     destroy_env(env);
 }
 
+
+/* ---- cluster authentication (keyed mode) -------------------------------- */
+
+/* Give the transports created next on env the key of `secret` (NULL: none). */
+static void set_key(mp_env *env, const char *secret)
+{
+    memset(&env->net, 0, sizeof env->net);
+    if (!secret) return;
+    env->net.has_key = 1;
+    for (size_t i = 0; i < MP_ENV_KEY_LEN; i++)
+        env->net.key[i] = (uint8_t)(secret[i % strlen(secret)] + i);
+}
+
+static bool down_seen(void *ud) { return ((node *)ud)->rx.downs > 0; }
+
+/* Same key both sides: frames flow; proofs went both ways. */
+static void test_auth_same_secret_exchanges(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 21);
+    set_key(env, "s3cret");
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    for (uint64_t i = 0; i < 50; i++) assert_int_equal(send_seq(&a, &b, i), MP_OK);
+    count_wait w = {&b, 0, 50};
+    run_until(env, got_all, &w);
+    assert_int_equal(b.rx.bad, 0);
+    mp_peer_stats tot;
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.auth_failures, 0);
+    node_close(env, &a);
+    node_close(env, &b);
+    set_key(env, NULL);
+    destroy_env(env);
+}
+
+/* Another key: refused with MP_EAUTH on both sides, nothing delivered, the
+ * failure counted and logged, and the dialer's sends fail at once. The
+ * same for a peer with no key at all, and a keyless node meeting a keyed
+ * one says which side lacks the secret. */
+static void test_auth_wrong_secret_refused(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 22);
+    log_cap cap = {"authentication failed", 0};
+    env->log_sink = log_sink;
+    env->log_ud = &cap;
+    node a, b, c;
+    set_key(env, "right");
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    set_key(env, "wrong");
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 1, NULL);
+    set_key(env, NULL);
+    node_start(env, &c, 2, "test", "127.0.0.1:0", 1, NULL);
+    assert_int_equal(send_seq(&a, &b, 0), MP_OK);
+    run_until(env, down_seen, &a);
+    assert_int_equal(a.rx.last_down, MP_EAUTH);
+    assert_int_equal(send_seq(&a, &b, 1), MP_EAUTH); /* fails at once now */
+    assert_int_equal(b.rx.frames, 0);
+    mp_peer_stats tot;
+    mp_transport_totals(b.t, &tot);
+    assert_true(tot.auth_failures >= 1);
+    assert_int_equal(tot.connects, 0);
+    assert_true(cap.hits >= 1);
+    /* A keyless peer. */
+    assert_int_equal(send_seq(&c, &b, 0), MP_OK);
+    run_until(env, down_seen, &c);
+    assert_int_equal(c.rx.last_down, MP_EAUTH);
+    /* Either side may speak first: b's refusal, or c's own finding. */
+    const char *why = mp_transport_peer_error(c.t, mp_transport_self_addr(b.t));
+    assert_non_null(why);
+    assert_true(strstr(why, "authentication failed") || strstr(why, "requires a cluster secret"));
+    assert_int_equal(b.rx.frames, 0);
+    node_close(env, &a);
+    node_close(env, &b);
+    node_close(env, &c);
+    env->log_sink = NULL;
+    destroy_env(env);
+}
+
+/* Frames a raw client received: the first frame with method m, or -1. */
+static int raw_find(raw *r, const char *m, mp_frame *out)
+{
+    size_t pos = 0;
+    mp_frame f;
+    size_t fl;
+    while (mp_frame_decode(r->in + pos, r->in_len - pos, 0, &f, &fl) == MP_OK) {
+        if (mp_bytes_eq(f.method, mp_bytes_str(m))) {
+            *out = f;
+            return 0;
+        }
+        pos += fl;
+    }
+    return -1;
+}
+
+static bool raw_has_hello(void *ud)
+{
+    mp_frame f;
+    return raw_find(ud, MP_HELLO_METHOD, &f) == 0;
+}
+
+static size_t ctl_frame(uint8_t *out, size_t cap, const char *method, const uint8_t *pl, size_t n)
+{
+    mp_frame f;
+    size_t w = 0;
+    mp_hello_frame(&f, method, mp_bytes_make(pl, (uint32_t)n), 0);
+    assert_int_equal(mp_frame_encode(&f, out, cap, &w, 0), MP_OK);
+    return w;
+}
+
+/* A raw dialer in keyed mode: HELLO with nonce, wait for b's HELLO, then
+ * AUTH claiming addr/inc with a proof under key (NULL: a proof of zeros).
+ * The AUTH payload is left in auth_out (for a replay). */
+static void raw_keyed(mp_env *env, raw *r, node *b, const uint8_t *key, const char *ns,
+                      const char *addr, uint32_t inc, uint8_t nonce_byte, uint8_t *auth_out,
+                      size_t *auth_len)
+{
+    uint8_t buf[512], pl[MP_AUTH_MAX_PAYLOAD];
+    size_t n = 0;
+    raw_open(env, r, mp_transport_self_addr(b->t));
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_KEYED;
+    memset(h.nonce, nonce_byte, sizeof h.nonce);
+    assert_int_equal(mp_hello_encode(&h, pl, sizeof pl, &n), MP_OK);
+    raw_write(r, 0, buf, ctl_frame(buf, sizeof buf, MP_HELLO_METHOD, pl, n));
+    run_until(env, raw_has_hello, r);
+    mp_frame bf;
+    assert_int_equal(raw_find(r, MP_HELLO_METHOD, &bf), 0);
+    mp_hello bh;
+    assert_int_equal(mp_hello_decode(bf.payload.ptr, bf.payload.len, &bh), MP_OK);
+    assert_int_equal(bh.mode, MP_HELLO_KEYED);
+    uint8_t proof[MP_HELLO_PROOF_LEN];
+    memset(proof, 0, sizeof proof);
+    if (key) {
+        mp_proof_input in = {'D', h.nonce, bh.nonce, mp_bytes_str(ns), mp_bytes_str(addr),
+                             mp_bytes_str(mp_transport_self_addr(b->t)), inc, 0};
+        assert_int_equal(mp_proof_compute(key, &in, proof), MP_OK);
+    }
+    mp_auth a = {mp_bytes_str(addr), inc, mp_bytes_make(NULL, 0),
+                 mp_bytes_make(proof, sizeof proof)};
+    assert_int_equal(mp_auth_encode(&a, pl, sizeof pl, &n), MP_OK);
+    if (auth_out) {
+        memcpy(auth_out, pl, n);
+        *auth_len = n;
+    }
+    raw_write(r, 1, buf, ctl_frame(buf, sizeof buf, MP_AUTH_METHOD, pl, n));
+}
+
+static bool contains(const uint8_t *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(p + i, needle, k) == 0) return true;
+    return false;
+}
+
+/* A stranger without the secret: it gets b's HELLO (version, mode, nonce)
+ * and a refusal that names nothing; never the namespace, b's address or
+ * incarnation. A right proof, recorded, does not open a second connection
+ * (replay: b's nonce is new each time). */
+static void test_auth_stranger_learns_nothing_and_replay_fails(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 23);
+    set_key(env, "s3cret");
+    uint8_t key[MP_ENV_KEY_LEN];
+    memcpy(key, env->net.key, sizeof key);
+    node b;
+    node_start(env, &b, 1, "hidden.ns", "127.0.0.1:0", 77, NULL);
+    const char *baddr = mp_transport_self_addr(b.t);
+    raw r;
+    raw_keyed(env, &r, &b, NULL, "hidden.ns", "127.0.0.1:7790", 1, 0x11, NULL, NULL);
+    run_until(env, raw_ended, &r);
+    const char *m[8];
+    assert_int_equal(raw_frames(&r, m, 8), 2);
+    assert_string_equal(m[0], "hello");
+    assert_string_equal(m[1], "hello_refused");
+    assert_false(contains(r.in, r.in_len, "hidden"));
+    assert_false(contains(r.in, r.in_len, baddr));
+    char port[16];
+    snprintf(port, sizeof port, "%s", strrchr(baddr, ':') + 1);
+    assert_false(contains(r.in, r.in_len, port));
+    mp_peer_stats tot;
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.auth_failures, 1);
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7790", &tot), MP_ENOTFOUND);
+    raw_close(env, &r);
+
+    /* The right key: accepted, and b's hello_ok proves b. */
+    uint8_t rec[MP_AUTH_MAX_PAYLOAD];
+    size_t rec_len = 0;
+    raw_keyed(env, &r, &b, key, "hidden.ns", "127.0.0.1:7791", 1, 0x22, rec, &rec_len);
+    run_for(env, 30 * MS);
+    assert_int_equal(raw_frames(&r, m, 8), 2);
+    assert_string_equal(m[1], "hello_ok");
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7791", &s), MP_OK);
+    assert_true(s.connected);
+    raw_close(env, &r);
+    run_until(env, went_down, &b);
+
+    /* Replay: the same nonce and the recorded AUTH on a new connection. */
+    raw_open(env, &r, baddr);
+    uint8_t buf[512], pl[MP_HELLO_SIZE];
+    size_t n = 0;
+    mp_hello h;
+    memset(&h, 0, sizeof h);
+    h.version = MP_HELLO_VERSION;
+    h.mode = MP_HELLO_KEYED;
+    memset(h.nonce, 0x22, sizeof h.nonce);
+    assert_int_equal(mp_hello_encode(&h, pl, sizeof pl, &n), MP_OK);
+    raw_write(&r, 0, buf, ctl_frame(buf, sizeof buf, MP_HELLO_METHOD, pl, n));
+    uint8_t buf2[512];
+    raw_write(&r, 1, buf2, ctl_frame(buf2, sizeof buf2, MP_AUTH_METHOD, rec, rec_len));
+    run_until(env, raw_ended, &r);
+    assert_int_equal(raw_frames(&r, m, 8), 2);
+    assert_string_equal(m[1], "hello_refused");
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.auth_failures, 2);
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7791", &s), MP_OK);
+    assert_int_equal(s.connects, 1);
+    raw_close(env, &r);
+
+    /* A HELLO that sends b's own nonce back (reflection) is refused. */
+    raw_open(env, &r, baddr);
+    run_until(env, raw_has_hello, &r);
+    mp_frame bf;
+    assert_int_equal(raw_find(&r, MP_HELLO_METHOD, &bf), 0);
+    raw_write(&r, 0, buf, ctl_frame(buf, sizeof buf, MP_HELLO_METHOD, bf.payload.ptr,
+                                    bf.payload.len));
+    run_until(env, raw_ended, &r);
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.auth_failures, 3);
+    raw_close(env, &r);
+    node_close(env, &b);
+    set_key(env, NULL);
+    destroy_env(env);
+}
+
+/* Impersonation of a live member: a forger without the secret claims a's
+ * address with a much higher incarnation. b keeps a's connection, a's
+ * recorded incarnation, and a's traffic. */
+static void test_auth_forged_claim_does_not_take_a_member(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 24);
+    set_key(env, "s3cret");
+    uint8_t key[MP_ENV_KEY_LEN];
+    memcpy(key, env->net.key, sizeof key);
+    node a, b;
+    node_start(env, &a, 0, "test", "127.0.0.1:0", 3, NULL);
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    char aaddr[80];
+    snprintf(aaddr, sizeof aaddr, "%s", mp_transport_self_addr(a.t));
+    assert_int_equal(send_seq(&a, &b, 0), MP_OK);
+    count_wait w = {&b, 0, 1};
+    run_until(env, got_all, &w);
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, aaddr, &s), MP_OK);
+    assert_int_equal(s.incarnation, 3);
+    raw r;
+    raw_keyed(env, &r, &b, NULL, "test", aaddr, 1000, 0x33, NULL, NULL);
+    run_until(env, raw_ended, &r);
+    assert_int_equal(mp_transport_peer_stats(b.t, aaddr, &s), MP_OK);
+    assert_true(s.connected);
+    assert_int_equal(s.incarnation, 3);
+    assert_int_equal(s.connects, 1);
+    assert_int_equal(b.rx.restarts, 1);
+    raw_close(env, &r);
+    /* Even with the secret, a claim of a lower incarnation than the one
+     * recorded is refused and changes nothing. */
+    raw_keyed(env, &r, &b, key, "test", aaddr, 2, 0x44, NULL, NULL);
+    run_until(env, raw_ended, &r);
+    const char *m[4];
+    assert_int_equal(raw_frames(&r, m, 4), 2);
+    assert_string_equal(m[1], "hello_refused");
+    assert_int_equal(mp_transport_peer_stats(b.t, aaddr, &s), MP_OK);
+    assert_true(s.connected);
+    assert_int_equal(s.incarnation, 3);
+    assert_int_equal(s.connects, 1);
+    /* a's traffic still flows both ways on its own connection. */
+    assert_int_equal(send_seq(&a, &b, 1), MP_OK);
+    count_wait w2 = {&b, 0, 2};
+    run_until(env, got_all, &w2);
+    assert_int_equal(send_seq(&b, &a, 0), MP_OK);
+    count_wait w3 = {&a, 1, 1};
+    run_until(env, got_all, &w3);
+    assert_int_equal(b.rx.bad + a.rx.bad, 0);
+    raw_close(env, &r);
+    node_close(env, &a);
+    node_close(env, &b);
+    set_key(env, NULL);
+    destroy_env(env);
+}
+
+/* The caps: per IP 2. Two connections in handshake: a third evicts the
+ * oldest. Two past their handshake: a third is refused at once, counted. */
+static void test_connection_caps(void **state)
+{
+    mp_env *env = mp_env_uv_create(NULL, 25);
+    env->net.max_connections_per_ip = 2;
+    node b;
+    node_start(env, &b, 1, "test", "127.0.0.1:0", 1, NULL);
+    raw r1, r2, r3;
+    raw_open(env, &r1, mp_transport_self_addr(b.t));
+    raw_open(env, &r2, mp_transport_self_addr(b.t));
+    raw_open(env, &r3, mp_transport_self_addr(b.t));
+    run_until(env, raw_ended, &r1); /* the oldest idle one made room */
+    mp_peer_stats tot;
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.handshakes_evicted, 1);
+    assert_int_equal(tot.connections_refused, 0);
+    raw_close(env, &r1);
+    raw_close(env, &r2);
+    raw_close(env, &r3);
+    run_for(env, 20 * MS);
+    /* Two handshaked clients, then a third socket. */
+    raw_handshaked(env, &r1, &b, "127.0.0.1:7801");
+    raw_handshaked(env, &r2, &b, "127.0.0.1:7802");
+    run_for(env, 30 * MS);
+    raw_open(env, &r3, mp_transport_self_addr(b.t));
+    run_until(env, raw_ended, &r3);
+    mp_transport_totals(b.t, &tot);
+    assert_int_equal(tot.connections_refused, 1);
+    assert_int_equal(r3.in_len, 0); /* not even a HELLO */
+    mp_peer_stats s;
+    assert_int_equal(mp_transport_peer_stats(b.t, "127.0.0.1:7801", &s), MP_OK);
+    assert_true(s.connected);
+    raw_close(env, &r3);
+    raw_close(env, &r1);
+    raw_close(env, &r2);
+    node_close(env, &b);
+    memset(&env->net, 0, sizeof env->net);
+    destroy_env(env);
+}
+
 /* ---- graceful close flushes --------------------------------------------- */
 
 static void test_close_flushes_queue(void **state)
@@ -957,6 +1382,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_codec),
+        cmocka_unit_test(test_auth_codec),
+        cmocka_unit_test(test_proof_binds_every_field),
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_exchange_both_ways),
         cmocka_unit_test(test_limits),
@@ -972,6 +1399,11 @@ int main(void)
         cmocka_unit_test(test_idle_keepalives),
         cmocka_unit_test(test_restart_incarnation),
         cmocka_unit_test(test_close_flushes_queue),
+        cmocka_unit_test(test_auth_same_secret_exchanges),
+        cmocka_unit_test(test_auth_wrong_secret_refused),
+        cmocka_unit_test(test_auth_stranger_learns_nothing_and_replay_fails),
+        cmocka_unit_test(test_auth_forged_claim_does_not_take_a_member),
+        cmocka_unit_test(test_connection_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,7 +60,9 @@
 #include <assert.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,6 +95,9 @@ typedef struct sq_ctx {
     sqlite3_stmt *get, *get_etag, *put, *del, *ctr_get, *ctr_put, *id_get;
     mp_env *env; /* for logging from open and sq_after_job (loop thread) */
     char *path;
+    char *wal_path;      /* NULL: no WAL file found at open (not checked) */
+    dev_t wal_dev;
+    ino_t wal_ino;
     uint64_t cluster_id; /* read at open */
     /* Written by the worker (sq_run), read by the loop thread after the
      * job (sq_after_job): libuv's hand-off orders them. */
@@ -129,6 +134,7 @@ static void sq_close_ctx(sq_ctx *c)
     if (c->db) sqlite3_close_v2(c->db);
     c->db = NULL;
     free(c->path);
+    free(c->wal_path);
     free(c);
 }
 
@@ -480,11 +486,13 @@ static void check_not_moved(sq_ctx *c)
         c->lost = SQ_MOVED;
         return;
     }
-    sqlite3_file *wal = NULL;
-    moved = 0;
-    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
-        wal && wal->pMethods && wal->pMethods->xFileControl &&
-        wal->pMethods->xFileControl(wal, SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK && moved)
+    /* SQLite's unix VFS answers HAS_MOVED for the main file only, so the
+     * WAL is compared with the inode it had at open: it stays while any
+     * connection has the database open (ours does), a checkpoint rewinds
+     * it in place. */
+    struct stat st;
+    if (c->wal_path && (stat(c->wal_path, &st) != 0 || st.st_ino != c->wal_ino ||
+                        st.st_dev != c->wal_dev))
         c->lost = SQ_WAL_MOVED;
 }
 
@@ -880,6 +888,23 @@ int mp_storage_sqlite_open_ex(mp_env *env, const char *path, unsigned flags, mp_
     assert(c->begin_r && c->begin_w && c->commit && c->rollback && c->get && c->get_etag &&
            c->put && c->del && c->ctr_get && c->ctr_put);
     ckpt_start(c, path);
+    size_t wl = strlen(path) + 5;
+    struct stat st;
+    c->wal_path = malloc(wl);
+    if (!c->wal_path) {
+        sq_close_ctx(c);
+        return MP_ENOMEM;
+    }
+    snprintf(c->wal_path, wl, "%s-wal", path);
+    if (stat(c->wal_path, &st) == 0) {
+        c->wal_dev = st.st_dev;
+        c->wal_ino = st.st_ino;
+    } else {
+        mp_env_log(env, MP_LOG_WARN, "sqlite %s: no -wal file after open; its deletion will "
+                   "not be detected", path);
+        free(c->wal_path);
+        c->wal_path = NULL;
+    }
     mp_storage *s = mp_batch_create(env, &sq_backend, c);
     if (!s) {
         sq_close_ctx(c);

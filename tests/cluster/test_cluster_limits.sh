@@ -27,6 +27,11 @@ RAW="$(dirname "$0")/rawclient.py"
 case $RAW in /*) ;; *) RAW=$(pwd)/$RAW ;; esac
 command -v python3 >/dev/null 2>&1 || { echo "skip: no python3"; exit 77; }
 RSS_BOUND_KB=$((300 * 1024))
+# Under AddressSanitizer freed memory waits in a quarantine (256 MB by
+# default) before reuse, which is not the node's footprint: keep it small.
+if ldd "$MP" 2>/dev/null | grep -q libasan; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
+fi
 
 EXTRA=""
 case $MODE in

@@ -9,7 +9,7 @@ count, stdin's end), never for a guessed time, and prints one result line.
 
   rawclient.py noread   HOST:PORT NS TYPE MAXFRAMES
   rawclient.py slow     HOST:PORT NS FRAME_PAUSE_MS
-  rawclient.py idle     HOST:PORT COUNT          (holds until stdin ends)
+  rawclient.py idle     HOST:PORT[,...] COUNT    (holds until stdin ends)
   rawclient.py flood    HOST:PORT NS TARGET COUNT
 
 If the handshake changes (authentication), hello() is the one place to adapt.
@@ -179,20 +179,22 @@ def mode_slow(hostport, ns, pause_ms):
     return 1
 
 
-def mode_idle(hostport, count):
-    """Open COUNT sockets that never send a byte, print a line, hold them
-    until stdin ends, then report how many the node closed."""
+def mode_idle(hostports, count):
+    """Open COUNT sockets to each node that never send a byte, print a
+    line, hold them until stdin ends, then report how many were closed."""
+    addrs = [h.rsplit(":", 1) for h in hostports.split(",")]
+    need = count * len(addrs) + 64
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < count + 64:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, count + 64), hard))
-    host, port = hostport.rsplit(":", 1)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
     socks = []
-    for _ in range(count):
-        s = socket.socket()
-        s.settimeout(30)
-        s.connect((host, int(port)))
-        socks.append(s)
-    print("idle: %d sockets open" % len(socks), flush=True)
+    for host, port in addrs:
+        for _ in range(count):
+            s = socket.socket()
+            s.settimeout(30)
+            s.connect((host, int(port)))
+            socks.append(s)
+    print("idle: %d sockets open (%d per node)" % (len(socks), count), flush=True)
     sys.stdin.read()
     closed = 0
     for s in socks:
@@ -207,7 +209,7 @@ def mode_idle(hostport, count):
         except OSError:
             closed += 1
         s.close()
-    print("idle: %d of %d closed by the node" % (closed, count), flush=True)
+    print("idle: %d of %d closed by the nodes" % (closed, len(socks)), flush=True)
     return 0
 
 

@@ -8,9 +8,10 @@
 #            buffer limit cuts it (stats output_limit_closes), the node's
 #            VmRSS stays under RSS_BOUND_KB, and the node still serves; the
 #            client comes back NOREAD_ROUNDS times (default 3);
-#   idle     1,100 idle sockets (more than max_handshakes, 1024): a real
-#            `moonpool call` still succeeds (slot eviction: stats
-#            handshakes_evicted);
+#   idle     1,100 idle sockets to each node (more than max_handshakes,
+#            1024; both nodes, or the call would simply fail over to the
+#            other): a real `moonpool call` still succeeds (slot eviction:
+#            stats handshakes_evicted);
 #   slow     a frame trickled a byte at a time after the handshake is
 #            closed by [timeouts] frame (1s here) before it is whole
 #            (stats slow_frames);
@@ -125,7 +126,7 @@ noread)
     ;;
 idle)
     mkfifo "$TMP/hold"
-    python3 "$RAW" idle "$ADDR1" 1100 <"$TMP/hold" >"$TMP/raw.out" 2>&1 &
+    python3 "$RAW" idle "$ADDR1,$ADDR2" 1100 <"$TMP/hold" >"$TMP/raw.out" 2>&1 &
     RAWPID=$!
     PIDS="$PIDS $RAWPID"
     exec 4>"$TMP/hold"
@@ -136,13 +137,17 @@ idle)
     expect_in "$TMP/out" '"balance":1' "call reply during the flood"
     wait_log "$TMP/node1.log" "closing the oldest" 1 "$PID1" 10 ||
         fail "the node never evicted an idle socket"
-    evicted=$(stat_of "$ADDR1" handshakes_evicted)
+    wait_log "$TMP/node2.log" "closing the oldest" 1 "$PID2" 10 ||
+        fail "node 2 never evicted an idle socket"
+    e1=$(stat_of "$ADDR1" handshakes_evicted)
+    e2=$(stat_of "$ADDR2" handshakes_evicted)
     exec 4>&-
     wait "$RAWPID" 2>/dev/null || true
     cat "$TMP/raw.out"
-    echo "node1 handshakes_evicted=$evicted"
-    [ "$evicted" -ge 76 ] 2>/dev/null || fail "handshakes_evicted is $evicted (expected at least 76)"
-    pass "1,100 idle sockets: moonpool call still succeeds ($evicted evicted)"
+    echo "handshakes_evicted node1=$e1 node2=$e2"
+    [ "$e1" -ge 76 ] && [ "$e2" -ge 76 ] 2>/dev/null ||
+        fail "handshakes_evicted $e1, $e2 (expected at least 76 each)"
+    pass "1,100 idle sockets to each node: moonpool call still succeeds ($e1 + $e2 evicted)"
     ;;
 slow)
     timeout 60 python3 "$RAW" slow "$ADDR1" lim 100 >"$TMP/raw.out" 2>&1 ||

@@ -16,12 +16,15 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool node --config FILE [--id ADDR|N]\n"
+            "usage: moonpool node --config FILE [--id ADDR|N] [--new-storage]\n"
             "\n"
             "Run one node of a cluster until SIGINT or SIGTERM (graceful shutdown).\n"
             "  --config FILE  the node's config file (docs/config.md)\n"
             "  --id ADDR|N    this node's address: a member address, or its 1-based\n"
             "                 position in [cluster] members; overrides [node] address\n"
+            "  --new-storage  accept a new SQLite database: create it if missing and\n"
+            "                 record its cluster id (without it, a node refuses a\n"
+            "                 database that is missing or not the one it ran on)\n"
             "\n"
             "Prints one line 'moonpool node ready: ...' once it listens. Exit status:\n"
             "0 clean shutdown, 1 the node could not run, 2 bad config or usage.\n"
@@ -31,6 +34,7 @@ static void usage(FILE *out)
 int mp_cmd_node(int argc, char **argv)
 {
     const char *config = NULL, *id = NULL;
+    mp_node_run_options opts = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -44,6 +48,8 @@ int mp_cmd_node(int argc, char **argv)
             id = argv[++i];
         } else if (strncmp(a, "--id=", 5) == 0) {
             id = a + 5;
+        } else if (strcmp(a, "--new-storage") == 0) {
+            opts.new_storage = true;
         } else {
             fprintf(stderr, "moonpool node: unexpected argument '%s'\n\n", a);
             usage(stderr);
@@ -56,5 +62,5 @@ int mp_cmd_node(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     const mp_actor_type *types[] = {mp_bank_account_type(), mp_journal_type()};
-    return mp_node_run(config, id, types, sizeof types / sizeof types[0]);
+    return mp_node_run_ex(config, id, types, sizeof types / sizeof types[0], &opts);
 }

@@ -22,14 +22,6 @@
  * restarts (ops->stop -> mp_node_shutdown -> mp_sim_process_exit), one-way
  * partitions and partitions longer than peer_timeout.
  *
- * Half the clients send every op with an idempotency key (its op id) and
- * retry it, up to EX_KEYED_ATTEMPTS sends, while it ends "may have
- * executed" (node.h, "Exactly once for callers that retry"). For those ops
- * I1 becomes: at most once per activation (the activation that ran it
- * answers a retry from its memory; a new activation may run it again),
- * and an OK reply must name an activation that ran it. I3 then holds only
- * for an op sent once, and I4 uses the latest attempt's deadline.
- *
  * Invariants, checked at every execution, at every reply and at the end:
  *   I1 at most one execution per op id;
  *   I2 acknowledged (OK) => exactly one execution;
@@ -41,8 +33,30 @@
  *   I5 (end) the persisted records agree: every stored entry is an
  *      execution of the log, no op id stored twice, every acknowledged op
  *      stored (the actor replies only after its save reported back).
- * A violation names the op, its executions (node, time), the caller's
- * outcome and the first invariant violated.
+ *
+ * Keyed retries: clients with an even id send every op with idempotency key
+ * = its op id and, when an attempt ends "may have executed", send the same
+ * op again (same key, same op id, the attempt number in the payload) up to
+ * EX_MAX_ATTEMPTS attempts; they favour r-0 so that one activation sees more
+ * than MP_IDEMPOTENCY_KEYS_PER_ACTIVATION keys. Each activation gets an id
+ * at on_activate (kept in the instance, logged with each execution) and is
+ * dead from its on_deactivate or release, whichever comes first. For a
+ * keyed op, I1 becomes (I1k): at most one execution per attempt; two
+ * executions in one activation only if more than
+ * MP_IDEMPOTENCY_KEYS_PER_ACTIVATION other keyed executions ran in it
+ * between them (the key was evicted); an execution in another activation
+ * only once the activation of every earlier execution had died. I2 for a
+ * keyed op: OK => at least one execution (exactly one unless I1k allows
+ * more). I3 and I4 hold per attempt. An OK reply names its execution ("ok
+ * <op index> <execution number> <activation>"): it must be an execution of
+ * that op, and a reply replayed from the key cache must be the first
+ * execution of its activation. MP_EALREADY (replies here are small) fails.
+ * I5 allows a keyed op stored as often as it executed. Members set
+ * max_mailbox EX_MAX_MAILBOX, so some calls end MP_EQUEUEFULL (I3: never
+ * ran).
+ *
+ * A violation names the op, its executions (node, activation, attempt,
+ * time), the caller's outcome and the first invariant violated.
  *
  * After heal: clients stop, every outstanding call ends, then the world
  * waits EX_SETTLE_NS (past every deadline: a late copy still in flight would
@@ -106,8 +120,6 @@ static bool not_executed(int status, bool sync)
 #define EX_CLIENTS_PER_NODE 2
 #define EX_CLIENTS (EX_NODES * EX_CLIENTS_PER_NODE)
 #define EX_ACTORS 8
-#define EX_MAX_MAILBOX 2
-#define EX_KEYED_ATTEMPTS 3 /* a keyed op is sent at most this many times */
 #define EX_MAX_EXEC 16 /* executions remembered per op (more are counted) */
 #define EX_HEARTBEAT_NS (100 * MP_SIM_NS_PER_MS)
 #define EX_PEER_TIMEOUT_NS (1 * MP_SIM_NS_PER_S)
@@ -122,27 +134,50 @@ static bool not_executed(int status, bool sync)
 #define EX_HOPS_MAX 3
 #define EX_LATE_MAX_NS (EX_HOPS_MAX * (2 * EX_HEARTBEAT_NS + MP_SIM_NS_PER_MS))
 #define EX_SETTLE_NS (EX_CALL_TIMEOUT_NS + 2 * MP_SIM_NS_PER_S)
+/* Keyed clients (even client ids) send every op with idempotency key = its
+ * op id and, when an attempt ends "may have executed", send it again with
+ * the same key and op id, up to EX_MAX_ATTEMPTS attempts in all. */
+#define EX_MAX_ATTEMPTS 3
+/* Members bound their mailboxes this low so that some calls are refused
+ * with MP_EQUEUEFULL (not executed: I3 checks they never ran). */
+#define EX_MAX_MAILBOX 2
 
 typedef enum { O_PENDING = 0, O_OK, O_ERROR, O_SYNC_ERROR, O_LOST } ex_outcome;
 
 typedef struct ex_exec {
-    int node;     /* node index */
-    uint32_t inc; /* its incarnation */
-    uint64_t at;  /* sim time the turn started */
-    uint64_t act; /* the activation that ran it (ex_world.next_act) */
+    int node;         /* node index */
+    uint32_t inc;     /* its incarnation */
+    uint64_t at;      /* sim time the turn started */
+    uint32_t act;     /* activation id (ex_act index) */
+    uint32_t act_ord; /* keyed executions the activation had started before */
+    uint8_t attempt;  /* which attempt of the op this is (0 = first) */
 } ex_exec;
+
+/* One activation of ExecRecord: numbered at on_activate, dead from its
+ * on_deactivate or release (the earlier), whatever ended it. */
+typedef struct ex_act {
+    int node;
+    uint32_t inc;
+    uint64_t dead_at; /* 0: alive */
+    uint32_t keyed;   /* keyed executions started in it */
+    mp_msg *msg;      /* the turn waiting for its persist */
+    char reply[48];
+} ex_act;
 
 typedef struct ex_op {
     uint16_t client;
     uint32_t seq;
     uint16_t actor;
+    bool keyed;
+    uint8_t attempts; /* attempts sent */
     uint8_t outcome;
     int status;
-    uint64_t issued_at, deadline; /* deadline: of the latest attempt */
-    bool keyed;       /* sent with an idempotency key (its op id), retried */
-    uint8_t attempts; /* sends so far */
-    uint64_t reply_act; /* the activation an OK reply names */
+    uint64_t issued_at, deadline;
     char err[48];
+    /* Per attempt: how it ended (outcome/status), its deadline. */
+    uint8_t att_outcome[EX_MAX_ATTEMPTS];
+    int att_status[EX_MAX_ATTEMPTS];
+    uint64_t att_deadline[EX_MAX_ATTEMPTS];
     uint32_t nexec;
     ex_exec exec[EX_MAX_EXEC];
 } ex_op;
@@ -196,8 +231,9 @@ typedef struct ex_world {
     uint64_t settle_until;
     ex_stored stored[EX_ACTORS];
     int stored_done;
-    uint64_t n_ok, n_err, n_lost, n_sync, n_retries;
-    uint64_t next_act; /* activation ids, from 1 */
+    uint64_t n_ok, n_err, n_lost, n_sync, n_retry, n_replayed;
+    ex_act *acts;
+    uint32_t nacts, acts_cap;
 } ex_world;
 
 /* The actor handlers reach the world through this (one world per thread). */
@@ -223,9 +259,15 @@ static void describe(const ex_world *w, const ex_op *op, char *buf, size_t cap)
     uint32_t shown = op->nexec < EX_MAX_EXEC ? op->nexec : EX_MAX_EXEC;
     for (uint32_t i = 0; i < shown && n < cap; i++) {
         char nm[16];
-        n += (size_t)snprintf(buf + n, cap - n, "%snode %s inc %u at %.3f s",
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "%snode %s inc %u activation %u (%s %.3f s) attempt %u at %.3f s",
                               i ? ", " : "", node_name(op->exec[i].node, nm, sizeof nm),
-                              op->exec[i].inc, (double)op->exec[i].at / 1e9);
+                              op->exec[i].inc, op->exec[i].act,
+                              w->acts[op->exec[i].act].dead_at ? "dead at" : "alive at",
+                              (double)(w->acts[op->exec[i].act].dead_at
+                                           ? w->acts[op->exec[i].act].dead_at
+                                           : mp_sim_now(w->sim)) / 1e9,
+                              op->exec[i].attempt + 1u, (double)op->exec[i].at / 1e9);
     }
     if (n >= cap) return;
     const char *oc = op->outcome == O_PENDING  ? "pending"
@@ -235,11 +277,17 @@ static void describe(const ex_world *w, const ex_op *op, char *buf, size_t cap)
                                                : "synchronous error";
     char cn[16];
     n += (size_t)snprintf(buf + n, cap - n,
-                          "); caller client %u on node %s issued at %.3f s, "
+                          "); %s, %u attempt%s; caller client %u on node %s issued at %.3f s, "
                           "deadline %.3f s, outcome %s",
-                          op->client,
+                          op->keyed ? "keyed" : "unkeyed", op->attempts,
+                          op->attempts == 1 ? "" : "s", op->client,
                           node_name(op->client / EX_CLIENTS_PER_NODE, cn, sizeof cn),
                           (double)op->issued_at / 1e9, (double)op->deadline / 1e9, oc);
+    for (unsigned a = 0; a + 1 < op->attempts && n < cap; a++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s attempt %u ended %s",
+                              a ? "," : "; earlier:", a + 1,
+                              mp_status_name(op->att_status[a]));
+    if (n >= cap) return;
     if (n < cap && (op->outcome == O_ERROR || op->outcome == O_SYNC_ERROR))
         snprintf(buf + n, cap - n, " %s '%s'", mp_status_name(op->status), op->err);
     (void)w;
@@ -247,7 +295,7 @@ static void describe(const ex_world *w, const ex_op *op, char *buf, size_t cap)
 
 static void violation(ex_world *w, const ex_op *op, const char *inv)
 {
-    char d[700];
+    char d[1400];
     describe(w, op, d, sizeof d);
     mp_sim_fail(w->sim, "exec: %s violated: %s", inv, d);
 }
@@ -255,43 +303,61 @@ static void violation(ex_world *w, const ex_op *op, const char *inv)
 /* Checks that hold at any moment (I1, I2, I3). */
 static void check_op(ex_world *w, const ex_op *op, bool final)
 {
-    if (op->keyed) {
-        /* A keyed op is retried: each activation runs it at most once (the
-         * activation that ran it answers a retry from its memory; a new
-         * activation, after a kill, stop or deactivation, may run it
-         * again: node.h's window). */
-        uint32_t shown = op->nexec < EX_MAX_EXEC ? op->nexec : EX_MAX_EXEC;
-        for (uint32_t i = 0; i < shown; i++)
-            for (uint32_t j = i + 1; j < shown; j++)
-                if (op->exec[i].act == op->exec[j].act) {
-                    violation(w, op, "I1 keyed: at most once per activation");
-                    return;
-                }
-        if (op->outcome == O_OK) {
-            bool named = false;
-            for (uint32_t i = 0; i < shown; i++) named |= op->exec[i].act == op->reply_act;
-            if (op->nexec == 0 || !named) {
-                violation(w, op, "I2 keyed: an OK reply comes from an execution of it");
-                return;
-            }
-        }
-    } else if (op->nexec > 1) {
+    (void)final;
+    uint32_t shown = op->nexec < EX_MAX_EXEC ? op->nexec : EX_MAX_EXEC;
+    if (!op->keyed && op->nexec > 1) {
         violation(w, op, op->outcome == O_OK ? "I1 at most once (acknowledged op)"
                                              : "I1 at most once");
         return;
     }
+    if (op->keyed) {
+        /* Each attempt is one request: at most one execution each. */
+        if (op->nexec > op->attempts || op->nexec > EX_MAX_EXEC) {
+            violation(w, op, "I1k at most one execution per attempt");
+            return;
+        }
+        for (uint32_t j = 0; j < shown; j++) {
+            const ex_exec *b = &op->exec[j];
+            for (uint32_t i = 0; i < j; i++) {
+                const ex_exec *a = &op->exec[i];
+                if (a->attempt == b->attempt) {
+                    violation(w, op, "I1k at most one execution per attempt");
+                    return;
+                }
+                if (a->act == b->act) {
+                    /* Same activation: only once its key was evicted, i.e.
+                     * MP_IDEMPOTENCY_KEYS_PER_ACTIVATION other keyed turns
+                     * ran in it between the two. */
+                    if (b->act_ord - a->act_ord <= MP_IDEMPOTENCY_KEYS_PER_ACTIVATION) {
+                        violation(w, op, "I1k keyed op executed twice by one activation");
+                        return;
+                    }
+                } else {
+                    const ex_act *aa = &w->acts[a->act];
+                    if (aa->dead_at == 0 || aa->dead_at > b->at) {
+                        violation(w, op,
+                                  "I1k keyed op executed again while the activation that "
+                                  "ran it was alive");
+                        return;
+                    }
+                }
+            }
+        }
+    }
     if (op->outcome == O_OK && op->nexec == 0) {
-        violation(w, op, "I2 acknowledged => executed once");
+        violation(w, op, "I2 acknowledged => executed");
         return;
     }
-    /* A keyed op retried after a "may have executed" attempt: the last
-     * attempt's "not executed" speaks for that attempt only. */
-    if ((op->outcome == O_ERROR || op->outcome == O_SYNC_ERROR) &&
-        not_executed(op->status, op->outcome == O_SYNC_ERROR) && op->nexec > 0 &&
-        op->attempts <= 1) {
-        violation(w, op, final ? "I3 'not executed' error => no execution"
-                               : "I3 'not executed' error => no execution");
-        return;
+    for (unsigned at = 0; at < op->attempts; at++) {
+        uint8_t oc = op->att_outcome[at];
+        if ((oc == O_ERROR || oc == O_SYNC_ERROR) &&
+            not_executed(op->att_status[at], oc == O_SYNC_ERROR)) {
+            for (uint32_t i = 0; i < shown; i++)
+                if (op->exec[i].attempt == at) {
+                    violation(w, op, "I3 'not executed' error => no execution");
+                    return;
+                }
+        }
     }
 }
 
@@ -304,31 +370,64 @@ static int node_of_env(ex_world *w, mp_env *env)
     return -1;
 }
 
-/* An activation: its id, and the message whose save is out (one turn at
- * a time, so one at most). */
+/* The activation's instance: its id in w->acts (0: on_activate never ran). */
 typedef struct ex_inst {
-    uint64_t act;
-    mp_msg *saving;
+    uint32_t act;
 } ex_inst;
 
-static int ex_activate(mp_actor *self, void *inst)
+static int ex_activate(mp_actor *self, void *instance)
 {
     ex_world *w = g_world;
-    ((ex_inst *)inst)->act = w ? ++w->next_act : 0;
+    ex_inst *in = instance;
+    if (!w) return MP_EINVAL;
+    if (w->nacts == w->acts_cap) {
+        uint32_t cap = w->acts_cap ? w->acts_cap * 2 : 64;
+        ex_act *na = realloc(w->acts, cap * sizeof *na);
+        if (!na) return MP_ENOMEM;
+        w->acts = na;
+        w->acts_cap = cap;
+    }
+    if (w->nacts == 0) {
+        memset(&w->acts[0], 0, sizeof w->acts[0]); /* id 0: none */
+        w->nacts = 1;
+    }
+    uint32_t id = w->nacts++;
+    int node = node_of_env(w, mp_actor_env(self));
+    w->acts[id] = (ex_act){.node = node,
+                           .inc = node >= 0 ? mp_sim_process_incarnation(w->sim, w->pids[node])
+                                            : 0};
+    in->act = id;
     return 0;
 }
 
-/* The reply names the activation that ran the request: a retry answered
- * from the idempotency memory must name that same activation. */
+static void act_ended(ex_inst *in)
+{
+    ex_world *w = g_world;
+    if (!w || in->act == 0 || in->act >= w->nacts) return;
+    ex_act *a = &w->acts[in->act];
+    if (!a->dead_at) a->dead_at = mp_sim_now(w->sim);
+    a->msg = NULL;
+}
+
+static void ex_deactivate(mp_actor *self, void *instance, mp_deactivate_reason reason)
+{
+    (void)self;
+    (void)reason;
+    act_ended(instance);
+}
+
+static void ex_release(void *instance) { act_ended(instance); }
+
 static void persisted(void *ud, int status)
 {
-    ex_inst *in = ud;
-    mp_msg *msg = in->saving;
-    in->saving = NULL;
+    ex_world *w = g_world;
+    uint32_t id = (uint32_t)(uintptr_t)ud;
+    if (!w || id == 0 || id >= w->nacts || !w->acts[id].msg) return;
+    ex_act *a = &w->acts[id];
+    mp_msg *msg = a->msg;
+    a->msg = NULL;
     if (status == 0) {
-        char r[32];
-        int n = snprintf(r, sizeof r, "ok %llu", (unsigned long long)in->act);
-        mp_reply(msg, r, (size_t)n);
+        mp_reply(msg, a->reply, strlen(a->reply));
     } else {
         mp_reply_error(msg, status, "persist failed");
     }
@@ -337,14 +436,16 @@ static void persisted(void *ud, int status)
 static void h_exec(mp_actor *self, void *inst, mp_msg *msg, const void *payload,
                    size_t len)
 {
+    ex_inst *in = inst;
     ex_world *w = g_world;
     char buf[64];
     if (len >= sizeof buf) len = sizeof buf - 1;
     memcpy(buf, payload, len);
     buf[len] = 0;
-    unsigned idx = 0, client = 0, seq = 0;
-    if (!w || sscanf(buf, "%u %u:%u", &idx, &client, &seq) != 3 || idx >= w->nops ||
-        w->ops[idx].client != client || w->ops[idx].seq != seq) {
+    unsigned idx = 0, client = 0, seq = 0, attempt = 0;
+    if (!w || sscanf(buf, "%u %u:%u %u", &idx, &client, &seq, &attempt) != 4 ||
+        idx >= w->nops || w->ops[idx].client != client || w->ops[idx].seq != seq ||
+        attempt >= w->ops[idx].attempts || in->act == 0 || in->act >= w->nacts) {
         if (w) mp_sim_fail(w->sim, "exec: malformed request '%s'", buf);
         mp_reply_error(msg, MP_EINVAL, "malformed");
         return;
@@ -353,14 +454,19 @@ static void h_exec(mp_actor *self, void *inst, mp_msg *msg, const void *payload,
     mp_env *env = mp_actor_env(self);
     uint64_t now = mp_sim_now(w->sim); /* one clock for the oracle: nodes' may differ */
     int node = node_of_env(w, env);
+    ex_act *act = &w->acts[in->act];
+    uint32_t k = op->nexec;
     if (op->nexec < EX_MAX_EXEC) {
         op->exec[op->nexec] = (ex_exec){
             node, node >= 0 ? mp_sim_process_incarnation(w->sim, w->pids[node]) : 0, now,
-            ((ex_inst *)inst)->act};
+            in->act, act->keyed, (uint8_t)attempt};
     }
+    if (op->keyed) act->keyed++;
     op->nexec++;
     MP_SOMETIMES(true, "exec.executed");
-    if (now > op->deadline + EX_LATE_MAX_NS) {
+    if (attempt > 0) MP_SOMETIMES(true, "exec.retry_executed");
+    if (op->keyed && op->nexec > 1) MP_SOMETIMES(true, "exec.keyed_executed_again");
+    if (now > op->att_deadline[attempt] + EX_LATE_MAX_NS) {
         violation(w, op, "I4 no execution after the caller's deadline");
     } else {
         check_op(w, op, false);
@@ -386,10 +492,13 @@ static void h_exec(mp_actor *self, void *inst, mp_msg *msg, const void *payload,
         if (id && strcmp(id, opid) == 0) count++;
     }
     json_array_append_new(ex, json_pack("[s,I]", opid, count));
-    ((ex_inst *)inst)->saving = msg;
-    int rc = mp_state_persist(self, persisted, inst);
+    /* The reply names this execution (op index, execution number,
+     * activation): a retry answered from the key cache must carry it. */
+    snprintf(act->reply, sizeof act->reply, "ok %u %u %u", idx, k, in->act);
+    act->msg = msg;
+    int rc = mp_state_persist(self, persisted, (void *)(uintptr_t)in->act);
     if (rc != 0) {
-        ((ex_inst *)inst)->saving = NULL;
+        act->msg = NULL;
         mp_reply_error(msg, rc, "persist refused");
         mp_actor_deactivate(self);
     }
@@ -402,6 +511,8 @@ static const mp_actor_type ex_type = {
     .name = EX_TYPE,
     .instance_size = sizeof(ex_inst),
     .on_activate = ex_activate,
+    .on_deactivate = ex_deactivate,
+    .release = ex_release,
     .methods = ex_methods,
     .method_count = 1,
     .state = &ex_state,
@@ -410,7 +521,47 @@ static const mp_actor_type ex_type = {
 /* ---- clients ------------------------------------------------------------------ */
 
 static void client_schedule(ex_client *c);
-static int send_attempt(ex_client *c, uint32_t i);
+
+static void client_send(ex_client *c);
+
+/* Whether a keyed client sends the op again after this attempt: it ended
+ * "may have executed" (node.h, "What an error says"). */
+static bool may_retry(const ex_client *c, const ex_op *op, int status)
+{
+    if (!op->keyed || op->attempts >= EX_MAX_ATTEMPTS) return false;
+    if (c->n->stopping || !c->n->node) return false;
+    return status != 0 && status != MP_EACTOR && !not_executed(status, false);
+}
+
+/* An OK reply names the execution that produced it ("ok idx k act"). */
+static void check_reply(ex_world *w, const ex_op *op, unsigned attempt, const void *data,
+                        size_t len)
+{
+    char buf[64];
+    if (len >= sizeof buf) len = sizeof buf - 1;
+    memcpy(buf, data, len);
+    buf[len] = 0;
+    unsigned idx, k, act;
+    if (sscanf(buf, "ok %u %u %u", &idx, &k, &act) != 3 || &w->ops[idx] != op ||
+        k >= op->nexec || k >= EX_MAX_EXEC || op->exec[k].act != act) {
+        mp_sim_fail(w->sim, "exec: op %u:%u attempt %u: reply '%s' names no execution of it",
+                    op->client, op->seq, attempt + 1, buf);
+        return;
+    }
+    if (op->exec[k].attempt != attempt) {
+        /* Answered from the key cache: the first reply of that activation. */
+        w->n_replayed++;
+        MP_SOMETIMES(true, "exec.replayed_reply");
+        for (unsigned i = 0; i < k; i++)
+            if (op->exec[i].act == act) {
+                mp_sim_fail(w->sim,
+                            "exec: op %u:%u attempt %u: replayed reply '%s' is not the "
+                            "first reply of activation %u",
+                            op->client, op->seq, attempt + 1, buf, act);
+                return;
+            }
+    }
+}
 
 static void client_reply(void *ud, int status, const void *data, size_t len)
 {
@@ -421,34 +572,73 @@ static void client_reply(void *ud, int status, const void *data, size_t len)
     assert(w->outstanding > 0);
     w->outstanding--;
     ex_op *op = &w->ops[c->op];
+    unsigned attempt = op->attempts - 1u;
     op->status = status;
-    if (op->keyed && mp_call_status_class(status, 0) == MP_CALL_MAY_HAVE_RUN &&
-        op->attempts < EX_KEYED_ATTEMPTS && !w->healing && !c->n->stopping && c->n->node) {
-        /* The caller that must know retries with the same key. */
-        w->n_retries++;
-        MP_SOMETIMES(true, "exec.keyed_retry");
-        if (send_attempt(c, c->op) == 0) return;
-    }
+    op->att_status[attempt] = status;
     if (status == 0) {
-        char r[32];
-        size_t n = len < sizeof r - 1 ? len : sizeof r - 1;
-        memcpy(r, data, n);
-        r[n] = '\0';
-        unsigned long long act = 0;
-        if (sscanf(r, "ok %llu", &act) == 1) op->reply_act = act;
         op->outcome = O_OK;
         w->n_ok++;
         MP_SOMETIMES(true, "exec.acknowledged");
+        if (attempt > 0) MP_SOMETIMES(true, "exec.retry_acknowledged");
         if (c->n->index >= EX_MEMBERS) MP_SOMETIMES(true, "exec.client_only_acknowledged");
+        check_reply(w, op, attempt, data, len);
     } else {
         op->outcome = O_ERROR;
         w->n_err++;
         snprintf(op->err, sizeof op->err, "%.*s", (int)(len > 40 ? 40 : len),
                  (const char *)data);
         MP_SOMETIMES(true, "exec.call_failed");
+        if (status == MP_EQUEUEFULL) MP_SOMETIMES(true, "exec.queue_full");
+        if (status == MP_EALREADY)
+            mp_sim_fail(w->sim, "exec: op %u:%u attempt %u: MP_EALREADY for a small reply",
+                        op->client, op->seq, attempt + 1);
     }
+    op->att_outcome[attempt] = op->outcome;
     check_op(w, op, false);
+    if (may_retry(c, op, status)) {
+        w->n_retry++;
+        MP_SOMETIMES(true, "exec.retry_sent");
+        client_send(c);
+        return;
+    }
     client_schedule(c);
+}
+
+/* Send attempt op->attempts of the client's current op. */
+static void client_send(ex_client *c)
+{
+    ex_node *n = c->n;
+    ex_world *w = n->w;
+    ex_op *op = &w->ops[c->op];
+    unsigned attempt = op->attempts++;
+    uint64_t now = mp_sim_now(w->sim); /* the oracle's one clock */
+    op->att_deadline[attempt] = now + EX_CALL_TIMEOUT_NS;
+    op->deadline = op->att_deadline[attempt];
+    op->outcome = O_PENDING;
+    char key[16], payload[64], ikey[32];
+    snprintf(key, sizeof key, "r-%u", op->actor);
+    int pl = snprintf(payload, sizeof payload, "%u %u:%u %u", c->op, op->client, op->seq,
+                      attempt);
+    snprintf(ikey, sizeof ikey, "%u:%u", op->client, op->seq);
+    mp_ref ref;
+    int rc = mp_ref_get(n->node, EX_TYPE, key, &ref);
+    assert(rc == 0);
+    mp_call_opts opts = {.timeout_ns = EX_CALL_TIMEOUT_NS,
+                         .idempotency_key = op->keyed ? ikey : NULL};
+    c->waiting = true;
+    w->outstanding++;
+    rc = mp_call(n->node, &ref, "exec", payload, (size_t)pl, &opts, client_reply, c);
+    if (rc != 0) {
+        c->waiting = false;
+        w->outstanding--;
+        op->outcome = O_SYNC_ERROR;
+        op->status = rc;
+        op->att_outcome[attempt] = O_SYNC_ERROR;
+        op->att_status[attempt] = rc;
+        w->n_sync++;
+        check_op(w, op, false);
+        client_schedule(c);
+    }
 }
 
 static void client_issue(ex_client *c)
@@ -470,45 +660,16 @@ static void client_issue(ex_client *c)
     memset(op, 0, sizeof *op);
     op->client = (uint16_t)c->id;
     op->seq = ++w->next_seq[c->id];
-    op->actor = (uint16_t)mp_env_random_below(n->env, EX_ACTORS);
+    op->keyed = c->id % 2 == 0;
+    /* Keyed ops favour r-0, so that one activation sees more than
+     * MP_IDEMPOTENCY_KEYS_PER_ACTIVATION keys (actor.idempotency_key_evicted). */
+    if (op->keyed && mp_env_random_below(n->env, 4) != 0)
+        op->actor = 0;
+    else
+        op->actor = (uint16_t)mp_env_random_below(n->env, EX_ACTORS);
     op->issued_at = mp_sim_now(w->sim);
-    op->keyed = c->id % 2 == 1; /* half the clients retry with a key */
-    int rc = send_attempt(c, i);
-    if (rc != 0) {
-        op->outcome = O_SYNC_ERROR;
-        op->status = rc;
-        w->n_sync++;
-        check_op(w, op, false);
-        client_schedule(c);
-    }
-}
-
-/* Send (or resend, keyed) op i. Its deadline is the latest attempt's. */
-static int send_attempt(ex_client *c, uint32_t i)
-{
-    ex_node *n = c->n;
-    ex_world *w = n->w;
-    ex_op *op = &w->ops[i];
-    op->attempts++;
-    op->deadline = mp_sim_now(w->sim) + EX_CALL_TIMEOUT_NS;
-    char key[16], payload[64], idem[32];
-    snprintf(key, sizeof key, "r-%u", op->actor);
-    int pl = snprintf(payload, sizeof payload, "%u %u:%u", i, op->client, op->seq);
-    snprintf(idem, sizeof idem, "op-%u:%u", op->client, op->seq);
-    mp_ref ref;
-    int rc = mp_ref_get(n->node, EX_TYPE, key, &ref);
-    assert(rc == 0);
-    mp_call_opts opts = {.timeout_ns = EX_CALL_TIMEOUT_NS,
-                         .idempotency_key = op->keyed ? idem : NULL};
     c->op = i;
-    c->waiting = true;
-    w->outstanding++;
-    rc = mp_call(n->node, &ref, "exec", payload, (size_t)pl, &opts, client_reply, c);
-    if (rc != 0) {
-        c->waiting = false;
-        w->outstanding--;
-    }
-    return rc;
+    client_send(c);
 }
 
 static void client_fire(void *ud)
@@ -542,6 +703,7 @@ static void node_teardown(void *state)
             /* The caller died with its node: may have executed. */
             c->waiting = false;
             w->ops[c->op].outcome = O_LOST;
+            w->ops[c->op].att_outcome[w->ops[c->op].attempts - 1u] = O_LOST;
             w->n_lost++;
             assert(w->outstanding > 0);
             w->outstanding--;
@@ -593,9 +755,7 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     cfg.heartbeat_ns = EX_HEARTBEAT_NS;
     cfg.peer_timeout_ns = EX_PEER_TIMEOUT_NS;
     cfg.client_only = client_only;
-    /* A tiny mailbox bound: some calls are refused MP_EQUEUEFULL, and I3
-     * checks that a refused call never ran. */
-    cfg.max_mailbox = EX_MAX_MAILBOX;
+    if (!client_only) cfg.max_mailbox = EX_MAX_MAILBOX;
     if (!client_only) {
         cfg.storage = mp_sim_process_state(w->sim, w->db_pid);
         if (!cfg.storage) {
@@ -713,8 +873,6 @@ static void check_stored(ex_world *w)
             }
             uint32_t k = (uint32_t)(op - w->ops);
             stored_n[k]++;
-            /* A keyed op may be stored once per activation that ran it
-             * (I1 keyed checks the activations). */
             if (!op->keyed && (count > 1 || stored_n[k] > 1)) {
                 violation(w, op, "I1 at most once (persisted record holds a second execution)");
                 break;
@@ -836,6 +994,7 @@ static void ex_destroy(void *state)
     if (!w) return;
     for (int a = 0; a < EX_ACTORS; a++) json_decref(w->stored[a].entries);
     free(w->ops);
+    free(w->acts);
     if (w->disk) mp_storage_sim_disk_free(w->disk);
     if (g_world == w) g_world = NULL;
     free(w);
@@ -866,12 +1025,18 @@ static const char *const ex_coverage[] = {
     "actor.reregister_retried",
     "actor.rerouted_after_deactivation",
     "actor.too_many_forwards",
-    "actor.mailbox_full",
     "actor.idempotent_replay",
+    "actor.mailbox_full",
+    "actor.idempotency_key_evicted",
+    "exec.retry_sent",
+    "exec.retry_executed",
+    "exec.retry_acknowledged",
+    "exec.replayed_reply",
+    "exec.keyed_executed_again",
+    "exec.queue_full",
     "actor.rid_ghost",
     "actor.rid_duplicate",
     "actor.rid_stale",
-    "exec.keyed_retry",
     "transport.close_abandons_dial",
     "transport.flush_after_reconnect",
     "transport.incarnation_change",
@@ -893,7 +1058,7 @@ const mp_sim_workload mp_workload_exec = {
                    "logged (memory and storage); members and client-only nodes "
                    "under pauses, graceful restarts, one-way and long partitions, "
                    "kills; at-most-once, ack => once, 'not executed' errors, "
-                   "deadlines, keyed retries",
+                   "deadlines, keyed retries (per attempt, per activation)",
     .required_coverage = ex_coverage,
     .chaos_ns = 12ull * MP_SIM_NS_PER_S,
     .heal_ns = 60ull * MP_SIM_NS_PER_S,

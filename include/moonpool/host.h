@@ -48,6 +48,7 @@
 #ifndef MOONPOOL_HOST_H
 #define MOONPOOL_HOST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,6 +73,24 @@ extern "C" {
  * they must outlive the call). Returns the exit status (see above). */
 int mp_node_run(const char *config_path, const char *id_override,
                 const mp_actor_type *const *types, size_t ntypes);
+
+/* Options of mp_node_run_ex; zero-initialise. */
+typedef struct mp_node_run_options {
+    /* Accept a new SQLite database. A node records the cluster id of the
+     * database it runs on in its data dir ("storage-id.<address>") and at
+     * its next start refuses, with exit status 1 and a message, a database
+     * that is missing (it does not create one) or holds another cluster id:
+     * it was deleted or replaced, and starting would serve empty or other
+     * state. With new_storage the database is created if missing and its id
+     * recorded (docs/config.md, [storage]). A first start (no record) needs
+     * no flag. */
+    bool new_storage;
+} mp_node_run_options;
+
+/* mp_node_run with options (NULL: all off). */
+int mp_node_run_ex(const char *config_path, const char *id_override,
+                   const mp_actor_type *const *types, size_t ntypes,
+                   const mp_node_run_options *opts);
 
 /* Read, increment, write back and fsync the incarnation counter of node
  * `addr` in directory `dir` (created with its parents if missing). A missing

@@ -230,6 +230,25 @@ size_t mp_storage_sim_disk_count(const void *disk);
  * MP_ENOMEM. The reason is also logged through the env. */
 int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out);
 
+/* Flag of mp_storage_sqlite_open_ex: fail with MP_ENOTFOUND when no file is
+ * at `path` instead of creating an empty database. */
+#define MP_SQLITE_NO_CREATE 1u
+
+/* mp_storage_sqlite_open with flags (0 or MP_SQLITE_NO_CREATE; others are
+ * MP_EINVAL) and, when cluster_id is not NULL, the database's cluster id in
+ * *cluster_id: a random nonzero number created with the database (added to
+ * a database from before ids at its first open), the same for every node
+ * sharing the file. A host records it to tell, at its next start, a deleted
+ * or replaced database from its own (moonpool node does, src/host/run.c).
+ * While the provider runs, every batch checks that the file at `path` and
+ * its WAL are still the ones it opened, and every write batch that the
+ * cluster id is unchanged; once not, every operation fails with
+ * MP_ESTORAGE (logged as an error) until the process restarts. Errors as
+ * mp_storage_sqlite_open, plus MP_ENOTFOUND (no file, with
+ * MP_SQLITE_NO_CREATE). Loop thread, at startup. */
+int mp_storage_sqlite_open_ex(mp_env *env, const char *path, unsigned flags,
+                              mp_storage **out, uint64_t *cluster_id);
+
 /* PostgreSQL provider (clusters on many machines sharing one database):
  * `conninfo` is a libpq connection string. Connects synchronously, creates
  * the table if missing. Needs the libuv env backend. Returns 0 and *out, or

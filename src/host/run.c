@@ -42,13 +42,9 @@
 #include "moonpool/host.h"
 #include "moonpool/node.h"
 #include "moonpool/storage.h"
+#include "host/host_int.h"
 
-#define HOST_PATH_MAX 4096
-
-static int set_err(char *err, size_t cap, int status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int set_err(char *err, size_t cap, int status, const char *fmt, ...)
+int mp__host_set_err(char *err, size_t cap, int status, const char *fmt, ...)
 {
     if (err && cap) {
         va_list ap;
@@ -63,10 +59,10 @@ static int set_err(char *err, size_t cap, int status, const char *fmt, ...)
 
 int mp_host_mkdirs(const char *path, char *err, size_t err_cap)
 {
-    if (!path || !*path) return set_err(err, err_cap, MP_EINVAL, "empty directory path");
+    if (!path || !*path) return mp__host_set_err(err, err_cap, MP_EINVAL, "empty directory path");
     size_t len = strlen(path);
     if (len >= HOST_PATH_MAX)
-        return set_err(err, err_cap, MP_EINVAL, "directory path too long");
+        return mp__host_set_err(err, err_cap, MP_EINVAL, "directory path too long");
     char buf[HOST_PATH_MAX];
     memcpy(buf, path, len + 1);
     /* Create each prefix in turn; EEXIST is fine as long as it is a dir. */
@@ -77,24 +73,25 @@ int mp_host_mkdirs(const char *path, char *err, size_t err_cap)
         buf[i] = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
             int e = errno;
-            return set_err(err, err_cap, MP_EIO, "cannot create directory '%s': %s", buf,
+            return mp__host_set_err(err, err_cap, MP_EIO, "cannot create directory '%s': %s", buf,
                            strerror(e));
         }
         buf[i] = saved;
     }
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return set_err(err, err_cap, MP_EIO, "'%s' is not a directory", path);
+        return mp__host_set_err(err, err_cap, MP_EIO, "'%s' is not a directory", path);
     return 0;
 }
 
-/* "127.0.0.1:7001" -> "incarnation.127.0.0.1_7001": a file name made only
- * of safe characters, one per node address. */
-static int incarnation_path(const char *dir, const char *addr, char *out, size_t cap)
+/* ("incarnation", "127.0.0.1:7001") -> "DIR/incarnation.127.0.0.1_7001": a
+ * file name made only of safe characters, one per node address. */
+int mp__host_node_file(const char *dir, const char *prefix, const char *addr, char *out,
+                       size_t cap)
 {
     char name[MP_CONFIG_ADDR_MAX + 32];
     size_t n = 0;
-    n += (size_t)snprintf(name, sizeof name, "incarnation.");
+    n += (size_t)snprintf(name, sizeof name, "%s.", prefix);
     for (const char *p = addr; *p && n + 1 < sizeof name; p++) {
         char c = *p;
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -119,13 +116,12 @@ int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out, c
                              size_t err_cap)
 {
     if (!dir || !addr || !*addr || !out)
-        return set_err(err, err_cap, MP_EINVAL, "incarnation: missing directory or address");
+        return mp__host_set_err(err, err_cap, MP_EINVAL, "incarnation: missing directory or address");
     int rc = mp_host_mkdirs(dir, err, err_cap);
     if (rc < 0) return rc;
-    char path[HOST_PATH_MAX], tmp[HOST_PATH_MAX + 8];
-    if (incarnation_path(dir, addr, path, sizeof path) < 0)
-        return set_err(err, err_cap, MP_EINVAL, "incarnation: path too long");
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    char path[HOST_PATH_MAX];
+    if (mp__host_node_file(dir, "incarnation", addr, path, sizeof path) < 0)
+        return mp__host_set_err(err, err_cap, MP_EINVAL, "incarnation: path too long");
 
     uint64_t prev = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -135,7 +131,7 @@ int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out, c
         int e = errno;
         close(fd);
         if (n < 0)
-            return set_err(err, err_cap, MP_EIO, "cannot read '%s': %s", path, strerror(e));
+            return mp__host_set_err(err, err_cap, MP_EIO, "cannot read '%s': %s", path, strerror(e));
         buf[n] = '\0';
         /* Strictly digits, then an optional newline. */
         size_t i = 0;
@@ -144,47 +140,59 @@ int mp_host_next_incarnation(const char *dir, const char *addr, uint32_t *out, c
             i++;
         }
         if (i == 0 || prev > UINT32_MAX || (buf[i] != '\0' && strcmp(buf + i, "\n") != 0))
-            return set_err(err, err_cap, MP_ECORRUPT,
+            return mp__host_set_err(err, err_cap, MP_ECORRUPT,
                            "'%s' does not hold an incarnation counter (fix or delete it "
                            "only if no node with this address is running)",
                            path);
         if (prev == UINT32_MAX)
-            return set_err(err, err_cap, MP_ECORRUPT, "'%s': incarnation counter exhausted",
+            return mp__host_set_err(err, err_cap, MP_ECORRUPT, "'%s': incarnation counter exhausted",
                            path);
     } else if (errno != ENOENT) {
         int e = errno;
-        return set_err(err, err_cap, MP_EIO, "cannot open '%s': %s", path, strerror(e));
+        return mp__host_set_err(err, err_cap, MP_EIO, "cannot open '%s': %s", path, strerror(e));
     }
 
     uint32_t next = (uint32_t)prev + 1;
     char text[16];
     int len = snprintf(text, sizeof text, "%" PRIu32 "\n", next);
     assert(len > 0 && (size_t)len < sizeof text);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    rc = mp__host_write_file(dir, path, text, (size_t)len, err, err_cap);
+    if (rc < 0) return rc;
+    *out = next;
+    return 0;
+}
+
+int mp__host_write_file(const char *dir, const char *path, const char *text, size_t len,
+                        char *err, size_t err_cap)
+{
+    char tmp[HOST_PATH_MAX + 8];
+    int w0 = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (w0 < 0 || (size_t)w0 >= sizeof tmp)
+        return mp__host_set_err(err, err_cap, MP_EINVAL, "'%s': path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         int e = errno;
-        return set_err(err, err_cap, MP_EIO, "cannot create '%s': %s", tmp, strerror(e));
+        return mp__host_set_err(err, err_cap, MP_EIO, "cannot create '%s': %s", tmp, strerror(e));
     }
-    ssize_t w = write(fd, text, (size_t)len);
+    ssize_t w = write(fd, text, len);
     int e = errno;
-    if (w != len || fsync(fd) != 0) {
-        if (w == len) e = errno;
+    if (w != (ssize_t)len || fsync(fd) != 0) {
+        if (w == (ssize_t)len) e = errno;
         close(fd);
         unlink(tmp);
-        return set_err(err, err_cap, MP_EIO, "cannot write '%s': %s", tmp,
-                       w >= 0 && w != len ? "short write" : strerror(e));
+        return mp__host_set_err(err, err_cap, MP_EIO, "cannot write '%s': %s", tmp,
+                       w >= 0 && w != (ssize_t)len ? "short write" : strerror(e));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         e = errno;
         unlink(tmp);
-        return set_err(err, err_cap, MP_EIO, "cannot replace '%s': %s", path, strerror(e));
+        return mp__host_set_err(err, err_cap, MP_EIO, "cannot replace '%s': %s", path, strerror(e));
     }
     if (fsync_dir(dir) != 0) {
         e = errno;
-        return set_err(err, err_cap, MP_EIO, "cannot sync directory '%s': %s", dir,
+        return mp__host_set_err(err, err_cap, MP_EIO, "cannot sync directory '%s': %s", dir,
                        strerror(e));
     }
-    *out = next;
     return 0;
 }
 
@@ -333,7 +341,56 @@ static void drain_and_destroy(host *H)
     fprintf(stderr, "moonpool node: the event loop did not drain; exiting anyway\n");
 }
 
-static int open_storage(host *H, const mp_config *c)
+/* The SQLite database and its identity (storage_id.c says why). */
+static int open_sqlite(host *H, const mp_config *c, bool new_storage)
+{
+    char err[512], rec[HOST_PATH_MAX];
+    uint64_t want = 0, got = 0;
+    int rc = mp__host_storage_id_read(c->data_dir, c->address, &want, rec, sizeof rec, err,
+                                      sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: %s\n", err);
+        return rc;
+    }
+    unsigned flags = want && !new_storage ? MP_SQLITE_NO_CREATE : 0;
+    rc = mp_storage_sqlite_open_ex(H->env, c->storage_path, flags, &H->storage, &got);
+    if (rc == MP_ENOTFOUND) {
+        fprintf(stderr,
+                "moonpool node: the SQLite database '%s' is missing, but this node ran on "
+                "cluster database %016" PRIx64 " there (%s): it was deleted or moved, and "
+                "starting would serve empty state. Restore the file (with its -wal file), "
+                "or start with --new-storage to begin an empty database (the old state is "
+                "lost)\n",
+                c->storage_path, want, rec);
+        return rc;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "moonpool node: cannot open SQLite storage '%s': %s\n",
+                c->storage_path, mp_strerror(rc));
+        return rc;
+    }
+    if (want && got != want && !new_storage) {
+        fprintf(stderr,
+                "moonpool node: the SQLite database '%s' holds cluster database %016" PRIx64
+                ", but this node ran on %016" PRIx64 " (%s): the file was replaced or the "
+                "config points at another database; starting would serve other state. "
+                "Restore the file, or start with --new-storage to adopt this database\n",
+                c->storage_path, got, want, rec);
+        return MP_ECONFLICT;
+    }
+    if (got != want) {
+        rc = mp__host_storage_id_write(c->data_dir, rec, got, err, sizeof err);
+        if (rc < 0) {
+            fprintf(stderr, "moonpool node: %s\n", err);
+            return rc;
+        }
+        mp_env_log(H->env, MP_LOG_INFO, "storage: cluster database %016" PRIx64 " recorded in %s%s",
+                   got, rec, want ? " (--new-storage: replaces the old record)" : "");
+    }
+    return 0;
+}
+
+static int open_storage(host *H, const mp_config *c, bool new_storage)
 {
     char err[512];
     int rc;
@@ -370,11 +427,7 @@ static int open_storage(host *H, const mp_config *c)
                 return rc;
             }
         }
-        rc = mp_storage_sqlite_open(H->env, c->storage_path, &H->storage);
-        if (rc < 0)
-            fprintf(stderr, "moonpool node: cannot open SQLite storage '%s': %s\n",
-                    c->storage_path, mp_strerror(rc));
-        return rc;
+        return open_sqlite(H, c, new_storage);
     }
     }
 }
@@ -390,6 +443,14 @@ static bool all_digits(const char *s)
 int mp_node_run(const char *config_path, const char *id_override,
                 const mp_actor_type *const *types, size_t ntypes)
 {
+    return mp_node_run_ex(config_path, id_override, types, ntypes, NULL);
+}
+
+int mp_node_run_ex(const char *config_path, const char *id_override,
+                   const mp_actor_type *const *types, size_t ntypes,
+                   const mp_node_run_options *opts)
+{
+    bool new_storage = opts && opts->new_storage;
     if (!config_path || !*config_path) {
         fprintf(stderr, "moonpool node: no config file given\n");
         return MP_HOST_EXIT_CONFIG;
@@ -475,7 +536,7 @@ int mp_node_run(const char *config_path, const char *id_override,
         H.exit_status = MP_HOST_EXIT_FAIL;
         goto teardown;
     }
-    if (open_storage(&H, &cfg) < 0) {
+    if (open_storage(&H, &cfg, new_storage) < 0) {
         H.exit_status = MP_HOST_EXIT_FAIL;
         goto teardown;
     }

@@ -34,10 +34,6 @@ static const unreachable_site unreachable[] = {
      "needs an actor whose turn calls an actor that calls it back (A->B->A); "
      "no workload actor type calls another actor (bank transfer legs are "
      "one-way deposits); tests/unit/test_node_calls.c covers it"},
-    {"actor.idempotency_key_evicted",
-     "needs more than MP_IDEMPOTENCY_KEYS_PER_ACTIVATION (256) keyed calls to "
-     "one activation within MP_IDEMPOTENCY_WINDOW_NS; the exec workload's "
-     "keyed clients send a few dozen per actor per run"},
     {"actor.rid_origin_reused",
      "needs more than MP_RID_ORIGINS_MAX (1024) calling nodes (origins) "
      "at one host; simulated clusters have a dozen"},

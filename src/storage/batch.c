@@ -78,6 +78,7 @@ static void after_cb(uv_work_t *req, int uvstatus)
     } else {
         b->base.stats.transactions += b->job_txns;
         if (n > b->base.stats.max_batch) b->base.stats.max_batch = n;
+        if (b->be->after_job) b->be->after_job(b->ctx);
     }
     /* Ops issued from the callbacks below join `queued`; job_active is
      * false but `completing` keeps submit from requesting a kick, because

@@ -36,6 +36,10 @@ typedef struct mp_batch_backend {
     /* Worker thread (or the loop thread when no job can run any more):
      * close the handle and free ctx. */
     void (*shutdown)(void *ctx);
+    /* Loop thread, optional: after each job, before its ops complete; what
+     * `run` wrote in ctx is visible (libuv orders the hand-off). For what
+     * only the loop thread may do, e.g. logging. */
+    void (*after_job)(void *ctx);
 } mp_batch_backend;
 
 typedef struct mp_batch {

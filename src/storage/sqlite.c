@@ -40,11 +40,29 @@
  * Schema identity: PRAGMA user_version holds MP_SQLITE_SCHEMA; a database
  * with other tables or another version is refused (MP_EVERSION), never
  * modified.
+ *
+ * Cluster identity: a database is created with a random cluster id (row
+ * 'cluster_id' of moonpool_meta; a database made before it existed gets
+ * one at its next open). The process host records the id in the node's
+ * data dir and refuses to start on a database with another id, or to
+ * create a missing one (MP_SQLITE_NO_CREATE), unless told to: that is how
+ * a deleted or replaced file is told from a first start (src/host/run.c).
+ * While the node runs, deleting or replacing the file is invisible to
+ * SQLite: it keeps writing into the unlinked inode, and everything is gone
+ * at the next start. So every batch first asks the VFS whether the
+ * database or its WAL file is still the one at its path
+ * (SQLITE_FCNTL_HAS_MOVED: one stat() each, nothing next to an fsync), and
+ * every write batch reads the cluster id back. Once either fails, every
+ * batch fails with MP_ESTORAGE until the process restarts (sticky: a file
+ * recreated at the path by someone else is not ours either), and the loop
+ * thread logs it as an error (sq_after_job).
  */
 #include <assert.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,11 +86,24 @@
 #define SQ_BUSY_MIN_NS 20000ull  /* 20 us */
 #define SQ_BUSY_MAX_NS (500 * MP_NS_PER_US)
 
+/* Why a batch found the database not to be its own (sq_ctx.lost). */
+enum { SQ_OURS = 0, SQ_MOVED, SQ_WAL_MOVED, SQ_OTHER_ID };
+
 typedef struct sq_ctx {
     sqlite3 *db;
     sqlite3_stmt *begin_r, *begin_w, *commit, *rollback;
-    sqlite3_stmt *get, *get_etag, *put, *del, *ctr_get, *ctr_put;
-    mp_env *env; /* for logging from open only (loop thread) */
+    sqlite3_stmt *get, *get_etag, *put, *del, *ctr_get, *ctr_put, *id_get;
+    mp_env *env; /* for logging from open and sq_after_job (loop thread) */
+    char *path;
+    char *wal_path;      /* NULL: no WAL file found at open (not checked) */
+    dev_t wal_dev;
+    ino_t wal_ino;
+    uint64_t cluster_id; /* read at open */
+    /* Written by the worker (sq_run), read by the loop thread after the
+     * job (sq_after_job): libuv's hand-off orders them. */
+    int lost;              /* SQ_OURS, or why every batch now fails */
+    uint64_t lost_batches; /* batches failed for it */
+    uint64_t lost_logged;  /* loop thread: lost_batches at the last log line */
     /* Busy handler (the thread using db): when the current wait gives up. */
     uint64_t busy_deadline_ns;
     /* The checkpointer (see sq_wal_hook): its own connection and thread;
@@ -94,13 +125,16 @@ static void sq_close_ctx(sq_ctx *c)
     assert(!c->ckpt_started && !c->ckpt_db);
     sqlite3_stmt **all[] = {&c->begin_r, &c->begin_w, &c->commit,
                             &c->rollback, &c->get, &c->get_etag,
-                            &c->put, &c->del, &c->ctr_get, &c->ctr_put};
+                            &c->put, &c->del, &c->ctr_get, &c->ctr_put,
+                            &c->id_get};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
     }
     if (c->db) sqlite3_close_v2(c->db);
     c->db = NULL;
+    free(c->path);
+    free(c->wal_path);
     free(c);
 }
 
@@ -442,6 +476,64 @@ static int read_counter(sq_ctx *c, uint64_t *out)
     return res;
 }
 
+/* Worker thread: is the file at our path (and its WAL) still the one this
+ * connection has open? Sets c->lost when not. */
+static void check_not_moved(sq_ctx *c)
+{
+    int moved = 0;
+    if (sqlite3_file_control(c->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved) {
+        c->lost = SQ_MOVED;
+        return;
+    }
+    /* SQLite's unix VFS answers HAS_MOVED for the main file only, so the
+     * WAL is compared with the inode it had at open: it stays while any
+     * connection has the database open (ours does), a checkpoint rewinds
+     * it in place. */
+    struct stat st;
+    if (c->wal_path && (stat(c->wal_path, &st) != 0 || st.st_ino != c->wal_ino ||
+                        st.st_dev != c->wal_dev))
+        c->lost = SQ_WAL_MOVED;
+}
+
+/* Worker thread, inside a write transaction: the cluster id row. */
+static int check_cluster_id(sq_ctx *c)
+{
+    assert(c && c->id_get);
+    int rc = sqlite3_step(c->id_get);
+    int res = 0;
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_type(c->id_get, 0) != SQLITE_INTEGER ||
+            (uint64_t)sqlite3_column_int64(c->id_get, 0) != c->cluster_id)
+            c->lost = SQ_OTHER_ID;
+    } else if (rc == SQLITE_DONE) {
+        c->lost = SQ_OTHER_ID;
+    } else {
+        res = MP_ESTORAGE;
+    }
+    sqlite3_reset(c->id_get);
+    return c->lost ? MP_ESTORAGE : res;
+}
+
+/* Loop thread, after each batch: say loudly that the database is gone,
+ * on the first failed batch and then once per 1,000 more. */
+static void sq_after_job(void *ctx)
+{
+    sq_ctx *c = ctx;
+    if (!c->lost || (c->lost_logged && c->lost_batches - c->lost_logged < 1000)) return;
+    c->lost_logged = c->lost_batches;
+    const char *why = c->lost == SQ_MOVED       ? "the database file was deleted or replaced"
+                      : c->lost == SQ_WAL_MOVED ? "its -wal file was deleted or replaced"
+                                                : "it no longer holds this cluster's id";
+    mp_env_log(c->env, MP_LOG_ERROR,
+               "sqlite %s: %s while the node ran (cluster id %016llx): every storage "
+               "operation fails (MP_ESTORAGE) so that nothing is written where it would be "
+               "lost; %llu batch(es) failed so far. Restore the file and restart the node "
+               "(docs/config.md, [storage])",
+               c->path, why, (unsigned long long)c->cluster_id,
+               (unsigned long long)c->lost_batches);
+}
+
 static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
 {
     sq_ctx *c = ctx;
@@ -456,6 +548,12 @@ static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
      * below cannot race another process sharing the file. */
     int fail = 0;
     uint64_t counter = 0, counter0 = 0;
+    if (!c->lost) check_not_moved(c);
+    if (c->lost) {
+        c->lost_batches++;
+        fail = MP_ESTORAGE;
+        goto out;
+    }
     if (step_done(writes ? c->begin_w : c->begin_r) != SQLITE_OK) {
         fail = MP_ESTORAGE;
         goto out;
@@ -463,6 +561,8 @@ static uint64_t sq_run(void *ctx, mp_storage_op **ops, size_t n)
     if (writes) {
         fail = read_counter(c, &counter);
         if (fail == MP_ECORRUPT) fail = MP_ESTORAGE;
+        if (!fail) fail = check_cluster_id(c);
+        if (c->lost) c->lost_batches++;
         if (fail) goto rollback;
         counter0 = counter;
     }
@@ -512,6 +612,7 @@ static const mp_batch_backend sq_backend = {
     .vt = &sq_vtbl,
     .run = sq_run,
     .shutdown = sq_shutdown,
+    .after_job = sq_after_job,
 };
 
 /* ---- open (loop thread, synchronous) ------------------------------------ */
@@ -589,6 +690,12 @@ static const char SCHEMA[] =
     "INSERT INTO moonpool_meta VALUES ('etag', 0);"
     "PRAGMA user_version = 1836056577;"; /* MP_SQLITE_SCHEMA */
 
+/* The cluster id of a new database (or of one made before ids existed):
+ * 63 random bits from SQLite's generator (seeded by the OS), never 0. */
+static const char ADD_CLUSTER_ID[] =
+    "INSERT OR IGNORE INTO moonpool_meta VALUES "
+    "('cluster_id', (random() & 0x7fffffffffffffff) | 1)";
+
 /* Create the schema of a new file, or check the one found. Several node
  * processes may open one shared file for the first time at once, so the
  * "is it new?" check and the creation happen inside one write transaction
@@ -618,6 +725,7 @@ static int setup_schema(sq_ctx *c, const char *path)
             return MP_EVERSION;
         }
         if ((ver == 0 && (rc = exec(c, path, SCHEMA))) ||
+            (ver == 0 && (rc = exec(c, path, ADD_CLUSTER_ID))) ||
             (rc = exec(c, path, "COMMIT"))) {
             (void)sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
@@ -675,21 +783,61 @@ static int prepare(sq_ctx *c, const char *path, const char *sql,
     return 0;
 }
 
+/* The cluster id: added if missing (a database from before ids), then
+ * read. */
+static int load_cluster_id(sq_ctx *c, const char *path)
+{
+    sqlite3_int64 id = 0, rows = 0;
+    int rc = query_int(c, path, "SELECT count(*) FROM moonpool_meta WHERE k = 'cluster_id'", &rows);
+    if (rc) return rc;
+    if (rows == 0) {
+        if ((rc = exec(c, path, ADD_CLUSTER_ID))) return rc;
+        mp_env_log(c->env, MP_LOG_INFO, "sqlite %s: no cluster id yet (older database): added",
+                   path);
+    }
+    if ((rc = query_int(c, path, "SELECT v FROM moonpool_meta WHERE k = 'cluster_id'", &id)))
+        return rc;
+    if (id <= 0) {
+        mp_env_log(c->env, MP_LOG_ERROR, "sqlite %s: cluster id %lld is not valid", path,
+                   (long long)id);
+        return MP_ECORRUPT;
+    }
+    c->cluster_id = (uint64_t)id;
+    return 0;
+}
+
 int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
 {
+    return mp_storage_sqlite_open_ex(env, path, 0, out, NULL);
+}
+
+int mp_storage_sqlite_open_ex(mp_env *env, const char *path, unsigned flags, mp_storage **out,
+                              uint64_t *cluster_id)
+{
     if (out) *out = NULL;
-    if (!env || !path || !*path || !out) return MP_EINVAL;
+    if (cluster_id) *cluster_id = 0;
+    if (!env || !path || !*path || !out || (flags & ~MP_SQLITE_NO_CREATE)) return MP_EINVAL;
     if (!mp_env_is_uv(env)) {
         mp_env_log(env, MP_LOG_ERROR,
                    "sqlite storage needs the libuv env (it uses the threadpool)");
         return MP_EINVAL;
     }
     if (strlen(path) > 4096) return MP_EINVAL;
+    if ((flags & MP_SQLITE_NO_CREATE) && access(path, F_OK) != 0) {
+        mp_env_log(env, MP_LOG_ERROR, "sqlite %s: no database there (not creating one)", path);
+        return MP_ENOTFOUND;
+    }
     sq_ctx *c = calloc(1, sizeof *c);
     if (!c) return MP_ENOMEM;
     c->env = env;
+    c->path = strdup(path);
+    if (!c->path) {
+        free(c);
+        return MP_ENOMEM;
+    }
     int rc = sqlite3_open_v2(path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                             SQLITE_OPEN_READWRITE |
+                                 ((flags & MP_SQLITE_NO_CREATE) ? 0 : SQLITE_OPEN_CREATE) |
                                  SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
                              NULL);
     if (rc != SQLITE_OK) {
@@ -703,7 +851,7 @@ int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
      * see sq_busy), then fail the batch with MP_ESTORAGE rather than block
      * forever. */
     sqlite3_busy_handler(c->db, sq_busy, c);
-    if ((rc = setup_with_retry(c, path)) ||
+    if ((rc = setup_with_retry(c, path)) || (rc = load_cluster_id(c, path)) ||
         (rc = prepare(c, path, "BEGIN", &c->begin_r)) ||
         (rc = prepare(c, path, "BEGIN IMMEDIATE", &c->begin_w)) ||
         (rc = prepare(c, path, "COMMIT", &c->commit)) ||
@@ -731,18 +879,38 @@ int mp_storage_sqlite_open(mp_env *env, const char *path, mp_storage **out)
         (rc = prepare(c, path,
                       "INSERT INTO moonpool_meta (k, v) VALUES ('etag', ?1) "
                       "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                      &c->ctr_put))) {
+                      &c->ctr_put)) ||
+        (rc = prepare(c, path, "SELECT v FROM moonpool_meta WHERE k = 'cluster_id'",
+                      &c->id_get))) {
         sq_close_ctx(c);
         return rc == MP_EBUSY ? MP_EIO : rc; /* locked for good: unusable */
     }
     assert(c->begin_r && c->begin_w && c->commit && c->rollback && c->get && c->get_etag &&
            c->put && c->del && c->ctr_get && c->ctr_put);
     ckpt_start(c, path);
+    size_t wl = strlen(path) + 5;
+    struct stat st;
+    c->wal_path = malloc(wl);
+    if (!c->wal_path) {
+        sq_close_ctx(c);
+        return MP_ENOMEM;
+    }
+    snprintf(c->wal_path, wl, "%s-wal", path);
+    if (stat(c->wal_path, &st) == 0) {
+        c->wal_dev = st.st_dev;
+        c->wal_ino = st.st_ino;
+    } else {
+        mp_env_log(env, MP_LOG_WARN, "sqlite %s: no -wal file after open; its deletion will "
+                   "not be detected", path);
+        free(c->wal_path);
+        c->wal_path = NULL;
+    }
     mp_storage *s = mp_batch_create(env, &sq_backend, c);
     if (!s) {
         sq_close_ctx(c);
         return MP_ENOMEM;
     }
+    if (cluster_id) *cluster_id = c->cluster_id;
     *out = s;
     return 0;
 }

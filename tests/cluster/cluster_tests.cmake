@@ -5,7 +5,7 @@
 find_program(MP_BASH bash)
 if(MP_BASH)
   set(_mp_cluster_dir ${CMAKE_CURRENT_LIST_DIR})
-  foreach(t basic config namespace postgres interrupt auth)
+  foreach(t basic config namespace postgres interrupt auth storage_id)
     add_test(NAME cluster.${t}
              COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_${t}.sh $<TARGET_FILE:moonpool>)
   endforeach()
@@ -18,8 +18,17 @@ if(MP_BASH)
   set_tests_properties(cluster.at_most_once
                        PROPERTIES TIMEOUT 180 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                   SKIP_RETURN_CODE 77)
+  # Bounded resources (issue 12), one raw-socket misbehaviour per test
+  # (tests/cluster/rawclient.py; skipped without python3).
+  foreach(m noread idle slow mailbox)
+    add_test(NAME cluster.limits.${m}
+             COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_limits.sh $<TARGET_FILE:moonpool> ${m})
+    set_tests_properties(cluster.limits.${m}
+                         PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
+                                    SKIP_RETURN_CODE 77)
+  endforeach()
   set_tests_properties(cluster.basic cluster.config cluster.namespace cluster.postgres
-                       cluster.interrupt cluster.auth cluster.workload
+                       cluster.interrupt cluster.auth cluster.storage_id cluster.workload
                        cluster.kill_mid_workload
                        PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                   SKIP_RETURN_CODE 77)

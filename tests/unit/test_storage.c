@@ -455,6 +455,89 @@ static void test_sqlite_open_errors(void **state)
 
 /* Two providers on one file (two processes sharing a database): ETags stay
  * unique and a stale writer still loses. */
+/* The cluster id: created with the database, the same at every open,
+ * MP_SQLITE_NO_CREATE refuses a missing file (and creates none). */
+static void test_sqlite_cluster_id(void **state)
+{
+    st_fix *f = *state;
+    uv_fix *u = (uv_fix *)f;
+    close_storage(f);
+    uint64_t id1 = 0, id2 = 0, id3 = 0;
+    assert_int_equal(mp_storage_sqlite_open_ex(f->env, u->path, 0, &f->s, &id1), 0);
+    assert_true(id1 != 0);
+    close_storage(f);
+    assert_int_equal(mp_storage_sqlite_open_ex(f->env, u->path, MP_SQLITE_NO_CREATE, &f->s, &id2),
+                     0);
+    assert_true(id2 == id1);
+    close_storage(f);
+    char other[160];
+    snprintf(other, sizeof other, "%s/other.db", u->dir);
+    mp_storage *s = NULL;
+    assert_int_equal(mp_storage_sqlite_open_ex(f->env, other, MP_SQLITE_NO_CREATE, &s, &id3),
+                     MP_ENOTFOUND);
+    assert_null(s);
+    assert_int_equal(access(other, F_OK), -1);
+    assert_int_equal(mp_storage_sqlite_open_ex(f->env, other, 4, &s, NULL), MP_EINVAL);
+    /* A new database gets another id. */
+    assert_int_equal(mp_storage_sqlite_open_ex(f->env, other, 0, &s, &id3), 0);
+    assert_true(id3 != 0 && id3 != id1);
+    f->s = s;
+    close_storage(f);
+    assert_int_equal(mp_storage_sqlite_open(f->env, u->path, &f->s), 0);
+}
+
+/* The running provider notices its files deleted or its id changed: every
+ * batch fails with MP_ESTORAGE from then on (nothing is written into a
+ * deleted file), loads too. */
+static void unlink_suffix(uv_fix *u, const char *suffix)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s%s", u->path, suffix);
+    assert_int_equal(unlink(p), 0);
+}
+
+static void expect_lost(st_fix *f, const char *key)
+{
+    st_res r = {0};
+    st_save(f, key, "lost", 4, 0, &r);
+    assert_int_equal(r.status, MP_ESTORAGE);
+    st_load(f, key, &r);
+    assert_int_equal(r.status, MP_ESTORAGE);
+    st_res_clear(&r);
+}
+
+static void test_sqlite_deleted_while_open(void **state)
+{
+    st_fix *f = *state;
+    uv_fix *u = (uv_fix *)f;
+    st_put(f, st_key(f, "a"), "one", 0);
+    unlink_suffix(u, "");
+    expect_lost(f, st_key(f, "b"));
+    expect_lost(f, st_key(f, "c")); /* sticky */
+}
+
+static void test_sqlite_wal_deleted_while_open(void **state)
+{
+    st_fix *f = *state;
+    uv_fix *u = (uv_fix *)f;
+    st_put(f, st_key(f, "a"), "one", 0);
+    unlink_suffix(u, "-wal");
+    expect_lost(f, st_key(f, "b"));
+}
+
+static void test_sqlite_other_id_while_open(void **state)
+{
+    st_fix *f = *state;
+    st_put(f, st_key(f, "a"), "one", 0);
+    sqlite3 *db = raw_open(f);
+    raw_exec(db, "UPDATE moonpool_meta SET v = 5 WHERE k = 'cluster_id'", NULL);
+    sqlite3_close(db);
+    st_res r = {0};
+    st_save(f, st_key(f, "b"), "x", 1, 0, &r);
+    assert_int_equal(r.status, MP_ESTORAGE);
+    st_res_clear(&r);
+}
+
 static void test_sqlite_two_handles(void **state)
 {
     st_fix *f = *state;
@@ -760,6 +843,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sqlite_group_commit, sqlite_setup,
                                         uv_teardown),
         cmocka_unit_test(test_sqlite_open_errors),
+        cmocka_unit_test_setup_teardown(test_sqlite_cluster_id, sqlite_setup, uv_teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_deleted_while_open, sqlite_setup,
+                                        uv_teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_wal_deleted_while_open, sqlite_setup,
+                                        uv_teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_other_id_while_open, sqlite_setup,
+                                        uv_teardown),
         cmocka_unit_test(test_sqlite_concurrent_first_open),
         cmocka_unit_test_setup_teardown(test_sqlite_two_handles, sqlite_setup,
                                         uv_teardown),

@@ -15,6 +15,9 @@ set(MP_PC_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/moonpool
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
+if(TARGET mp_lib_postgres_link)
+  install(TARGETS mp_lib_postgres_link EXPORT moonpoolTargets)
+endif()
 install(TARGETS ${MP_LIB_TARGETS} EXPORT moonpoolTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

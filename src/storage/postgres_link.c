@@ -33,8 +33,9 @@ int mp_storage_postgres_open(mp_env *env, const char *conninfo,
     if (out) *out = NULL;
     if (env)
         mp_env_log(env, MP_LOG_ERROR,
-                   "storage: the PostgreSQL provider is not linked into this "
-                   "program (link libmoonpool-postgres: pkg-config "
-                   "moonpool-postgres, or CMake moonpool::postgres)");
+                   "storage: the PostgreSQL provider is not in this program "
+                   "(moonpool was built without libpq, or the program does "
+                   "not link libmoonpool-postgres: pkg-config "
+                   "moonpool-postgres, CMake moonpool::postgres)");
     return MP_EINVAL;
 }

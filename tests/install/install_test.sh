@@ -9,12 +9,14 @@
 # 2. counter.c (a Counter actor on SQLite, printing its count and the
 #    header/library versions) is built with `pkg-config --cflags --libs
 #    moonpool` against the first and with find_package(moonpool) (a tiny
-#    CMake project, tests/install/CMakeLists.txt) against the second. Each
-#    program runs twice on one database: "count 1", then "count 2".
+#    CMake project, tests/install/CMakeLists.txt: moonpool::moonpool and
+#    moonpool::moonpool_static) against the second. Each program runs
+#    twice on one database: "count 1", then "count 2".
 # 3. The installed libmoonpool.so has its SONAME, exports nothing but the
 #    public API (and the provider node), and does not need libpq; the
-#    SQLite-only programs do not load libpq; a program linking
-#    moonpool-postgres does.
+#    SQLite-only programs do not load libpq. pg_probe.c shows the
+#    PostgreSQL provider unreachable without moonpool-postgres (MP_EINVAL)
+#    and reached with it (MP_ECONNREFUSED from a port nobody listens on).
 # 4. Unless --no-subdir: a project that add_subdirectory()s the source tree
 #    builds and runs the same program.
 set -euo pipefail
@@ -148,6 +150,10 @@ ldd_out=$(ldd "$work/cmake-build/counter")
 grep -q "$soname => $prefix/" <<<"$ldd_out" || fail "find_package counter does not load the installed $soname"
 no_libpq "$work/cmake-build/counter"
 run_twice find_package "$work/cmake-build/counter"
+ldd_out=$(ldd "$work/cmake-build/counter_static")
+if grep -q libmoonpool <<<"$ldd_out"; then fail "counter_static loads libmoonpool.so"; fi
+no_libpq "$work/cmake-build/counter_static"
+run_twice find_package-static "$work/cmake-build/counter_static"
 no_libpq "$work/cmake-build/pg_probe_without"
 probe "moonpool::moonpool" "$work/cmake-build/pg_probe_without" MP_EINVAL
 if [ -e "$staged_lib/libmoonpool-postgres.so" ]; then

@@ -1,7 +1,11 @@
 # moonpool — the two commands a newcomer needs are `make demo` and `make test`.
 # Everything is built by CMake into build/ (and build-asan/ for the sanitizer
 # build); this Makefile only sequences the steps and installs missing Debian
-# packages first (scripts/install-deps.sh says what it installs).
+# packages first (scripts/install-deps.sh says what it installs): `make`,
+# `make demo` and `make install` only what building needs (no database
+# server, no test framework); `make test` also what the tests need, and
+# configures with the optional parts REQUIRED (PostgreSQL provider, cmocka),
+# so that a test can never be skipped for a missing package.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -15,8 +19,13 @@ TSAN_TESTS ?= test_storage test_storage_pg test_env_uv test_call_sync \
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
+# What `make test` requires (without them CMake only reports the parts off).
+TEST_CMAKE_FLAGS = -DMP_REQUIRE_POSTGRES=ON -DMP_REQUIRE_TESTS=ON
+# `make install [PREFIX=/usr/local] [DESTDIR=/staging]`
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all deps build asan test test-release test-asan lint demo bench fuzz valgrind tsan clean help
+.PHONY: all deps deps-test install build asan test test-release test-asan lint demo bench fuzz valgrind tsan clean help
 
 all: build
 
@@ -24,6 +33,7 @@ help:
 	@echo "make            build into $(BUILD)/ (installs missing Debian packages first)"
 	@echo "make test       lint + every test, in a normal and an ASan+UBSan build, + make tsan"
 	@echo "make demo       run the demo"
+	@echo "make install    install into PREFIX (/usr/local), honouring DESTDIR"
 	@echo "make bench      run the benchmarks"
 	@echo "make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)"
 	@echo "make valgrind   every unit-test binary under valgrind memcheck (minutes)"
@@ -31,13 +41,19 @@ help:
 	@echo "make lint       source lint: determinism (mp_env only), no include cycle between src/ folders, no tests/ in shipped code"
 
 deps:
-	@scripts/install-deps.sh core
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh build test
 
 $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 $(ASAN_BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMP_SANITIZE=ON $(CMAKE_FLAGS)
@@ -48,10 +64,16 @@ asan: deps $(ASAN_BUILD)/CMakeCache.txt
 lint:
 	@scripts/lint.sh
 
-test-release: build
+# The test targets (re)configure with TEST_CMAKE_FLAGS: a build/ first made
+# by `make` without libpq or cmocka gains them here, or fails saying which.
+test-release: deps-test
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(TEST_CMAKE_FLAGS) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-test-asan: asan
+test-asan: deps-test
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMP_SANITIZE=ON $(TEST_CMAKE_FLAGS) $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
@@ -60,7 +82,7 @@ test: lint test-release test-asan tsan
 	@echo "moonpool: all tests passed (release, ASan+UBSan and TSan builds)."
 
 valgrind: build
-	@scripts/install-deps.sh valgrind
+	@scripts/install-deps.sh test valgrind
 	@scripts/valgrind.sh $(BUILD)
 
 # ThreadSanitizer: its own build (TSan excludes ASan), only the threaded
@@ -68,8 +90,8 @@ valgrind: build
 # TSan cannot follow a fork after threads when the child starts threads:
 # MP_TSAN_SKIP (tests/tsan/skip.c) skips the one test that forks node
 # processes (it tests processes, not threads; every other build runs it).
-tsan: deps
-	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMP_TSAN=ON $(CMAKE_FLAGS)
+tsan: deps-test
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMP_TSAN=ON $(TEST_CMAKE_FLAGS) $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_TESTS)
 	cd $(TSAN_BUILD) && \
 	  MP_TSAN_SKIP=test_sqlite_concurrent_first_open \
@@ -80,7 +102,7 @@ tsan: deps
 demo: build
 	@scripts/demo.sh $(BUILD)
 
-bench: build
+bench: deps-test build
 	@scripts/bench.sh $(BUILD)
 
 fuzz:

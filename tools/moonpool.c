@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "moonpool/version.h"
 
 struct command {
     const char *name;
@@ -32,7 +33,8 @@ static void usage(FILE *out)
             "simulator. Commands:\n\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nRun 'moonpool <command> --help' for the options of one command.\n");
+    fprintf(out, "\nRun 'moonpool <command> --help' for the options of one command,\n"
+                 "'moonpool --version' for the version.\n");
 }
 
 const char *mp_program_path = "moonpool";
@@ -47,6 +49,11 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return MP_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        /* The library's version (this program links its own copy of it). */
+        printf("moonpool %s\n", mp_version());
         return MP_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

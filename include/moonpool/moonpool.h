@@ -22,6 +22,7 @@
  *   sim.h           the deterministic simulator (mp_sim_*)
  *   sim_workload.h  simulation workloads and the seed runner
  *   buggify.h       buggify and simulation assertions
+ *   version.h       MP_VERSION_* macros and mp_version()
  *
  * Everything under src/ is internal: programs build against include/ alone.
  */
@@ -42,5 +43,6 @@
 #include "moonpool/sim.h"
 #include "moonpool/sim_workload.h"
 #include "moonpool/buggify.h"
+#include "moonpool/version.h"
 
 #endif

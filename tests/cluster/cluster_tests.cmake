@@ -5,7 +5,14 @@
 find_program(MP_BASH bash)
 if(MP_BASH)
   set(_mp_cluster_dir ${CMAKE_CURRENT_LIST_DIR})
-  foreach(t basic config namespace postgres interrupt auth storage_id)
+  # cluster.postgres needs the PostgreSQL provider in the program (libpq).
+  set(_mp_cluster_pg "")
+  set(_mp_cluster_pg_test "")
+  if(PQ_FOUND)
+    set(_mp_cluster_pg postgres)
+    set(_mp_cluster_pg_test cluster.postgres)
+  endif()
+  foreach(t basic config namespace ${_mp_cluster_pg} interrupt auth storage_id)
     add_test(NAME cluster.${t}
              COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_${t}.sh $<TARGET_FILE:moonpool>)
   endforeach()
@@ -27,7 +34,7 @@ if(MP_BASH)
                          PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                     SKIP_RETURN_CODE 77)
   endforeach()
-  set_tests_properties(cluster.basic cluster.config cluster.namespace cluster.postgres
+  set_tests_properties(cluster.basic cluster.config cluster.namespace ${_mp_cluster_pg_test}
                        cluster.interrupt cluster.auth cluster.storage_id cluster.workload
                        cluster.kill_mid_workload
                        PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports

@@ -32,6 +32,7 @@ typedef struct mconn {
     mp_timer_id timer;
     size_t len;
     bool answered, closing;
+    bool draining; /* answered early (431): discard the rest until EOF */
     char *resp; /* the answer, malloc'd; freed on close */
     char req[MP__METRICS_MAX_REQUEST];
 } mconn;
@@ -181,15 +182,20 @@ static void on_timeout(void *ud)
 
 static void on_written(void *ud, int status)
 {
-    (void)status;
-    conn_close(ud);
+    mconn *c = ud;
+    /* A connection answered before its request was whole stays open,
+     * discarding, until the client's EOF or the exchange's timeout:
+     * closing with bytes still arriving would reset the connection, and
+     * the client could lose the answer. */
+    if (status == 0 && c->draining) return;
+    conn_close(c);
 }
 
 static void answer(mconn *c, int code, const char *reason, const char *ctype, const char *body,
                    size_t blen)
 {
     c->answered = true;
-    mp_stream_read_stop(c->s);
+    if (!c->draining) mp_stream_read_stop(c->s);
     char head[256];
     int h = snprintf(head, sizeof head,
                      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -286,11 +292,12 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
 {
     (void)s;
     mconn *c = ud;
-    if (c->closing || c->answered) return;
+    if (c->closing) return;
     if (status != 0) {
         conn_close(c);
         return;
     }
+    if (c->answered) return; /* draining */
     size_t room = sizeof c->req - c->len;
     size_t take = len < room ? len : room;
     memcpy(c->req + c->len, data, take);
@@ -298,6 +305,7 @@ static void on_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int
     if (head_complete(c)) {
         handle(c);
     } else if (take < len || c->len == sizeof c->req) {
+        c->draining = true;
         answer_text(c, 431, "Request Header Fields Too Large", "request too large\n");
     }
 }

@@ -57,6 +57,7 @@
 
 #include <jansson.h>
 
+#include "../src/util/hist.h"
 #include "workloads.h"
 #include "commands.h"
 #include "moonpool/actor.h"
@@ -395,47 +396,10 @@ static void bnode_stop(bnode *b)
 }
 
 /* ---- latency histogram ----------------------------------------------------
- * Log-linear buckets (64 per power of two above 128 ns, exact below): every
- * sample costs one increment, percentiles are within 1.6%, and nothing is
- * sorted or grown while a window runs, so the driver's own cost per call
- * stays flat and out of the profile. */
-
-#define H_SUB 64
-#define H_BUCKETS (128 + (64 - 7) * H_SUB)
-
-typedef struct lat_hist {
-    uint64_t n;
-    uint64_t b[H_BUCKETS];
-} lat_hist;
-
-static void hist_add(lat_hist *h, uint64_t v)
-{
-    size_t i;
-    if (v < 128) {
-        i = (size_t)v;
-    } else {
-        int e = 63 - __builtin_clzll(v); /* >= 7 */
-        i = 128 + (size_t)(e - 7) * H_SUB + (size_t)((v >> (e - 6)) & (H_SUB - 1));
-    }
-    h->b[i]++;
-    h->n++;
-}
-
-/* Lower edge plus half a bucket, in microseconds. */
-static double hist_pct_us(const lat_hist *h, double q)
-{
-    if (h->n == 0) return 0;
-    uint64_t want = (uint64_t)(q * (double)(h->n - 1)) + 1, acc = 0;
-    for (size_t i = 0; i < H_BUCKETS; i++) {
-        acc += h->b[i];
-        if (acc < want) continue;
-        if (i < 128) return (double)i / 1000.0;
-        size_t e = (i - 128) / H_SUB + 7, sub = (i - 128) % H_SUB;
-        double lo = (double)((1ull << e) + ((uint64_t)sub << (e - 6)));
-        return (lo + (double)(1ull << (e - 6)) / 2) / 1000.0;
-    }
-    return 0;
-}
+ * The shared log-linear histogram (src/util/hist.h): every sample costs one
+ * increment, percentiles are within 0.8%, and nothing is sorted or grown
+ * while a window runs, so the driver's own cost per call stays flat and out
+ * of the profile. */
 
 /* ---- closed-loop call driver ---------------------------------------------- */
 
@@ -464,7 +428,7 @@ struct driver {
     uint64_t done, errors;
     int first_err;
     uint64_t t_start, t_end;
-    lat_hist *lat;
+    mp_hist *lat;
     uint64_t total; /* completions in every phase (per-call profiling) */
     slot *slots;
 };
@@ -487,7 +451,7 @@ static void drv_cb(void *ud, int status, const void *data, size_t len)
         }
         if (d->want_lat) {
             now = wall_ns();
-            hist_add(d->lat, now - s->t0);
+            mp_hist_record(d->lat, now - s->t0);
         }
     } else if (status < 0 && d->phase == PH_WARM) {
         d->errors++;
@@ -527,7 +491,7 @@ static void drv_phase_timer(void *ud)
         d->phase = PH_MEASURE;
         d->done = d->errors = 0;
         d->first_err = 0;
-        if (d->lat) memset(d->lat, 0, sizeof *d->lat);
+        if (d->lat) mp_hist_init(d->lat);
         d->t_start = wall_ns();
     } else {
         d->phase = PH_STOP;
@@ -561,7 +525,7 @@ static int drive(mp_env *env, mp_node *node, const mp_ref *refs, size_t nrefs,
     d.want_lat = want_lat;
     d.fixed = fixed && inflight <= nrefs;
     d.slots = calloc(inflight, sizeof *d.slots);
-    if (want_lat) d.lat = calloc(1, sizeof *d.lat);
+    if (want_lat && (d.lat = malloc(sizeof *d.lat)) != NULL) mp_hist_init(d.lat);
     if (!d.slots || (want_lat && !d.lat)) {
         free(d.slots);
         free(d.lat);
@@ -593,9 +557,9 @@ static int drive(mp_env *env, mp_node *node, const mp_ref *refs, size_t nrefs,
     out->errors = d.errors;
     out->first_err = d.first_err;
     if (want_lat) {
-        out->p50_us = hist_pct_us(d.lat, 0.50);
-        out->p99_us = hist_pct_us(d.lat, 0.99);
-        out->p999_us = hist_pct_us(d.lat, 0.999);
+        out->p50_us = mp_hist_quantile_us(d.lat, 0.50);
+        out->p99_us = mp_hist_quantile_us(d.lat, 0.99);
+        out->p999_us = mp_hist_quantile_us(d.lat, 0.999);
     }
     if (cfg->match)
         fprintf(stderr,
@@ -1165,7 +1129,7 @@ typedef struct persist {
     size_t nkeys, inflight;
     int phase;
     uint64_t done, errors, t_start, t_end;
-    lat_hist *lat;
+    mp_hist *lat;
     bool closed;
 } persist;
 
@@ -1181,7 +1145,7 @@ static void p_cb(void *ud, int status, uint64_t new_etag)
     if (p->phase == PH_MEASURE) {
         if (status == 0) {
             p->done++;
-            hist_add(p->lat, now - k->t0);
+            mp_hist_record(p->lat, now - k->t0);
         } else {
             p->errors++;
         }
@@ -1209,7 +1173,7 @@ static void p_phase(void *ud)
     if (p->phase == PH_WARM) {
         p->phase = PH_MEASURE;
         p->done = p->errors = 0;
-        memset(p->lat, 0, sizeof *p->lat);
+        mp_hist_init(p->lat);
         p->t_start = wall_ns();
     } else {
         p->phase = PH_STOP;
@@ -1237,7 +1201,8 @@ static int run_persist(const char *dir, size_t nkeys, const bench_cfg *cfg,
     p.env->log_level = MP_LOG_WARN;
     int rc = mp_storage_sqlite_open(p.env, path, &p.s);
     p.keys = calloc(nkeys, sizeof *p.keys);
-    p.lat = calloc(1, sizeof *p.lat);
+    p.lat = malloc(sizeof *p.lat);
+    if (p.lat) mp_hist_init(p.lat);
     if (rc == 0 && (!p.keys || !p.lat)) rc = MP_ENOMEM;
     if (rc == 0) {
         p.nkeys = nkeys;
@@ -1261,8 +1226,8 @@ static int run_persist(const char *dir, size_t nkeys, const bench_cfg *cfg,
         while (!(p.phase == PH_STOP && p.inflight == 0)) mp_env_uv_run(p.env);
         double secs = (double)(p.t_end - p.t_start) * 1e-9;
         *rate = secs > 0 ? (double)p.done / secs : 0;
-        *p99 = hist_pct_us(p.lat, 0.99);
-        *p50 = hist_pct_us(p.lat, 0.50);
+        *p99 = mp_hist_quantile_us(p.lat, 0.99);
+        *p50 = mp_hist_quantile_us(p.lat, 0.50);
         *errs = p.errors;
     }
     if (p.s) {

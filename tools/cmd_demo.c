@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "../examples/bank/bank.h"
+#include "../src/util/hist.h"
 #include "cluster_client.h"
 #include "commands.h"
 #include "moonpool/host.h"
@@ -155,11 +156,6 @@ typedef struct phase {
     void (*tick)(struct demo *); /* every loop turn; may be NULL */
 } phase;
 
-typedef struct lat_set {
-    uint32_t *us;
-    size_t n, cap;
-} lat_set;
-
 typedef struct demo {
     demo_opts o;
     char exe[1024];
@@ -177,9 +173,10 @@ typedef struct demo {
     int64_t deposited, withdrawn;
     uint64_t acked, refused, unknown, failed, retries, dups;
     uint64_t retry_cause[-MP_STATUS_MIN_ + 1]; /* retries by -status */
-    /* latencies of acknowledged (or refused) ops, microseconds: all, and
-     * by kind (J_DEPOSIT, J_WITHDRAW, J_TRANSFER) */
-    lat_set lat, lat_kind[3];
+    /* latencies of acknowledged (or refused) ops: all, and by kind
+     * (J_DEPOSIT, J_WITHDRAW, J_TRANSFER); the shared log-linear histogram,
+     * so memory stays fixed however long the run */
+    mp_hist lat, lat_kind[3];
     /* unknown ops, resolved after the workload */
     job *unknowns;
     size_t unk_n, unk_cap;
@@ -667,23 +664,10 @@ static double run_phase(demo *d, phase *p)
 
 /* ---- phases ---------------------------------------------------------------------- */
 
-static void lat_push(lat_set *l, uint64_t ns)
-{
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4096;
-        uint32_t *p = realloc(l->us, cap * sizeof *p);
-        if (!p) return;
-        l->us = p;
-        l->cap = cap;
-    }
-    uint64_t us = ns / 1000;
-    l->us[l->n++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
 static void lat_add(demo *d, const job *j, uint64_t ns)
 {
-    lat_push(&d->lat, ns);
-    if (j->kind >= J_DEPOSIT && j->kind <= J_TRANSFER) lat_push(&d->lat_kind[j->kind], ns);
+    mp_hist_record(&d->lat, ns);
+    if (j->kind >= J_DEPOSIT && j->kind <= J_TRANSFER) mp_hist_record(&d->lat_kind[j->kind], ns);
 }
 
 static void apply(demo *d, const job *j)
@@ -846,18 +830,10 @@ static void finish_status(demo *d, job *j)
 
 /* ---- summary helpers ----------------------------------------------------------- */
 
-static int cmp_u32(const void *a, const void *b)
+/* Percentile q of a latency histogram, in ms. */
+static double pct_ms(const mp_hist *h, double q)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Percentile q of a sorted set, in ms. */
-static double pct_ms(const lat_set *l, double q)
-{
-    if (!l->n) return 0;
-    size_t i = (size_t)(q * (double)(l->n - 1) + 0.5);
-    return l->us[i] / 1000.0;
+    return mp_hist_quantile_ms(h, q);
 }
 
 /* A number field of a JSON object (integer or real); NAN if absent/null. */
@@ -979,8 +955,8 @@ static int demo_main(demo *d)
     phase init = {"open", n, 0, 0, 0, make_init, finish_op, NULL};
     if (run_phase(d, &init) < 0) return MP_EXIT_FAIL;
     /* Latency and throughput figures are for the mixed workload only. */
-    d->lat.n = 0;
-    for (int k = 0; k < 3; k++) d->lat_kind[k].n = 0;
+    mp_hist_init(&d->lat);
+    for (int k = 0; k < 3; k++) mp_hist_init(&d->lat_kind[k]);
     uint64_t acked0 = d->acked, refused0 = d->refused;
     d->hard_deadline = now_ns() + (uint64_t)d->o.seconds * 1000000000ull + DEMO_SLACK_NS;
     phase work = {"workload", (size_t)d->o.ops, 0, 0, 0, make_op, finish_op, mid_tick};
@@ -1000,9 +976,6 @@ static int demo_main(demo *d)
          * persistence) shows up as a mismatch below, as it should. */
     }
 
-    qsort(d->lat.us, d->lat.n, sizeof *d->lat.us, cmp_u32);
-    for (int k = 0; k < 3; k++)
-        qsort(d->lat_kind[k].us, d->lat_kind[k].n, sizeof *d->lat_kind[k].us, cmp_u32);
     printf("\n== summary ==\n");
     printf("  operations: %zu (%" PRIu64 " applied, %" PRIu64 " refused: insufficient funds, %"
            PRIu64 " unknown, %" PRIu64 " failed; %" PRIu64 " retries, %" PRIu64
@@ -1090,6 +1063,8 @@ int mp_cmd_demo(int argc, char **argv)
 {
     demo d;
     memset(&d, 0, sizeof d);
+    mp_hist_init(&d.lat);
+    for (int k = 0; k < 3; k++) mp_hist_init(&d.lat_kind[k]);
     int rc = parse_args(argc, argv, &d.o);
     if (rc) return rc > 0 ? MP_EXIT_OK : MP_EXIT_USAGE;
     d.tty = isatty(1);
@@ -1139,8 +1114,6 @@ int mp_cmd_demo(int argc, char **argv)
     free(d.actual);
     free(d.read_ok);
     free(d.slots);
-    free(d.lat.us);
-    for (int k = 0; k < 3; k++) free(d.lat_kind[k].us);
     free(d.unknowns);
     return status;
 }

@@ -34,7 +34,8 @@ static void usage(FILE *out)
 int mp_cmd_node(int argc, char **argv)
 {
     const char *config = NULL, *id = NULL;
-    mp_node_run_options opts = {0};
+    mp_node_run_options opts;
+    mp_node_run_options_init(&opts);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -62,5 +63,5 @@ int mp_cmd_node(int argc, char **argv)
         return MP_EXIT_USAGE;
     }
     const mp_actor_type *types[] = {mp_bank_account_type(), mp_journal_type()};
-    return mp_node_run_ex(config, id, types, sizeof types / sizeof types[0], &opts);
+    return mp_node_run_with(config, id, types, sizeof types / sizeof types[0], &opts);
 }

@@ -39,7 +39,7 @@ typedef struct mp_node mp_node;   /* one runtime node (node.h) */
 typedef struct mp_actor mp_actor; /* one activation, as seen by its handlers */
 typedef struct mp_msg mp_msg;     /* one message being handled: reply handle */
 
-/* Limits of actor ids (ARCHITECTURE: total <= 256 bytes). */
+/* Limits of actor ids: the whole id is at most 256 bytes. */
 #define MP_ACTOR_ID_MAX 256
 #define MP_ACTOR_PART_MAX 64 /* namespace and type */
 #define MP_METHOD_MAX 128
@@ -71,7 +71,8 @@ int mp_ref_init(mp_ref *ref, const char *ns, const char *type,
 int mp_ref_parse(mp_ref *ref, const char *text, size_t len);
 
 /* Same as mp_ref_init with the node's namespace: the usual way to get one.
- * Local and instant (S1). */
+ * Local and instant: it sends no message and does not wait (the actor is
+ * found, or activated, by the first call to it). */
 int mp_ref_get(mp_node *node, const char *type, const char *key, mp_ref *ref);
 
 /* ---- actor types --------------------------------------------------------- */

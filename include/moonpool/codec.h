@@ -2,7 +2,7 @@
  * Codecs: values <-> bytes, for actor messages and persisted state.
  *
  * The runtime treats payloads as opaque bytes (actor.h). A codec is the
- * plug-in point (R17) that turns a program's values into those bytes and
+ * plug-in point that turns a program's values into those bytes and
  * back, so an actor type can speak JSON today and something denser later
  * without the runtime knowing. It is a small vtable rather than a fixed
  * function set because a codec may carry settings (limits) and because the

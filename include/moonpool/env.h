@@ -57,6 +57,12 @@ typedef enum mp_log_level {
     MP_LOG_OFF = 4
 } mp_log_level;
 
+/* How a log line is written (mp_env.log_format). */
+typedef enum mp_log_format {
+    MP_LOG_FORMAT_TEXT = 0, /* "TIME NAME LEVEL: message" */
+    MP_LOG_FORMAT_JSON = 1  /* one JSON object per line: ts, level, node, msg */
+} mp_log_format;
+
 /* Timer fired. Not called for a cancelled timer. */
 typedef void (*mp_timer_cb)(void *ud);
 
@@ -141,6 +147,12 @@ struct mp_env {
     void *log_ud;
     const char *name; /* shown in log lines, e.g. the node address; not owned */
     mp_env_net_policy net; /* set by the host before any transport exists */
+    mp_log_format log_format; /* 0 (text) by default */
+    /* Nonzero: stamp log lines with the wall clock, as RFC 3339 UTC with
+     * milliseconds ("2026-12-04T14:30:01.123Z"); the real backend sets it.
+     * Zero: the env's own clock in seconds ("12.000250"), which in the
+     * simulator is simulated time, so a seed's log replays byte for byte. */
+    int log_wall_clock;
 };
 
 /* ---- time ---------------------------------------------------------------- */
@@ -302,7 +314,14 @@ double mp_env_random_unit(mp_env *env);
 /* ---- logging ------------------------------------------------------------- */
 
 /* Log a printf-style line if level >= env->log_level. The line is prefixed by
- * the env's time and name. Never fails visibly (a line too long is cut). */
+ * the env's time and name (log_wall_clock picks the clock), or is one JSON
+ * object {"ts","level","node","msg"} when log_format is MP_LOG_FORMAT_JSON.
+ * The message may carry bytes from outside (peer addresses, actor names): in
+ * text lines every byte outside printable ASCII, and the backslash, is
+ * escaped as \xNN (\\ for the backslash), so one call is one line and no
+ * control sequence reaches a terminal; in JSON lines the same bytes are
+ * \u00NN escapes (with \" and \\). The line goes to env->log_sink, or to
+ * stderr. Never fails visibly (a message over 1023 bytes is cut). */
 void mp_env_log(mp_env *env, mp_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mp_env_vlog(mp_env *env, mp_log_level level, const char *fmt,
@@ -310,6 +329,17 @@ void mp_env_vlog(mp_env *env, mp_log_level level, const char *fmt,
 
 /* Parse "debug" | "info" | "warn" | "error" | "off". Returns 0 or MP_EINVAL. */
 int mp_log_level_parse(const char *text, mp_log_level *out);
+
+/* Parse "text" | "json". Returns 0 or MP_EINVAL. */
+int mp_log_format_parse(const char *text, mp_log_format *out);
+
+/* Render one log line into buf (cap bytes, NUL-terminated, cut to fit), as
+ * mp_env_vlog does: fmt_ns is the time (wall-clock ns since the Unix epoch
+ * when wall is nonzero, else the env's clock), name may be NULL. Exposed so
+ * the format is unit-testable. Returns the length written. */
+size_t mp_log_render(char *buf, size_t cap, mp_log_format format, int wall,
+                     uint64_t time_ns, const char *name, mp_log_level level,
+                     const char *msg);
 
 /* ---- address helper ------------------------------------------------------ */
 

@@ -14,7 +14,9 @@
  *     }
  *
  * `moonpool node --config FILE [--id ADDR|N]` is exactly this with the
- * example types (tools/cmd_node.c).
+ * example types (tools/cmd_node.c). A program that adds its own work beside
+ * the node (timers, clients, endpoints) passes hooks to mp_node_run_with
+ * instead of copying the host (see below).
  *
  * Why the incarnation lives in a file: a node restarted at the same address
  * must be told apart from its previous life (peers drop its old
@@ -57,6 +59,7 @@
 #include "moonpool/actor.h"
 #include "moonpool/config.h"
 #include "moonpool/env.h"
+#include "moonpool/node.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,8 +77,57 @@ extern "C" {
 int mp_node_run(const char *config_path, const char *id_override,
                 const mp_actor_type *const *types, size_t ntypes);
 
-/* Options of mp_node_run_ex; zero-initialise. */
+/* Endpoint (mp_node_run_options.metrics_address): HTTP/1.0, one GET per
+ * connection. /metrics answers 200 text/plain; version=0.0.4 with the
+ * mp_node_get_stats counters as moonpool_* metrics (HELP and TYPE lines),
+ * moonpool_uptime_seconds, moonpool_ready and moonpool_node_info (address,
+ * namespace, incarnation labels); /healthz 200 "ok" while the loop runs;
+ * /readyz 200 "ready" while the node serves, 503 "stopping" once shutdown
+ * began; other paths 404, other methods 405. A request head is at most 4 KiB
+ * (431), an exchange at most 5 s, at most 16 connections are open (more are
+ * closed at once). */
+
+/* ---- hooks and options (mp_node_run_with) ----------------------------------
+ *
+ * A service that needs its own timers, clients or endpoints beside the node
+ * does not copy the host: it passes hooks. Both run on the node's loop
+ * thread (the thread that called mp_node_run_with), as ordinary loop
+ * callbacks, so they may call any mp_node_* / mp_env_* function.
+ *
+ *   started(ud, host)  once, after the node serves: it listens, the ready
+ *                      line is printed, the metrics endpoint (if any) is
+ *                      up. Start your own work here on mp_host_env(host)
+ *                      (timers, connections, listeners) or make calls
+ *                      through mp_host_node(host).
+ *   stopping(ud, host) once, when shutdown begins (SIGINT/SIGTERM,
+ *                      mp_host_stop, or the loop running dry), before the
+ *                      node deactivates its actors; only if started ran.
+ *                      Cancel your timers and close your streams and
+ *                      listeners here: the loop ends when the node and
+ *                      storage are down, and what is still open then is
+ *                      never called back (the env refuses to be destroyed
+ *                      while streams are open and the host then reports
+ *                      that the loop did not drain).
+ *
+ * Ownership: the mp_host, its env and its node belong to mp_node_run_with;
+ * they are valid from started until stopping returns (the env until
+ * mp_node_run_with returns). Errors: a hook returns nothing; to fail, log
+ * and call mp_host_stop (the exit status stays 0) or remember the failure
+ * in ud and turn it into your own exit status. */
+typedef struct mp_host mp_host;
+typedef void (*mp_host_hook_cb)(void *ud, mp_host *host);
+
 typedef struct mp_node_run_options {
+    mp_host_hook_cb started;  /* may be NULL */
+    mp_host_hook_cb stopping; /* may be NULL */
+    void *ud;                 /* passed to both hooks */
+    /* "host:port" to serve GET /metrics (Prometheus text 0.0.4), /healthz
+     * and /readyz on, from the node's own loop; NULL: no endpoint; port 0
+     * picks a free one (mp_host_metrics_port tells which). The address is
+     * copied. A bad or busy address makes mp_node_run_with fail (exit 1). */
+    const char *metrics_address;
+    /* Log line format (moonpool/env.h); default MP_LOG_FORMAT_TEXT. */
+    mp_log_format log_format;
     /* Accept a new SQLite database. A node records the cluster id of the
      * database it runs on in its data dir ("storage-id.<address>") and at
      * its next start refuses, with exit status 1 and a message, a database
@@ -87,10 +139,31 @@ typedef struct mp_node_run_options {
     bool new_storage;
 } mp_node_run_options;
 
-/* mp_node_run with options (NULL: all off). */
-int mp_node_run_ex(const char *config_path, const char *id_override,
-                   const mp_actor_type *const *types, size_t ntypes,
-                   const mp_node_run_options *opts);
+/* Defaults: no hooks, no metrics endpoint, text logs. Environment variables
+ * fill what the config file cannot say yet (interim, until the config file
+ * has keys for them): MOONPOOL_METRICS_ADDRESS (host:port) and
+ * MOONPOOL_LOG_FORMAT (text|json); mp_node_run_with checks them and exits
+ * with status 2 on a bad value. */
+void mp_node_run_options_init(mp_node_run_options *o);
+
+/* mp_node_run with options (NULL: defaults, as mp_node_run). Same exit
+ * statuses. */
+int mp_node_run_with(const char *config_path, const char *id_override,
+                     const mp_actor_type *const *types, size_t ntypes,
+                     const mp_node_run_options *opts);
+
+/* The running node's env (its loop) and the node itself; see above for
+ * lifetimes. Thread: the loop thread. */
+mp_env *mp_host_env(mp_host *host);
+mp_node *mp_host_node(mp_host *host);
+
+/* The metrics endpoint's bound port, or MP_EINVAL if there is none. */
+int mp_host_metrics_port(mp_host *host);
+
+/* Begin a graceful shutdown, as SIGTERM would (stopping runs, the node
+ * deactivates its actors, storage closes, mp_node_run_with returns 0). A
+ * second call while stopping is ignored. Thread: the loop thread. */
+void mp_host_stop(mp_host *host);
 
 /* Read, increment, write back and fsync the incarnation counter of node
  * `addr` in directory `dir` (created with its parents if missing). A missing

@@ -1,5 +1,9 @@
 /*
- * Persistent actor state (R20-R24, S11, S12).
+ * Persistent actor state: typed state loaded before activation, an
+ * explicit persist that reports its error to the actor, keys isolated per
+ * namespace/type/key; a persisted state is restored whole after
+ * deactivation and reactivation, and a storage failure reaches the actor
+ * as an error, never silently.
  *
  * Design: the runtime holds ONE value per activation, in the form the
  * state type's codec works with (for the default JSON codec: a jansson

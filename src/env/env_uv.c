@@ -1040,6 +1040,8 @@ mp_env *mp_env_uv_create(struct uv_loop_s *loop, uint64_t seed)
     env->base.log_sink = NULL;
     env->base.log_ud = NULL;
     env->base.name = "uv";
+    env->base.log_format = MP_LOG_FORMAT_TEXT;
+    env->base.log_wall_clock = 1; /* a real process logs real time */
     env->origin_ns = uv_hrtime();
     env->free_head = UE_NONE;
     if (seed == 0) {

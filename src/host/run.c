@@ -14,6 +14,11 @@
  *     saves finish), then the signal handles, and only then the loop ends.
  *     A second signal during shutdown is reported and otherwise ignored:
  *     the node's own deadline already bounds how long it can take.
+ *   - Hooks (started, stopping) let a program add its own work on the
+ *     node's loop instead of copying this file. stopping runs before the
+ *     node begins to stop, so the program's own timers and streams close
+ *     while the node can still answer; the metrics endpoint stays up until
+ *     the node is down, so /readyz says 503 for the whole shutdown.
  *   - The incarnation counter is written to a temporary file, fsync'ed,
  *     renamed over the old one and the directory fsync'ed, so a crash
  *     leaves either the old or the new value, never a torn one; the node
@@ -43,6 +48,7 @@
 #include "moonpool/node.h"
 #include "moonpool/storage.h"
 #include "host/host_int.h"
+#include "host/metrics.h"
 
 int mp__host_set_err(char *err, size_t cap, int status, const char *fmt, ...)
 {
@@ -198,7 +204,11 @@ int mp__host_write_file(const char *dir, const char *path, const char *text, siz
 
 /* ---- the running node ------------------------------------------------------- */
 
-typedef struct host {
+typedef struct mp_host {
+    mp_node_run_options opts;
+    char metrics_addr[MP_ADDR_MAX + 1];
+    mp__metrics *metrics;
+    bool started_ran, stopping_ran;
     mp_env *env;
     mp_node *node;
     mp_storage *storage;
@@ -269,15 +279,34 @@ static void storage_closed(void *ud)
     mp_env_uv_stop(H->env);
 }
 
-static void node_down(void *ud)
+static void metrics_closed(void *ud)
 {
     host *H = ud;
-    H->node = NULL;
+    H->metrics = NULL;
     if (H->storage) {
         mp_storage_close(H->storage, storage_closed, H);
     } else {
         storage_closed(H);
     }
+}
+
+static void node_down(void *ud)
+{
+    host *H = ud;
+    H->node = NULL;
+    if (H->metrics) {
+        mp__metrics_close(H->metrics, metrics_closed, H);
+    } else {
+        metrics_closed(H);
+    }
+}
+
+static void run_stopping(host *H)
+{
+    if (H->metrics) mp__metrics_set_ready(H->metrics, MP__READY_STOPPING);
+    if (!H->started_ran || H->stopping_ran) return;
+    H->stopping_ran = true;
+    if (H->opts.stopping) H->opts.stopping(H->opts.ud, H);
 }
 
 static void begin_shutdown(host *H, const char *why)
@@ -287,6 +316,7 @@ static void begin_shutdown(host *H, const char *why)
         return;
     }
     H->shutting_down = true;
+    run_stopping(H);
     mp_env_log(H->env, MP_LOG_INFO, "%s: shutting down (deadline %" PRIu64 " ms)", why,
                (uint64_t)(H->shutdown_ns / MP_NS_PER_MS));
     if (H->node) {
@@ -440,17 +470,83 @@ static bool all_digits(const char *s)
     return true;
 }
 
+mp_env *mp_host_env(mp_host *h)
+{
+    assert(h);
+    return h->env;
+}
+
+mp_node *mp_host_node(mp_host *h)
+{
+    assert(h);
+    return h->node;
+}
+
+int mp_host_metrics_port(mp_host *h)
+{
+    assert(h);
+    return h->metrics ? mp__metrics_port(h->metrics) : MP_EINVAL;
+}
+
+void mp_host_stop(mp_host *h)
+{
+    assert(h);
+    if (h->shutting_down) return;
+    begin_shutdown(h, "host program");
+}
+
+void mp_node_run_options_init(mp_node_run_options *o)
+{
+    assert(o);
+    memset(o, 0, sizeof *o);
+    o->log_format = MP_LOG_FORMAT_TEXT;
+}
+
 int mp_node_run(const char *config_path, const char *id_override,
                 const mp_actor_type *const *types, size_t ntypes)
 {
-    return mp_node_run_ex(config_path, id_override, types, ntypes, NULL);
+    return mp_node_run_with(config_path, id_override, types, ntypes, NULL);
 }
 
-int mp_node_run_ex(const char *config_path, const char *id_override,
-                   const mp_actor_type *const *types, size_t ntypes,
-                   const mp_node_run_options *opts)
+/* The interim environment variables (host.h): fill what opts left unset. */
+static int env_options(mp_node_run_options *o)
 {
-    bool new_storage = opts && opts->new_storage;
+    const char *v = getenv("MOONPOOL_METRICS_ADDRESS");
+    if (v && *v && !o->metrics_address) o->metrics_address = v;
+    v = getenv("MOONPOOL_LOG_FORMAT");
+    if (v && *v && mp_log_format_parse(v, &o->log_format) < 0) {
+        fprintf(stderr, "moonpool node: MOONPOOL_LOG_FORMAT='%s': use text or json\n", v);
+        return MP_EINVAL;
+    }
+    if (o->log_format != MP_LOG_FORMAT_TEXT && o->log_format != MP_LOG_FORMAT_JSON) {
+        fprintf(stderr, "moonpool node: unknown log format %d\n", (int)o->log_format);
+        return MP_EINVAL;
+    }
+    if (o->metrics_address) {
+        char hbuf[MP_ADDR_MAX + 1];
+        uint16_t port;
+        if (strlen(o->metrics_address) > MP_ADDR_MAX ||
+            mp_addr_parse(o->metrics_address, hbuf, sizeof hbuf, &port) < 0) {
+            fprintf(stderr, "moonpool node: bad metrics address '%s' (want HOST:PORT)\n",
+                    o->metrics_address);
+            return MP_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int mp_node_run_with(const char *config_path, const char *id_override,
+                     const mp_actor_type *const *types, size_t ntypes,
+                     const mp_node_run_options *opts)
+{
+    mp_node_run_options o;
+    if (opts) {
+        o = *opts;
+    } else {
+        mp_node_run_options_init(&o);
+    }
+    if (env_options(&o) < 0) return MP_HOST_EXIT_CONFIG;
+    bool new_storage = o.new_storage;
     if (!config_path || !*config_path) {
         fprintf(stderr, "moonpool node: no config file given\n");
         return MP_HOST_EXIT_CONFIG;
@@ -512,6 +608,11 @@ int mp_node_run_ex(const char *config_path, const char *id_override,
 
     host H;
     memset(&H, 0, sizeof H);
+    H.opts = o;
+    if (o.metrics_address) {
+        snprintf(H.metrics_addr, sizeof H.metrics_addr, "%s", o.metrics_address);
+        H.opts.metrics_address = H.metrics_addr;
+    }
     H.exit_status = MP_HOST_EXIT_OK;
     H.shutdown_ns = cfg.shutdown_timeout_ns;
     H.env = mp_env_uv_create(NULL, 0);
@@ -530,6 +631,7 @@ int mp_node_run_ex(const char *config_path, const char *id_override,
         H.exit_status = rc == MP_EINVAL ? MP_HOST_EXIT_CONFIG : MP_HOST_EXIT_FAIL;
         goto teardown;
     }
+    H.env->log_format = o.log_format;
 
     if (start_signals(&H) < 0) {
         fprintf(stderr, "moonpool node: cannot install signal handlers\n");
@@ -577,6 +679,20 @@ int mp_node_run_ex(const char *config_path, const char *id_override,
         H.exit_status = MP_HOST_EXIT_FAIL;
         goto teardown;
     }
+    if (H.opts.metrics_address) {
+        rc = mp__metrics_open(H.env, H.opts.metrics_address, H.node, cfg.address,
+                              cfg.cluster_namespace, incarnation, &H.metrics);
+        if (rc < 0) {
+            fprintf(stderr, "moonpool node: cannot serve metrics on %s: %s\n",
+                    H.opts.metrics_address, mp_strerror(rc));
+            H.metrics = NULL;
+            H.exit_status = MP_HOST_EXIT_FAIL;
+            goto teardown;
+        }
+        mp__metrics_set_ready(H.metrics, MP__READY_SERVING);
+        mp_env_log(H.env, MP_LOG_INFO, "metrics, /healthz and /readyz on %s (port %d)",
+                   H.opts.metrics_address, mp__metrics_port(H.metrics));
+    }
     printf("moonpool node ready: address=%s namespace=%s incarnation=%" PRIu32
            " storage=%s pid=%ld\n",
            cfg.address, cfg.cluster_namespace, incarnation, mp_config_storage_name(cfg.storage),
@@ -591,6 +707,8 @@ int mp_node_run_ex(const char *config_path, const char *id_override,
     else
         mp_env_log(H.env, MP_LOG_INFO, "cluster authentication on (secret file %s)",
                    cfg.secret_file);
+    H.started_ran = true;
+    if (H.opts.started) H.opts.started(H.opts.ud, &H);
 
     rc = mp_env_uv_run(H.env);
     if (rc < 0) {
@@ -607,15 +725,18 @@ teardown:
     /* An error path (or a loop that returned early): stop the node and the
      * storage in the same order as a signal would, running the loop until
      * both reported. */
+    if (!H.shutting_down) run_stopping(&H);
     H.shutting_down = true;
     if (H.node) {
         mp_node_shutdown(H.node, H.shutdown_ns, node_down, &H);
+    } else if (H.metrics) {
+        mp__metrics_close(H.metrics, metrics_closed, &H);
     } else if (H.storage) {
         mp_storage_close(H.storage, storage_closed, &H);
     } else {
         close_signals(&H);
     }
-    while (H.node || H.storage) {
+    while (H.node || H.metrics || H.storage) {
         if (!mp_env_uv_run_once(H.env, 1)) break;
     }
     close_signals(&H);

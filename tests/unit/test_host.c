@@ -4,7 +4,11 @@
  * apart from its previous life, and mp_node_run's refusal of bad
  * arguments and configs (exit status 2 before anything is created).
  * The running node itself (signals, ready line, shutdown) is covered by the
- * cluster tests (tests/cluster/), which use real processes.
+ * cluster tests (tests/cluster/), which use real processes; the hooks of
+ * mp_node_run_with are tested here in-process: a started hook calls an
+ * actor, scrapes its own node's /metrics, /healthz, /readyz and a wrong
+ * path through the env (the counters must show the call), then stops the
+ * node; the stopping hook must run once, after started.
  *
  * Tests may use the OS: each works in its own mkdtemp directory.
  */
@@ -20,6 +24,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "counter_actor.h"
 #include "moonpool/host.h"
 #include "moonpool/status.h"
 
@@ -264,6 +273,184 @@ static void test_node_run_environment_errors(void **state)
     free(tmp);
 }
 
+/* ---- hooks ---------------------------------------------------------------- */
+
+/* A port nobody listens on right now (the node binds it next). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+enum { GET_METRICS, GET_HEALTHZ, GET_READYZ, GET_NOPE, GET_POST, GET_DONE };
+static const char *const requests[] = {
+    "GET /metrics HTTP/1.0\r\n\r\n", "GET /healthz HTTP/1.0\r\n\r\n",
+    "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", "GET /nope HTTP/1.0\r\n\r\n",
+    "POST /metrics HTTP/1.0\r\n\r\n"};
+
+typedef struct hook_state {
+    mp_host *host;
+    int started, stopping, stopping_after_started;
+    int call_status;
+    int step;
+    char resp[GET_DONE][8192];
+    size_t rlen;
+    mp_stream *s;
+    char port[16];
+} hook_state;
+
+static void next_request(hook_state *hs);
+
+static void scrape_closed(void *ud)
+{
+    hook_state *hs = ud;
+    hs->step++;
+    next_request(hs);
+}
+
+static void scrape_read(void *ud, mp_stream *s, const uint8_t *data, size_t len, int status)
+{
+    hook_state *hs = ud;
+    if (status != 0) { /* EOF: the server closes after its answer */
+        mp_stream_close(s, scrape_closed, hs);
+        return;
+    }
+    char *r = hs->resp[hs->step];
+    size_t room = sizeof hs->resp[0] - 1 - hs->rlen;
+    if (len > room) len = room;
+    memcpy(r + hs->rlen, data, len);
+    hs->rlen += len;
+    r[hs->rlen] = '\0';
+}
+
+static void scrape_connected(void *ud, mp_stream *s, int status)
+{
+    hook_state *hs = ud;
+    assert_int_equal(status, 0);
+    hs->s = s;
+    hs->rlen = 0;
+    const char *req = requests[hs->step];
+    mp_iovec iov = {req, strlen(req)};
+    assert_int_equal(mp_stream_write(s, &iov, 1, NULL, NULL), 0);
+    assert_int_equal(mp_stream_read_start(s, scrape_read, hs), 0);
+}
+
+static void next_request(hook_state *hs)
+{
+    if (hs->step == GET_DONE) {
+        mp_host_stop(hs->host);
+        return;
+    }
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", mp_host_metrics_port(hs->host));
+    assert_int_equal(mp_env_connect(mp_host_env(hs->host), addr, scrape_connected, hs), 0);
+}
+
+static void echo_replied(void *ud, int status, const void *data, size_t len)
+{
+    hook_state *hs = ud;
+    hs->call_status = status;
+    assert_int_equal(status, 0);
+    assert_int_equal(len, 2);
+    assert_memory_equal(data, "hi", 2);
+    next_request(hs);
+}
+
+static void on_started(void *ud, mp_host *host)
+{
+    hook_state *hs = ud;
+    hs->host = host;
+    hs->started++;
+    assert_non_null(mp_host_env(host));
+    assert_non_null(mp_host_node(host));
+    assert_true(mp_host_metrics_port(host) > 0);
+    mp_ref ref;
+    assert_int_equal(mp_ref_get(mp_host_node(host), "Counter", "c1", &ref), 0);
+    assert_int_equal(mp_call(mp_host_node(host), &ref, "echo", "hi", 2, NULL, echo_replied, hs),
+                     0);
+}
+
+static void on_stopping(void *ud, mp_host *host)
+{
+    hook_state *hs = ud;
+    assert_ptr_equal(host, hs->host);
+    hs->stopping++;
+    hs->stopping_after_started = hs->started == 1;
+}
+
+static void test_node_run_hooks_and_metrics(void **state)
+{
+    (void)state;
+    char *tmp = make_tmp();
+    char path[300], text[600];
+    int port = free_port();
+    snprintf(path, sizeof path, "%s/n.conf", tmp);
+    snprintf(text, sizeof text,
+             "[cluster]\nnamespace = t\nmembers = 127.0.0.1:%d\n[node]\naddress = 127.0.0.1:%d\n"
+             "data_dir = %s\nlog_level = warn\n[storage]\nprovider = memory\n",
+             port, port, tmp);
+    write_text(path, text);
+    static hook_state hs;
+    memset(&hs, 0, sizeof hs);
+    mp_node_run_options o;
+    mp_node_run_options_init(&o);
+    o.started = on_started;
+    o.stopping = on_stopping;
+    o.ud = &hs;
+    o.metrics_address = "127.0.0.1:0";
+    const mp_actor_type *types[] = {&counter_type};
+    assert_int_equal(mp_node_run_with(path, NULL, types, 1, &o), MP_HOST_EXIT_OK);
+    assert_int_equal(hs.started, 1);
+    assert_int_equal(hs.stopping, 1);
+    assert_true(hs.stopping_after_started);
+    assert_int_equal(hs.step, GET_DONE);
+
+    const char *m = hs.resp[GET_METRICS];
+    assert_non_null(strstr(m, "HTTP/1.0 200 OK\r\n"));
+    assert_non_null(strstr(m, "Content-Type: text/plain; version=0.0.4"));
+    assert_non_null(strstr(m, "# TYPE moonpool_calls_out_total counter\n"));
+    assert_non_null(strstr(m, "\nmoonpool_calls_out_total 1\n"));
+    assert_non_null(strstr(m, "\nmoonpool_activations 1\n"));
+    assert_non_null(strstr(m, "\nmoonpool_ready 1\n"));
+    assert_non_null(strstr(m, "moonpool_node_info{address=\"127.0.0.1:"));
+    assert_non_null(strstr(hs.resp[GET_HEALTHZ], "HTTP/1.0 200 OK\r\n"));
+    assert_non_null(strstr(hs.resp[GET_HEALTHZ], "\r\n\r\nok\n"));
+    assert_non_null(strstr(hs.resp[GET_READYZ], "HTTP/1.0 200 OK\r\n"));
+    assert_non_null(strstr(hs.resp[GET_NOPE], "HTTP/1.0 404 "));
+    assert_non_null(strstr(hs.resp[GET_POST], "HTTP/1.0 405 "));
+    rm_rf(tmp);
+    free(tmp);
+}
+
+/* A bad metrics address is a configuration error, found before anything. */
+static void test_node_run_bad_metrics_address(void **state)
+{
+    (void)state;
+    char *tmp = make_tmp();
+    char path[300];
+    snprintf(path, sizeof path, "%s/n.conf", tmp);
+    write_text(path, "[cluster]\nnamespace = t\nmembers = 127.0.0.1:1\n[node]\n"
+                     "address = 127.0.0.1:1\n[storage]\nprovider = memory\n");
+    mp_node_run_options o;
+    mp_node_run_options_init(&o);
+    o.metrics_address = "no-port";
+    assert_int_equal(mp_node_run_with(path, NULL, NULL, 0, &o), MP_HOST_EXIT_CONFIG);
+    o.metrics_address = NULL;
+    o.log_format = (mp_log_format)7;
+    assert_int_equal(mp_node_run_with(path, NULL, NULL, 0, &o), MP_HOST_EXIT_CONFIG);
+    rm_rf(tmp);
+    free(tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +460,8 @@ int main(void)
         cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_node_run_config_errors),
         cmocka_unit_test(test_node_run_environment_errors),
+        cmocka_unit_test(test_node_run_hooks_and_metrics),
+        cmocka_unit_test(test_node_run_bad_metrics_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

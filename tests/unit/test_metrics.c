@@ -1,0 +1,96 @@
+/*
+ * Tests for the Prometheus text rendering of the node's operations endpoint
+ * (src/host/metrics.c, mp__metrics_render): every sample has a HELP and a
+ * TYPE line before it and a well-formed "name value" line, counters end in
+ * _total, label values are escaped, and the snprintf-style length lets a
+ * caller size its buffer exactly (a cut render is still NUL-terminated).
+ * The HTTP side is tested with a running node in test_host and with real
+ * processes in tests/cluster/test_cluster_metrics.sh.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/metrics.h"
+
+static void test_metrics_render_format(void **state)
+{
+    (void)state;
+    mp_node_stats st;
+    memset(&st, 0, sizeof st);
+    st.calls_in = 42;
+    st.activations = 3;
+    st.mailbox_rejected = 7;
+    mp__metrics_view v = {&st, "127.0.0.1:7001", "ba\"n\\k\n", 5, 1500 * MP_NS_PER_MS,
+                          MP__READY_SERVING};
+    size_t need = mp__metrics_render(NULL, 0, &v);
+    char *b = malloc(need + 1);
+    assert_non_null(b);
+    assert_int_equal(mp__metrics_render(b, need + 1, &v), need);
+    assert_int_equal(strlen(b), need);
+    assert_non_null(strstr(b, "\nmoonpool_calls_in_total 42\n"));
+    assert_non_null(strstr(b, "\nmoonpool_activations 3\n"));
+    assert_non_null(strstr(b, "\nmoonpool_mailbox_rejected_total 7\n"));
+    assert_non_null(strstr(b, "\nmoonpool_uptime_seconds 1.500\n"));
+    assert_non_null(strstr(b, "\nmoonpool_ready 1\n"));
+    assert_non_null(strstr(b, "moonpool_node_info{address=\"127.0.0.1:7001\","
+                              "namespace=\"ba\\\"n\\\\k\\n\",incarnation=\"5\"} 1\n"));
+    /* Line by line: HELP, TYPE, then samples of that name only. */
+    char cur[128] = "";
+    int samples = 0;
+    for (char *line = strtok(b, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[128], type[32];
+        if (sscanf(line, "# HELP %127s", name) == 1) {
+            snprintf(cur, sizeof cur, "%s", name);
+            continue;
+        }
+        if (sscanf(line, "# TYPE %127s %31s", name, type) == 2) {
+            assert_string_equal(name, cur);
+            assert_true(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+            size_t n = strlen(name);
+            int is_total = n > 6 && strcmp(name + n - 6, "_total") == 0;
+            assert_int_equal(is_total, strcmp(type, "counter") == 0);
+            continue;
+        }
+        assert_true(line[0] != '#');
+        assert_int_equal(strncmp(line, cur, strlen(cur)), 0);
+        char c = line[strlen(cur)];
+        assert_true(c == ' ' || c == '{');
+        assert_non_null(strrchr(line, ' '));
+        samples++;
+    }
+    assert_int_equal(samples, 24); /* 21 node counters, uptime, ready, node_info */
+    free(b);
+}
+
+static void test_metrics_render_cut(void **state)
+{
+    (void)state;
+    mp_node_stats st;
+    memset(&st, 0, sizeof st);
+    mp__metrics_view v = {&st, "a", "n", 1, 0, MP__READY_STOPPING};
+    char small[64];
+    size_t need = mp__metrics_render(small, sizeof small, &v);
+    assert_true(need >= sizeof small);
+    assert_int_equal(strlen(small), sizeof small - 1);
+    char *b = malloc(need + 1);
+    assert_non_null(b);
+    mp__metrics_render(b, need + 1, &v);
+    assert_non_null(strstr(b, "\nmoonpool_ready 0\n"));
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metrics_render_format),
+        cmocka_unit_test(test_metrics_render_cut),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

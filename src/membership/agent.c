@@ -171,7 +171,10 @@ static bool may_be_serving(const mp__magent *a, const mp__mrow *r, uint64_t now)
     switch (r->status) {
     case MP__MEMBER_ACTIVE:
     case MP__MEMBER_SHUTTING_DOWN:
-        return is_self(a, r->addr, r->incarnation) || !expired(a, r, now);
+        /* Even when its lease looks expired here: until a declaration is
+         * accepted, the owner may still renew (its renewal would win the
+         * compare-and-set) and serve on. */
+        return true;
     case MP__MEMBER_DEAD:
         if (r->flags & MP__MEMBER_LEFT) return false;
         if (is_self(a, r->addr, r->incarnation)) return false;
@@ -613,6 +616,10 @@ static void on_save(void *ud, int status, uint64_t new_etag)
         }
         unsigned shift = a->attempt - 1 < 10 ? a->attempt - 1 : 10;
         uint64_t d = a->cfg.backoff_ns << shift;
+        /* Never wait so long that the lease could run out meanwhile. */
+        uint64_t cap = a->cfg.renew_ns / 4 > a->cfg.backoff_ns ? a->cfg.renew_ns / 4
+                                                                 : a->cfg.backoff_ns;
+        if (d > cap) d = cap;
         d = d / 2 + mp_env_random_below(a->env, d / 2 + 1);
         a->retry_timer = mp_env_timer_start(a->env, d, on_retry, a);
         if (!a->retry_timer) end_round(a, MP_ENOMEM);

@@ -39,10 +39,13 @@
  *
  * The member list reported (on_members) is the list of rows that MAY still
  * be serving, sorted by (address, incarnation): active and shutting_down
- * rows whose lease is not observed expired, and dead rows declared by others
- * whose lease is not yet observed expired (the owner may not know yet). A
- * row leaves the list only when taking over its actors is safe: lease
- * observed expired, or dead by its own graceful leave. Placement should use
+ * rows, and dead rows declared by others whose lease is not yet observed
+ * expired here (the owner may not know yet). A row leaves the list only
+ * when taking over its actors is safe: it is dead in the table (so its
+ * owner can never renew again) and its lease was observed expired, or it is
+ * dead by its own graceful leave. An active row whose lease looks expired
+ * stays listed until this agent's declaration is accepted: until then its
+ * owner's renewal could still win. Placement should use
  * the entries whose status is active (and that host the type); routing may
  * still send to the others until they leave the list.
  *

@@ -857,9 +857,9 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
     int n = 2 + (int)mp_prng_below(&r, 4);
     world *w = world_new(seed, n, &cfg, bound * drift_fraction);
     w->rejoin = true;
-    /* Database latency each way up to 200 ms, and at most lease / 20 (a
+    /* Database latency each way up to 200 ms, and at most lease / 50 (a
      * lease is meant to be seconds against a database answering in ms). */
-    uint64_t lat_cap = cfg.lease_ns / 20 / MP_NS_PER_MS;
+    uint64_t lat_cap = cfg.lease_ns / 50 / MP_NS_PER_MS;
     w->lat_max = (1 + mp_prng_below(&r, lat_cap < 200 ? lat_cap : 200)) * MP_NS_PER_MS;
     w->fail_p = mp_prng_chance(&r, 0.5) ? 0.02 : 0.0;
     for (int i = 0; i < n; i++) add_agent(w, i, 1);

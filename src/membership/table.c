@@ -407,3 +407,36 @@ int mp__mtable_decode(const void *data, size_t len, mp__mtable *out, char *why,
     if (rc) mp__mtable_init(out); /* never a half-read table */
     return rc;
 }
+
+/* ---- display -------------------------------------------------------------- */
+
+int mp__mrow_format(const mp__mrow *r, char *buf, size_t cap)
+{
+    if (!r || !buf || cap == 0) return MP_EINVAL;
+    char status[40];
+    if (r->status == MP__MEMBER_DEAD && (r->flags & MP__MEMBER_LEFT))
+        snprintf(status, sizeof status, "dead(left)");
+    else if (r->nsusp)
+        snprintf(status, sizeof status, "%s(%u susp)", mp__member_status_name(r->status),
+                 r->nsusp);
+    else
+        snprintf(status, sizeof status, "%s", mp__member_status_name(r->status));
+    int n = snprintf(buf, cap, "%-22s %4u  %-13s  %5llu  %9llu  %6.3fs  ", r->addr,
+                     r->incarnation, status, (unsigned long long)r->since,
+                     (unsigned long long)r->heartbeat, (double)r->lease_ns / MP_NS_PER_SEC);
+    if (n < 0 || (size_t)n >= cap) return MP_ETOOBIG;
+    size_t len = (size_t)n;
+    if (r->ntypes == 0) {
+        if (len + 2 > cap) return MP_ETOOBIG;
+        buf[len++] = '-';
+        buf[len] = '\0';
+    }
+    for (unsigned k = 0; k < r->ntypes; k++) {
+        size_t tl = strlen(r->types[k]);
+        if (len + (k ? 1 : 0) + tl + 1 > cap) return MP_ETOOBIG;
+        if (k) buf[len++] = ',';
+        memcpy(buf + len, r->types[k], tl + 1);
+        len += tl;
+    }
+    return (int)len;
+}

@@ -152,4 +152,15 @@ int mp__mtable_decode(const void *data, size_t len, mp__mtable *out, char *why,
  * or MP_ECORRUPT with the reason in why. */
 int mp__mtable_check(const mp__mtable *t, char *why, size_t why_cap);
 
+/* The column header of mp__mrow_format's lines (no newline). */
+#define MP__MROW_HEADER \
+    "ADDRESS                 INC  STATUS         SINCE  HEARTBEAT    LEASE  TYPES"
+
+/* One row as a line for people (no newline): address, incarnation, status
+ * (with "(left)" for a graceful leave and the number of suspicions when
+ * any), since, heartbeat, lease in seconds, types comma-separated ("-" for
+ * none). Returns the length, or MP_ETOOBIG (cap too small: 3 KiB always
+ * suffices). */
+int mp__mrow_format(const mp__mrow *r, char *buf, size_t cap);
+
 #endif

@@ -5,7 +5,7 @@
 find_program(MP_BASH bash)
 if(MP_BASH)
   set(_mp_cluster_dir ${CMAKE_CURRENT_LIST_DIR})
-  foreach(t basic config namespace postgres interrupt)
+  foreach(t basic config namespace postgres interrupt members)
     add_test(NAME cluster.${t}
              COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_${t}.sh $<TARGET_FILE:moonpool>)
   endforeach()
@@ -19,7 +19,7 @@ if(MP_BASH)
                        PROPERTIES TIMEOUT 180 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                   SKIP_RETURN_CODE 77)
   set_tests_properties(cluster.basic cluster.config cluster.namespace cluster.postgres
-                       cluster.interrupt cluster.workload
+                       cluster.interrupt cluster.workload cluster.members
                        cluster.kill_mid_workload
                        PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                   SKIP_RETURN_CODE 77)

@@ -844,3 +844,11 @@ void mp__magent_free(mp__magent *a)
     free(a->view_tmp);
     free(a);
 }
+
+void mp__magent_free_now(mp__magent *a)
+{
+    if (!a) return;
+    free(a->tk); /* its callback will never run */
+    a->tk = NULL;
+    mp__magent_free(a);
+}

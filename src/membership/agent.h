@@ -175,8 +175,15 @@ typedef struct mp__magent_stats {
 
 void mp__magent_get_stats(const mp__magent *a, mp__magent_stats *out);
 
-/* Stop and release. A storage operation in flight completes later into a
- * detached ticket (freed by its callback). NULL is ignored. */
+/* Stop and release while the storage stays open: a storage operation in
+ * flight completes later into a detached ticket (freed by its callback).
+ * NULL is ignored. */
 void mp__magent_free(mp__magent *a);
+
+/* Stop and release when the storage was released without callbacks
+ * (mp_storage_free_now: a simulated kill, a node's teardown): the ticket
+ * of an operation in flight is freed here, since no callback will. NULL is
+ * ignored. */
+void mp__magent_free_now(mp__magent *a);
 
 #endif

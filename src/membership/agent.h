@@ -62,14 +62,16 @@
 
 #include "membership/table.h"
 #include "moonpool/env.h"
+#include "moonpool/limits.h"
 #include "moonpool/storage.h"
 
-#define MP__MEMBERSHIP_DEFAULT_LEASE_NS (5ull * MP_NS_PER_SEC)
-#define MP__MEMBERSHIP_DEFAULT_MARGIN_NS (1ull * MP_NS_PER_SEC)
-#define MP__MEMBERSHIP_DEFAULT_POLL_NS (1ull * MP_NS_PER_SEC)
-#define MP__MEMBERSHIP_DEFAULT_VOTES 2u
-#define MP__MEMBERSHIP_DEFAULT_RETRIES 16u
-#define MP__MEMBERSHIP_DEFAULT_BACKOFF_NS (5ull * MP_NS_PER_MS)
+/* Defaults: moonpool/limits.h (MP_DEFAULT_MEMBERSHIP_*). */
+#define MP__MEMBERSHIP_DEFAULT_LEASE_NS MP_DEFAULT_MEMBERSHIP_LEASE_NS
+#define MP__MEMBERSHIP_DEFAULT_MARGIN_NS MP_DEFAULT_MEMBERSHIP_MARGIN_NS
+#define MP__MEMBERSHIP_DEFAULT_POLL_NS MP_DEFAULT_MEMBERSHIP_POLL_NS
+#define MP__MEMBERSHIP_DEFAULT_VOTES MP_DEFAULT_MEMBERSHIP_VOTES
+#define MP__MEMBERSHIP_DEFAULT_RETRIES MP_DEFAULT_MEMBERSHIP_RETRIES
+#define MP__MEMBERSHIP_DEFAULT_BACKOFF_NS MP_DEFAULT_MEMBERSHIP_BACKOFF_NS
 /* A suspicion counts while the suspect's heartbeat advanced by at most
  * this much since it was recorded (about two renewals): suspicions of a
  * member that keeps renewing age out instead of piling up. */

@@ -104,6 +104,7 @@ struct world {
     /* findings */
     int violations;
     int drops, deaths, leaves;
+    int liveness; /* members not serving or not agreeing after the quiet period */
     char first_violation[300];
 };
 
@@ -988,7 +989,8 @@ static void test_free_now_with_op_in_flight(void **state)
 /* The lease property over random schedules: random clock rates within the
  * bound, random offsets, database latency 1..200 ms with lost answers,
  * pauses of 0.3..3 leases, false suspicions, dead nodes rejoining. */
-static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *drops)
+static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *drops,
+                     int *liveness)
 {
     mp_prng r;
     mp_prng_seed(&r, seed);
@@ -1034,10 +1036,13 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
     run_until(w, w->now + 6 * cfg.lease_ns + 5 * SEC);
     for (int i = 0; i < n; i++) {
         agent_rec *c = &w->agents[w->current[i]];
-        if (!serving_now(w, c) || (int)c->last_n != n)
+        if (!serving_now(w, c) || (int)c->last_n != n) {
+            w->liveness++;
             violation(w, "seed %llu: after the quiet period node %d inc %u serving %d sees %zu",
                       (unsigned long long)seed, i, c->inc, serving_now(w, c), c->last_n);
+        }
     }
+    *liveness += w->liveness;
     int v = w->violations;
     if (v) printf("seed %llu: %s\n", (unsigned long long)seed, w->first_violation);
     if (v && getenv("MT_DEBUG")) {
@@ -1068,16 +1073,16 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
 static void test_lease_property(void **state)
 {
     (void)state;
-    int bad = 0, deaths = 0, drops = 0;
+    int bad = 0, deaths = 0, drops = 0, liveness = 0;
     /* MT_DRIFT: clock rate deviation as a fraction of the bound (default
      * 0.99; above 1 the property may fail, which shows the bound matters). */
     const double drift = getenv("MT_DRIFT") ? atof(getenv("MT_DRIFT")) : 0.99;
     const int seeds = getenv("MT_SEEDS") ? atoi(getenv("MT_SEEDS")) : 150;
     const uint64_t first = getenv("MT_FIRST") ? strtoull(getenv("MT_FIRST"), NULL, 10) : 1;
-    for (uint64_t s = first; s < first + (uint64_t)seeds; s++) bad += lease_run(s, drift, &deaths, &drops);
+    for (uint64_t s = first; s < first + (uint64_t)seeds; s++) bad += lease_run(s, drift, &deaths, &drops, &liveness);
     printf("lease property: %d seeds, %d deaths reported, %d take-overs checked, %d "
-           "violations\n",
-           seeds, deaths, drops, bad);
+           "safety violations, %d liveness misses\n",
+           seeds, deaths, drops, bad - liveness, liveness);
     assert_int_equal(bad, 0);
     assert_true(deaths > 20 && drops > 20); /* the schedules do exercise it */
 }

@@ -1007,7 +1007,9 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
     w->rejoin = true;
     /* Database latency each way up to 200 ms, and at most lease / 50 (a
      * lease is meant to be seconds against a database answering in ms). */
-    uint64_t lat_cap = cfg.lease_ns / 50 / MP_NS_PER_MS;
+    uint64_t latdiv = getenv("MT_LATDIV") ? strtoull(getenv("MT_LATDIV"), NULL, 10) : 50;
+    uint64_t lat_cap = cfg.lease_ns / (latdiv ? latdiv : 50) / MP_NS_PER_MS;
+    if (lat_cap == 0) lat_cap = 1;
     w->lat_max = (1 + mp_prng_below(&r, lat_cap < 200 ? lat_cap : 200)) * MP_NS_PER_MS;
     w->fail_p = mp_prng_chance(&r, 0.5) ? 0.02 : 0.0;
     for (int i = 0; i < n; i++) add_agent(w, i, 1);

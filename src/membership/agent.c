@@ -462,7 +462,11 @@ static void end_round(mp__magent *a, int status)
     a->attempt = 0;
     if (status != 0) {
         mp_env_log(a->env, MP_LOG_WARN, "membership: round failed: %s", mp_strerror(status));
-        a->quiet_until = mp_env_now(a->env) + a->cfg.backoff_ns * 8;
+        /* Not again at once: a storage that is down should not be hammered
+         * (a quarter of the renew period still leaves renewals slack). */
+        uint64_t quiet = a->cfg.renew_ns / 4;
+        if (quiet < a->cfg.backoff_ns * 8) quiet = a->cfg.backoff_ns * 8;
+        a->quiet_until = mp_env_now(a->env) + quiet;
     }
     if (a->state == A_DEAD || a->state == A_LEFT || a->state == A_IDLE) return;
     if (a->again) {

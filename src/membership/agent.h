@@ -51,7 +51,8 @@
  *
  * Thread and lifetime: loop thread of env only. Callbacks run from the
  * agent's timer and storage callbacks, never from inside an mp__magent_*
- * call. The env and the storage must outlive the agent.
+ * call; do not free the agent from inside one of its callbacks (defer it).
+ * The env and the storage must outlive the agent.
  */
 #ifndef MP_MEMBERSHIP_AGENT_H
 #define MP_MEMBERSHIP_AGENT_H

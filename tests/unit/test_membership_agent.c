@@ -51,6 +51,7 @@ typedef struct denv {
     double rate;     /* local ns per true ns */
     uint64_t offset; /* local time at true 0 */
     uint64_t paused_until;
+    uint64_t cut_until; /* until then its storage ops fail, not applied */
     mp_prng rng;
     char name[16];
 } denv;
@@ -244,7 +245,8 @@ static void h_apply(void *ud)
     world *w = c->h->w;
     mp_storage_op *op = c->op;
     bool fail = w->fail_p > 0 && mp_prng_chance(&w->rng, w->fail_p);
-    if (fail && mp_prng_chance(&w->rng, 0.5)) {
+    bool cut = c->h->node >= 0 && w->env[c->h->node].cut_until > w->now;
+    if (cut || (fail && mp_prng_chance(&w->rng, 0.5))) {
         op->status = MP_ESTORAGE; /* not applied */
     } else {
         if (op->kind == MP_SOP_SAVE) check_leave_order(w, op);
@@ -732,6 +734,41 @@ static void test_pause_learns_dead_and_rejoins(void **state)
     world_free(w);
 }
 
+/* A node cut off from the database (not from time): its renewals fail,
+ * so it stops serving when its lease runs out by its own clock, before the
+ * others may take over; once the database is back it learns it is dead and
+ * rejoins. */
+static void test_cut_from_database(void **state)
+{
+    (void)state;
+    mp__magent_config cfg = fast_cfg();
+    world *w = world_new(12, 3, &cfg, 0.0);
+    w->rejoin = true;
+    for (int i = 0; i < 3; i++) add_agent(w, i, 1);
+    for (int i = 0; i < 3; i++) assert_int_equal(mp__magent_join(w->agents[i].a), 0);
+    run_until(w, 3 * SEC);
+    agent_rec *c = &w->agents[2];
+    uint64_t t0 = w->now;
+    w->env[2].cut_until = t0 + 10 * SEC;
+    run_until(w, t0 + 3 * SEC + 1);
+    assert_false(serving_now(w, c)); /* lease 3 s: over, by its own clock */
+    run_until(w, t0 + 9 * SEC);
+    assert_int_equal(w->agents[0].last_n, 2); /* taken over meanwhile */
+    assert_false(c->dead_reported);          /* it cannot read the table */
+    mp__magent_stats st;
+    mp__magent_get_stats(c->a, &st);
+    assert_true(st.errors > 0);
+    printf("cut from the database for 9 s: %llu failed reads\n", (unsigned long long)st.errors);
+    assert_true(st.errors < 60); /* failed rounds are spaced, not hammered */
+    run_until(w, t0 + 20 * SEC);
+    assert_true(c->dead_reported);
+    agent_rec *c2 = &w->agents[w->current[2]];
+    assert_int_equal(c2->inc, 2);
+    assert_true(serving_now(w, c2));
+    assert_int_equal(w->violations, 0);
+    world_free(w);
+}
+
 static int leave_status = 1;
 static void on_left(void *ud, int status)
 {
@@ -1022,7 +1059,10 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
         if (dice < 4 && w->env[node].paused_until <= w->now) {
             uint64_t len = cfg.lease_ns * (3 + mp_prng_below(&r, 28)) / 10;
             w->env[node].paused_until = w->now + len;
-        } else if (dice < 10) {
+        } else if (dice < 7 && w->env[node].cut_until <= w->now) {
+            /* cut from the database, not from time */
+            w->env[node].cut_until = w->now + cfg.lease_ns * (3 + mp_prng_below(&r, 28)) / 10;
+        } else if (dice < 12) {
             int other = (int)mp_prng_below(&r, (uint64_t)n);
             agent_rec *x = &w->agents[w->current[other]];
             agent_rec *by = &w->agents[w->current[node]];
@@ -1033,8 +1073,10 @@ static int lease_run(uint64_t seed, double drift_fraction, int *deaths, int *dro
     }
     /* Quiet: no more faults; everyone must end up active and agree. */
     w->fail_p = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (w->env[i].paused_until > w->now) w->env[i].paused_until = w->now;
+        w->env[i].cut_until = 0;
+    }
     run_until(w, w->now + 6 * cfg.lease_ns + 5 * SEC);
     for (int i = 0; i < n; i++) {
         agent_rec *c = &w->agents[w->current[i]];
@@ -1099,6 +1141,7 @@ int main(void)
         cmocka_unit_test(test_votes_age_out),
         cmocka_unit_test(test_votes_two_members),
         cmocka_unit_test(test_pause_learns_dead_and_rejoins),
+        cmocka_unit_test(test_cut_from_database),
         cmocka_unit_test(test_graceful_leave),
         cmocka_unit_test(test_corrupt_table_not_overwritten),
         cmocka_unit_test(test_create_args),

@@ -17,6 +17,7 @@ int mp_cmd_sim(int argc, char **argv);   /* tools/cmd_sim.c */
 int mp_cmd_node(int argc, char **argv);  /* tools/cmd_node.c */
 int mp_cmd_call(int argc, char **argv);  /* tools/cmd_call.c */
 int mp_cmd_stats(int argc, char **argv); /* tools/cmd_stats.c */
+int mp_cmd_members(int argc, char **argv); /* tools/cmd_members.c */
 int mp_cmd_demo(int argc, char **argv);  /* tools/cmd_demo.c */
 int mp_cmd_bench(int argc, char **argv); /* tools/cmd_bench.c */
 int mp_cmd_journal_load(int argc, char **argv); /* tools/cmd_journal_load.c (hidden) */

@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"node", mp_cmd_node, "run one cluster node from a config file"},
     {"call", mp_cmd_call, "call an actor method from the shell, print the reply as JSON"},
     {"stats", mp_cmd_stats, "print a running node's metrics"},
+    {"members", mp_cmd_members, "print the membership table kept in the cluster's storage"},
     {"demo", mp_cmd_demo, "start a local 3-node cluster and drive the bank workload"},
     {"bench", mp_cmd_bench, "run the benchmarks and print one table"},
     {"sim", mp_cmd_sim, "run simulation workloads over seeds (deterministic, with faults)"},

@@ -97,6 +97,22 @@
  * per-member tables are sized by it. */
 #define MP_MAX_MEMBERS 256
 
+/* Membership (issue 13; src/membership/agent.h, not configurable yet: the
+ * agent is not wired into the node). A member's lease in the membership
+ * table; it renews every lease / 3. Others take over only after seeing its
+ * heartbeat unchanged for lease + margin by their own clock (the margin
+ * covers clock-rate drift). The table is read every poll interval. A
+ * member is declared dead when this many active members suspect it (or
+ * all others, if fewer). A change refused by the storage (ETag conflict)
+ * is retried after a backoff doubling from the first value, at most the
+ * given number of times per round. */
+#define MP_DEFAULT_MEMBERSHIP_LEASE_NS (5ull * MP_NS_PER_SEC)
+#define MP_DEFAULT_MEMBERSHIP_MARGIN_NS (1ull * MP_NS_PER_SEC)
+#define MP_DEFAULT_MEMBERSHIP_POLL_NS (1ull * MP_NS_PER_SEC)
+#define MP_DEFAULT_MEMBERSHIP_VOTES 2u
+#define MP_DEFAULT_MEMBERSHIP_RETRIES 16u
+#define MP_DEFAULT_MEMBERSHIP_BACKOFF_NS (5ull * MP_NS_PER_MS)
+
 /* Idempotency keys (mp_call_opts.idempotency_key, node.h "Exactly once
  * for callers that retry"): the longest key, in bytes of [!-~]; how many
  * keys one activation remembers; how long; the largest reply kept for a

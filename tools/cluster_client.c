@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "moonpool/actor.h"
+#include "moonpool/env_tls.h"
 #include "moonpool/env_uv.h"
 #include "moonpool/host.h"
 
@@ -57,6 +58,16 @@ int mp_cc_open(mp_cc *cc, const char *cluster_file, const char *secret_file,
         mp_cc_close(cc);
         return MP_EINVAL;
     }
+    if (cc->cfg.tls_cert) {
+        /* A client proves membership with a certificate of the cluster CA
+         * too (the same files as the nodes', or its own). */
+        mp_env_tls_config tc = {cc->cfg.tls_cert, cc->cfg.tls_key, cc->cfg.tls_ca, 0, 0};
+        rc = mp_env_tls_create(cc->env, &tc, &cc->tls, err, err_cap);
+        if (rc < 0) {
+            mp_cc_close(cc);
+            return MP_EINVAL;
+        }
+    }
 
     mp_node_config nc;
     mp_node_config_init(&nc);
@@ -70,7 +81,7 @@ int mp_cc_open(mp_cc *cc, const char *cluster_file, const char *secret_file,
     /* Wall-clock seconds: grows across client runs (see the header). */
     uint32_t inc = (uint32_t)(time(NULL) & 0x7fffffff);
     nc.incarnation = inc ? inc : 1;
-    rc = mp_node_create(cc->env, &nc, &cc->node);
+    rc = mp_node_create(cc->tls ? cc->tls : cc->env, &nc, &cc->node);
     if (rc == 0) rc = mp_node_start(cc->node);
     if (rc < 0) {
         snprintf(err, err_cap, "cannot start the client node: %s", mp_strerror(rc));
@@ -94,6 +105,8 @@ void mp_cc_close(mp_cc *cc)
         for (int i = 0; i < 100000 && !done; i++) mp_env_uv_run_once(cc->env, 1);
         cc->node = NULL;
     }
+    mp_env_tls_free(cc->tls);
+    cc->tls = NULL;
     if (cc->env) {
         /* Pending timers (a caller's retries) keep the env busy until they
          * fire: block for events, bounded. */

@@ -26,6 +26,7 @@
 typedef struct mp_cc {
     mp_config cfg;
     mp_env *env;
+    mp_env *tls; /* [security] tls_*: the client's links are TLS too */
     mp_node *node;
     const char *idempotency_key; /* for mp_cc_call; NULL: none */
     int at_once; /* the last mp_cc_call's error came from mp_call itself */

@@ -36,6 +36,8 @@
  *   [limits]   max_message, max_pending_calls, mailbox_warn_depth, max_mailbox,
  *              max_connections, max_connections_per_ip
  *   [security] secret_file (the cluster secret; read by the host, never here)
+ *              tls_cert, tls_key, tls_ca (all three or none: TLS on every
+ *              link; the files are read by the host)
  *
  * node.address may be left out of a file shared by every node of a cluster;
  * the tool then picks it from the command line (mp_config_set_address,
@@ -110,6 +112,8 @@ typedef struct mp_config {
     /* [security] */
     const char *secret_file;       /* path of the cluster secret; NULL: none
                                       (the node then stays on loopback) */
+    /* TLS on every link (moonpool/env_tls.h): all three PEM files, or NULL */
+    const char *tls_cert, *tls_key, *tls_ca;
     void *arena_;                  /* private: the one allocation */
 } mp_config;
 

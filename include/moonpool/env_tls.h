@@ -60,8 +60,11 @@ typedef struct mp_env_tls_stats {
 int mp_env_tls_create(mp_env *inner, const mp_env_tls_config *cfg,
                       mp_env **out, char *err, size_t errlen);
 
-/* Release the wrapper. Every stream and listener made through it must be
- * closed (their close callbacks run) first. NULL is ignored. */
+/* Release the wrapper. Every listener and every stream handed out must be
+ * closed first; connections still in their handshake are failed here
+ * (connect callbacks get MP_ECLOSED) and their inner streams finish
+ * closing on later turns of the inner env's loop, so keep running it
+ * before destroying the inner env. NULL is ignored. */
 void mp_env_tls_free(mp_env *env);
 
 /* Counters; env must come from mp_env_tls_create. */

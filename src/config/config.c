@@ -55,7 +55,7 @@ enum key {
     K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT, K_FRAME_TIMEOUT,
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
     K_MAX_CONNECTIONS, K_MAX_CONNECTIONS_PER_IP,
-    K_SECRET_FILE,
+    K_SECRET_FILE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
     K_COUNT_
 };
 
@@ -92,6 +92,9 @@ static const keydef keys[K_COUNT_] = {
     [K_MAX_CONNECTIONS] = {SEC_LIMITS, "max_connections", V_COUNT, 1, 1000000ull},
     [K_MAX_CONNECTIONS_PER_IP] = {SEC_LIMITS, "max_connections_per_ip", V_COUNT, 1, 1000000ull},
     [K_SECRET_FILE] = {SEC_SECURITY, "secret_file", V_TEXT, 0, 0},
+    [K_TLS_CERT] = {SEC_SECURITY, "tls_cert", V_TEXT, 0, 0},
+    [K_TLS_KEY] = {SEC_SECURITY, "tls_key", V_TEXT, 0, 0},
+    [K_TLS_CA] = {SEC_SECURITY, "tls_ca", V_TEXT, 0, 0},
 };
 
 static const char *const storage_names[] = {
@@ -600,6 +603,13 @@ static int validate(parser *ps)
     }
     assert(ps->member_count >= 1);
 
+    /* TLS needs the three files: one alone would silently mean no TLS. */
+    int tls_keys = !!ps->key_line[K_TLS_CERT] + !!ps->key_line[K_TLS_KEY] + !!ps->key_line[K_TLS_CA];
+    if (tls_keys != 0 && tls_keys != 3)
+        return fail_at(ps, ps->section_line[SEC_SECURITY], MP_EINVAL,
+                       "tls_cert, tls_key and tls_ca go together (set all three for TLS, "
+                       "or none)");
+
     if (ps->key_line[K_ADDRESS]) {
         slice a = ps->text[K_ADDRESS];
         bool found = false;
@@ -726,7 +736,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
                                    : ps->text[K_PATH].n;
     size_t cap = ps->member_count * sizeof(char *) + olen + 1 + ps->text[K_NAMESPACE].n + 1 +
                  data_dir.n + 1 + path_len + 1 + ps->text[K_CONNINFO].n + 1 +
-                 ps->text[K_SECRET_FILE].n + 1;
+                 ps->text[K_SECRET_FILE].n + 1 + ps->text[K_TLS_CERT].n + 1 +
+                 ps->text[K_TLS_KEY].n + 1 + ps->text[K_TLS_CA].n + 1;
     for (size_t i = 0; i < ps->member_count; i++) cap += ps->members[i].s.n + 1;
     arena a = {malloc(cap), 0, cap};
     if (!a.base) {
@@ -768,6 +779,11 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
         out->storage_conninfo = arena_str(&a, ps->text[K_CONNINFO].p, ps->text[K_CONNINFO].n);
     if (ps->key_line[K_SECRET_FILE])
         out->secret_file = arena_str(&a, ps->text[K_SECRET_FILE].p, ps->text[K_SECRET_FILE].n);
+    if (ps->key_line[K_TLS_CERT]) {
+        out->tls_cert = arena_str(&a, ps->text[K_TLS_CERT].p, ps->text[K_TLS_CERT].n);
+        out->tls_key = arena_str(&a, ps->text[K_TLS_KEY].p, ps->text[K_TLS_KEY].n);
+        out->tls_ca = arena_str(&a, ps->text[K_TLS_CA].p, ps->text[K_TLS_CA].n);
+    }
     assert(a.used <= a.cap);
     out->call_timeout_ns = ps->num[K_CALL];
     out->idle_timeout_ns = ps->num[K_IDLE];
@@ -917,7 +933,10 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
         (unsigned long long)c->max_mailbox);
     put(&o, "max_connections = %llu\nmax_connections_per_ip = %llu\n",
         (unsigned long long)c->max_connections, (unsigned long long)c->max_connections_per_ip);
-    if (c->secret_file) put(&o, "\n[security]\nsecret_file = %s\n", c->secret_file);
+    if (c->secret_file || c->tls_cert) put(&o, "\n[security]\n");
+    if (c->secret_file) put(&o, "secret_file = %s\n", c->secret_file);
+    if (c->tls_cert)
+        put(&o, "tls_cert = %s\ntls_key = %s\ntls_ca = %s\n", c->tls_cert, c->tls_key, c->tls_ca);
     if (o.len > (size_t)INT32_MAX) return MP_ETOOBIG; /* cannot happen: bounded fields */
     return (int)o.len;
 }
@@ -948,5 +967,6 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
            a->mailbox_warn_depth == b->mailbox_warn_depth &&
            a->max_connections == b->max_connections &&
            a->max_connections_per_ip == b->max_connections_per_ip &&
-           str_eq(a->secret_file, b->secret_file);
+           str_eq(a->secret_file, b->secret_file) && str_eq(a->tls_cert, b->tls_cert) &&
+           str_eq(a->tls_key, b->tls_key) && str_eq(a->tls_ca, b->tls_ca);
 }

@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "moonpool/config.h"
+#include "moonpool/env_tls.h"
 #include "moonpool/env_uv.h"
 #include "moonpool/host.h"
 #include "moonpool/node.h"
@@ -210,6 +211,7 @@ typedef struct mp_host {
     mp__metrics *metrics;
     bool started_ran, stopping_ran;
     mp_env *env;
+    mp_env *tls; /* [security] tls_*: the node's streams go through it */
     mp_node *node;
     mp_storage *storage;
     uv_signal_t sig_int, sig_term;
@@ -361,6 +363,8 @@ static int start_signals(host *H)
  * the process is about to exit anyway. */
 static void drain_and_destroy(host *H)
 {
+    mp_env_tls_free(H->tls); /* its handshakes' closes drain below */
+    H->tls = NULL;
     for (int i = 0; i < 100000; i++) {
         if (H->signals_open == 0 && mp_env_uv_destroy(H->env) == 0) {
             H->env = NULL;
@@ -632,6 +636,17 @@ int mp_node_run_with(const char *config_path, const char *id_override,
         goto teardown;
     }
     H.env->log_format = o.log_format;
+    if (cfg.tls_cert) {
+        /* After the security policy: the wrapper copies the env's head. */
+        mp_env_tls_config tc = {cfg.tls_cert, cfg.tls_key, cfg.tls_ca, 0, 0};
+        if (mp_env_tls_create(H.env, &tc, &H.tls, err, sizeof err) < 0) {
+            fprintf(stderr, "moonpool node: %s: %s\n", config_path, err);
+            H.exit_status = MP_HOST_EXIT_CONFIG;
+            goto teardown;
+        }
+        mp_env_log(H.env, MP_LOG_INFO, "tls on every link (certificate %s, CA %s)",
+                   cfg.tls_cert, cfg.tls_ca);
+    }
 
     if (start_signals(&H) < 0) {
         fprintf(stderr, "moonpool node: cannot install signal handlers\n");
@@ -655,7 +670,7 @@ int mp_node_run_with(const char *config_path, const char *id_override,
     nc.storage = H.storage;
     nc.on_mailbox_depth = mailbox_warn;
     nc.hook_ud = &H;
-    rc = mp_node_create(H.env, &nc, &H.node);
+    rc = mp_node_create(H.tls ? H.tls : H.env, &nc, &H.node);
     if (rc < 0) {
         fprintf(stderr, "moonpool node: %s: the runtime refused the config: %s\n",
                 config_path, mp_strerror(rc));

@@ -138,7 +138,8 @@ int mp_host_apply_security(const mp_config *c, const char *self_addr, mp_env *en
         int rc = mp_host_load_secret(c->secret_file, pol.key, err, err_cap);
         if (rc < 0) return rc;
         pol.has_key = 1;
-    } else if (self_addr && !mp_host_addr_is_loopback(self_addr)) {
+    } else if (!c->tls_cert && self_addr && !mp_host_addr_is_loopback(self_addr)) {
+        /* Mutual TLS against the cluster CA authenticates members too. */
         return fail(err, err_cap, MP_EINVAL,
                     "%s: address %s is not a loopback address and no [security] secret_file "
                     "is set: without a cluster secret any process that reaches the port could "

@@ -306,6 +306,9 @@ void mp__conn_fail_at(conn *c, int status, const char *why, int level)
     if (level < 0) {
         level = expected_close(status) ? MP_LOG_INFO : MP_LOG_WARN;
         if (level == MP_LOG_INFO && attached && !was_open && p->fails > 0) level = MP_LOG_DEBUG;
+        /* A connection neither attached nor open is a loser of the
+         * tie-break or a stray closing as expected: not news. */
+        if (level == MP_LOG_INFO && !attached && !was_open) level = MP_LOG_DEBUG;
     }
     /* The claimed address (a peer's handshake says who it is) beside the
      * socket's own: a forger shows up as the socket it really came from. */
@@ -446,7 +449,8 @@ static void refuse_at(conn *c, int reason, const char *fmt_reason, bool log)
     mp_transport *t = c->t;
     if (reason != MP_EBUSY) mp__stats_of(c)->refused_handshakes++;
     if (log)
-        mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_INFO : MP_LOG_WARN,
+        /* A duplicate losing the tie-break is routine at every start. */
+        mp_env_log(t->env, reason == MP_EBUSY ? MP_LOG_DEBUG : MP_LOG_WARN,
                    "transport: refusing connection from %s: %s (%s)",
                    c->p ? c->p->addr : mp_stream_peer(c->s), fmt_reason,
                    mp_status_name(reason));
@@ -750,7 +754,7 @@ static void outgoing_refused(conn *c, const mp_frame *f)
         /* Lost the tie-break: the winning connection is the peer's dial to
          * us. Not a failure; if it does not come, the backoff redials. */
         MP_SOMETIMES(true, "transport.tie_break");
-        mp_env_log(t->env, MP_LOG_INFO, "transport: %s kept its own connection: %s", p->addr,
+        mp_env_log(t->env, MP_LOG_DEBUG, "transport: %s kept its own connection: %s", p->addr,
                    reason);
         mp__conn_close(c);
         mp__schedule_retry(p);

@@ -23,9 +23,9 @@ import sys
 import time
 
 MAGIC = b"MPOL"
-VERSION = 2
+VERSION = 3  # wire/frame.h: 3 adds the request id of REQUEST frames
 REQUEST, RESPONSE, ONEWAY, SYSTEM = 1, 2, 3, 4
-HELLO_VERSION = 1
+HELLO_VERSION = 2  # transport/handshake.h: nonces, then AUTH (open mode here)
 MP_EQUEUEFULL = -10
 
 
@@ -49,8 +49,13 @@ def crc32c(b):
     return c ^ 0xFFFFFFFF
 
 
+ORIGIN = int.from_bytes(os.urandom(8), "little") | 1  # this client's request-id origin
+
+
 def frame(kind, corr=0, target=b"", method=b"", payload=b"", ttl_ms=60000, status=0):
     body = MAGIC + struct.pack("<BBHQBBIi", VERSION, kind, 0, corr, 0, 0, ttl_ms, status)
+    if kind == REQUEST:  # origin, sequence (the correlation), low mark
+        body += struct.pack("<QQQ", ORIGIN, corr, 1) if corr else struct.pack("<QQQ", 0, 0, 0)
     for f in (target, b"", method, b""):  # target, sender, method, idempotency key
         body += struct.pack("<H", len(f)) + f
     body += struct.pack("<H", 0)  # cache updates
@@ -59,11 +64,15 @@ def frame(kind, corr=0, target=b"", method=b"", payload=b"", ttl_ms=60000, statu
     return struct.pack("<I", len(body)) + body
 
 
-def hello(ns, addr, inc=1):
-    p = struct.pack("<H", HELLO_VERSION)
-    p += struct.pack("<H", len(ns)) + ns + struct.pack("<H", len(addr)) + addr
-    p += struct.pack("<I", inc)
+def hello():
+    p = struct.pack("<HB", HELLO_VERSION, 0) + os.urandom(32)  # open mode, nonce
     return frame(SYSTEM, method=b"hello", payload=p, ttl_ms=0)
+
+
+def auth(ns, addr, inc=1):
+    p = struct.pack("<H", len(addr)) + addr + struct.pack("<I", inc)
+    p += struct.pack("<H", len(ns)) + ns + struct.pack("<B", 0)  # no proof (open mode)
+    return frame(SYSTEM, method=b"auth", payload=p, ttl_ms=0)
 
 
 def connect(hostport):
@@ -94,7 +103,7 @@ class Reader:
             f, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
             kind = f[5]
             (status,) = struct.unpack_from("<i", f, 22)
-            pos = 26
+            pos = 26 + (24 if kind == REQUEST else 0)
             fields = []
             for _ in range(4):
                 (ln,) = struct.unpack_from("<H", f, pos)
@@ -114,10 +123,14 @@ class Reader:
 
 def handshake(hostport, ns, claim):
     s = connect(hostport)
-    s.sendall(hello(ns, claim))
+    s.sendall(hello())
     r = Reader(s)
     got = []
+    sent_auth = False
     while not any(m == b"hello_ok" for _, _, m, _ in got):
+        if not sent_auth and any(m == b"hello" for _, _, m, _ in got):
+            s.sendall(auth(ns, claim))  # the dialer proves first, after the node's HELLO
+            sent_auth = True
         r.feed()
         got += r.frames()
         for _, st, m, p in got:

@@ -3,7 +3,8 @@
 # One node with MOONPOOL_METRICS_ADDRESS set is scraped over plain TCP
 # (bash /dev/tcp; no curl needed): /metrics answers Prometheus text whose
 # call counter moves with `moonpool call`, /healthz and /readyz answer 200,
-# unknown paths 404, an oversized request head 431; the node logs
+# unknown paths 404, an oversized request head 431, a 17th open
+# connection is closed unanswered; the node logs
 # wall-clock RFC 3339 lines, and MOONPOOL_LOG_FORMAT=json gives one JSON
 # object per line; SIGTERM still exits 0.
 set -u
@@ -83,6 +84,23 @@ big="GET /metrics HTTP/1.0\r\nX-Pad: $(head -c 5000 /dev/zero | tr '\0' a)\r\n\r
 http_get /metrics "$big" >"$TMP/h" || fail "oversized request"
 expect_in "$TMP/h" "HTTP/1.0 431" "oversized request head"
 pass "healthz, readyz, 404, 431"
+
+# The connection cap: 16 idle connections held open, a 17th is closed
+# without an answer; once the 16 close, requests are answered again.
+for fd in $(seq 10 25); do
+    eval "exec $fd<>/dev/tcp/127.0.0.1/$MPORT" || fail "connection $fd"
+done
+http_get /healthz >"$TMP/h" || true
+[ ! -s "$TMP/h" ] || { cat "$TMP/h" >&2; fail "a 17th connection was answered"; }
+for fd in $(seq 10 25); do eval "exec $fd<&-"; done
+ok=0
+for i in $(seq 1 100); do
+    http_get /healthz >"$TMP/h" 2>/dev/null || true
+    if grep -q "HTTP/1.0 200" "$TMP/h"; then ok=1; break; fi
+    sleep 0.05
+done
+[ $ok = 1 ] || fail "no answer after the idle connections closed"
+pass "at most 16 connections; the 17th is closed unanswered"
 
 # Wall-clock RFC 3339 UTC timestamps with milliseconds on log lines.
 grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z 127\.0\.0\.1:[0-9]+ info: ' \

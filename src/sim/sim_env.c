@@ -185,15 +185,13 @@ static const char *env_stream_peer(mp_stream *ms)
 
 static uint64_t env_random(mp_env *e) { return mp_prng_next(&senv_of(e)->rng); }
 
-/* "Secure" randomness is a seeded generator here: a seed must replay the
- * whole run, handshake nonces included. Its own stream, so that nonces do
- * not shift the draws of everything else (backoffs, workloads) and a seed
- * keeps the schedule it had before handshakes drew nonces. */
+/* "Secure" randomness is the process's seeded generator here: a seed must
+ * replay the whole run, handshake nonces included. */
 static int env_secure_random(mp_env *e, void *buf, size_t len)
 {
     uint8_t *p = buf;
     while (len > 0) {
-        uint64_t r = mp_prng_next(&senv_of(e)->rng_nonce);
+        uint64_t r = mp_prng_next(&senv_of(e)->rng);
         size_t n = len < sizeof r ? len : sizeof r;
         for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(r >> (8 * i));
         p += n;
@@ -232,8 +230,6 @@ sim_env *sim_env_create(mp_sim *sim, sim_proc *p)
     env->inc = p->inc;
     mp_prng_seed(&env->rng,
                  mp_mix64(mp_mix64(sim->seed, (uint64_t)p->pid), p->inc));
-    mp_prng_seed(&env->rng_nonce,
-                 mp_mix64(mp_mix64(sim->seed ^ 0x6e6f6e6365ull, (uint64_t)p->pid), p->inc));
     sim_link_init(&env->streams);
     sim_link_init(&env->listeners);
     /* From a hash, not a stream: drawing it would shift every later draw of

@@ -177,7 +177,6 @@ typedef struct sim_env {
     uint32_t inc;
     bool dead;
     mp_prng rng;
-    mp_prng rng_nonce; /* handshake nonces: a stream of their own */
     sim_link streams;
     sim_link listeners;
     struct sim_env *grave_next;

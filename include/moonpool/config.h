@@ -30,7 +30,7 @@
  *     512B, 64KiB, 1MiB, 1GiB.
  *
  *   [cluster]  namespace (required), members (required)
- *   [node]     address, data_dir, log_level
+ *   [node]     address, data_dir, log_level, metrics_address, log_format
  *   [storage]  provider (sqlite|postgres|memory), path, conninfo
  *   [timeouts] call, idle, shutdown, heartbeat, peer_timeout
  *   [limits]   max_message, max_pending_calls, mailbox_warn_depth, max_mailbox,
@@ -89,6 +89,9 @@ typedef struct mp_config {
     const char *address;           /* one of members[]; NULL if not given */
     const char *data_dir;          /* default "." */
     mp_log_level log_level;        /* default MP_LOG_INFO */
+    const char *metrics_address;   /* "host:port" of GET /metrics, /healthz,
+                                      /readyz (host.h); NULL: none */
+    bool log_json;                 /* log_format = json (one object a line) */
     /* [storage] */
     mp_config_storage storage;     /* default sqlite */
     const char *storage_path;      /* sqlite only; NULL otherwise */

@@ -50,7 +50,7 @@ static const char *const section_names[SEC_COUNT_] = {
 
 enum key {
     K_NAMESPACE, K_MEMBERS,
-    K_ADDRESS, K_DATA_DIR, K_LOG_LEVEL,
+    K_ADDRESS, K_DATA_DIR, K_LOG_LEVEL, K_METRICS_ADDRESS, K_LOG_FORMAT,
     K_PROVIDER, K_PATH, K_CONNINFO,
     K_CALL, K_IDLE, K_SHUTDOWN, K_HEARTBEAT, K_PEER_TIMEOUT, K_FRAME_TIMEOUT,
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
@@ -75,6 +75,8 @@ static const keydef keys[K_COUNT_] = {
     [K_ADDRESS] = {SEC_NODE, "address", V_ADDRESS, 0, 0},
     [K_DATA_DIR] = {SEC_NODE, "data_dir", V_TEXT, 0, 0},
     [K_LOG_LEVEL] = {SEC_NODE, "log_level", V_LOG_LEVEL, 0, 0},
+    [K_METRICS_ADDRESS] = {SEC_NODE, "metrics_address", V_TEXT, 0, 0},
+    [K_LOG_FORMAT] = {SEC_NODE, "log_format", V_TEXT, 0, 0},
     [K_PROVIDER] = {SEC_STORAGE, "provider", V_PROVIDER, 0, 0},
     [K_PATH] = {SEC_STORAGE, "path", V_TEXT, 0, 0},
     [K_CONNINFO] = {SEC_STORAGE, "conninfo", V_TEXT, 0, 0},
@@ -603,6 +605,15 @@ static int validate(parser *ps)
     }
     assert(ps->member_count >= 1);
 
+    if (ps->key_line[K_LOG_FORMAT]) {
+        slice f = ps->text[K_LOG_FORMAT];
+        if (!slice_eq(f, "text") && !slice_eq(f, "json")) {
+            char q[64];
+            return fail_at(ps, ps->key_line[K_LOG_FORMAT], MP_EINVAL,
+                           "log_format '%s': use text or json", quote(q, sizeof q, f.p, f.n));
+        }
+    }
+
     /* TLS needs the three files: one alone would silently mean no TLS. */
     int tls_keys = !!ps->key_line[K_TLS_CERT] + !!ps->key_line[K_TLS_KEY] + !!ps->key_line[K_TLS_CA];
     if (tls_keys != 0 && tls_keys != 3)
@@ -737,7 +748,8 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     size_t cap = ps->member_count * sizeof(char *) + olen + 1 + ps->text[K_NAMESPACE].n + 1 +
                  data_dir.n + 1 + path_len + 1 + ps->text[K_CONNINFO].n + 1 +
                  ps->text[K_SECRET_FILE].n + 1 + ps->text[K_TLS_CERT].n + 1 +
-                 ps->text[K_TLS_KEY].n + 1 + ps->text[K_TLS_CA].n + 1;
+                 ps->text[K_TLS_KEY].n + 1 + ps->text[K_TLS_CA].n + 1 +
+                 ps->text[K_METRICS_ADDRESS].n + 1;
     for (size_t i = 0; i < ps->member_count; i++) cap += ps->members[i].s.n + 1;
     arena a = {malloc(cap), 0, cap};
     if (!a.base) {
@@ -779,6 +791,10 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
         out->storage_conninfo = arena_str(&a, ps->text[K_CONNINFO].p, ps->text[K_CONNINFO].n);
     if (ps->key_line[K_SECRET_FILE])
         out->secret_file = arena_str(&a, ps->text[K_SECRET_FILE].p, ps->text[K_SECRET_FILE].n);
+    if (ps->key_line[K_METRICS_ADDRESS])
+        out->metrics_address =
+            arena_str(&a, ps->text[K_METRICS_ADDRESS].p, ps->text[K_METRICS_ADDRESS].n);
+    out->log_json = ps->key_line[K_LOG_FORMAT] && slice_eq(ps->text[K_LOG_FORMAT], "json");
     if (ps->key_line[K_TLS_CERT]) {
         out->tls_cert = arena_str(&a, ps->text[K_TLS_CERT].p, ps->text[K_TLS_CERT].n);
         out->tls_key = arena_str(&a, ps->text[K_TLS_KEY].p, ps->text[K_TLS_KEY].n);
@@ -910,6 +926,8 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     put(&o, "\n\n[node]\n");
     if (c->address) put(&o, "address = %s\n", c->address);
     put(&o, "data_dir = %s\nlog_level = %s\n", c->data_dir, mp_config_log_level_name(c->log_level));
+    if (c->metrics_address) put(&o, "metrics_address = %s\n", c->metrics_address);
+    if (c->log_json) put(&o, "log_format = json\n");
     put(&o, "\n[storage]\nprovider = %s\n", mp_config_storage_name(c->storage));
     if (c->storage_path) put(&o, "path = %s\n", c->storage_path);
     if (c->storage_conninfo) put(&o, "conninfo = %s\n", c->storage_conninfo);
@@ -955,6 +973,7 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
         if (!str_eq(a->members[i], b->members[i])) return false;
     return str_eq(a->cluster_namespace, b->cluster_namespace) &&
            str_eq(a->address, b->address) && str_eq(a->data_dir, b->data_dir) &&
+           str_eq(a->metrics_address, b->metrics_address) && a->log_json == b->log_json &&
            a->log_level == b->log_level && a->storage == b->storage &&
            str_eq(a->storage_path, b->storage_path) &&
            str_eq(a->storage_conninfo, b->storage_conninfo) &&

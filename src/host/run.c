@@ -635,6 +635,12 @@ int mp_node_run_with(const char *config_path, const char *id_override,
         H.exit_status = rc == MP_EINVAL ? MP_HOST_EXIT_CONFIG : MP_HOST_EXIT_FAIL;
         goto teardown;
     }
+    /* The config file's [node] keys, where the options left them unset. */
+    if (cfg.log_json && o.log_format == MP_LOG_FORMAT_TEXT) o.log_format = MP_LOG_FORMAT_JSON;
+    if (cfg.metrics_address && !H.opts.metrics_address) {
+        snprintf(H.metrics_addr, sizeof H.metrics_addr, "%s", cfg.metrics_address);
+        H.opts.metrics_address = H.metrics_addr;
+    }
     H.env->log_format = o.log_format;
     if (cfg.tls_cert) {
         /* After the security policy: the wrapper copies the env's head. */

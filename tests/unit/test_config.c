@@ -668,6 +668,37 @@ static void test_security_keys(void **state)
     assert_non_null(strstr(e.message, "unknown key 'secret' in [security]"));
 }
 
+/* [security] tls_* (all three or none) and [node] metrics_address,
+ * log_format: parsed, round-tripped, and refused when half-set or unknown. */
+static void test_tls_and_operations_keys(void **state)
+{
+    (void)state;
+    mp_config c;
+    mp_config_error e;
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\nmetrics_address = 127.0.0.1:9100\n"
+                                "log_format = json\n"
+                                "[security]\ntls_cert = /p/n1.pem\ntls_key = /p/n1.key\ntls_ca = /p/ca.pem\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_string_equal(c.tls_cert, "/p/n1.pem");
+    assert_string_equal(c.tls_key, "/p/n1.key");
+    assert_string_equal(c.tls_ca, "/p/ca.pem");
+    assert_string_equal(c.metrics_address, "127.0.0.1:9100");
+    assert_true(c.log_json);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n", &c, NULL), MP_OK);
+    assert_null(c.tls_cert);
+    assert_null(c.metrics_address);
+    assert_false(c.log_json);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[security]\ntls_cert = /p/n1.pem\ntls_ca = /p/ca.pem\n", &c, &e),
+                     MP_EINVAL);
+    assert_non_null(strstr(e.message, "go together"));
+    assert_int_equal(parse(BASE "[node]\nlog_format = yaml\n", &c, &e), MP_EINVAL);
+    assert_non_null(strstr(e.message, "use text or json"));
+}
+
 static void test_names_match_runtime(void **state)
 {
     (void)state;
@@ -801,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_to_node_config),
         cmocka_unit_test(test_liveness_keys),
         cmocka_unit_test(test_security_keys),
+        cmocka_unit_test(test_tls_and_operations_keys),
         cmocka_unit_test(test_names_match_runtime),
         cmocka_unit_test(test_format_buffer),
         cmocka_unit_test(test_load_file),

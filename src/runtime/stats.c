@@ -126,6 +126,9 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
                                    json_integer((json_int_t)tt.handshakes_evicted));
         bad |= json_object_set_new(tr, "decode_errors", json_integer((json_int_t)tt.decode_errors));
         bad |= json_object_set_new(tr, "dropped_frames", json_integer((json_int_t)tt.dropped_frames));
+        bad |= json_object_set_new(tr, "auth_failures", json_integer((json_int_t)tt.auth_failures));
+        bad |= json_object_set_new(tr, "connections_refused",
+                                   json_integer((json_int_t)tt.connections_refused));
         bad |= json_object_set_new(o, "transport", tr);
     }
     double p50 = persist_pct_ms(n, 0.5), p99 = persist_pct_ms(n, 0.99);

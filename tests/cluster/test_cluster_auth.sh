@@ -65,6 +65,13 @@ wait_log "$TMP/n1.log" "authentication failed" 1 "" 10 ||
     wait_log "$TMP/n3.log" "authentication failed" 1 "" 1 || fail "no node logged the failure"
 grep -h "authentication failed" "$TMP"/n?.log | head -n 1 | sed 's/^/     /'
 pass "a client with another secret is refused (exit 1, MP_EAUTH) and the node logs it"
+counted=0
+for k in 1 2 3; do
+    expect_status 0 "stats of node $k" "$MP" stats --cluster "$TMP/cluster.conf" --node $k --raw
+    grep -qE '"auth_failures": ?[1-9]' "$TMP/out" && counted=1
+done
+[ "$counted" = 1 ] || fail "no node's stats count the authentication failure"
+pass "moonpool stats counts it (transport.auth_failures)"
 
 # A stranger that connects and says nothing: what it reads before the
 # node closes the socket (handshake timeout, 5 s) is the node's HELLO only.

@@ -82,16 +82,6 @@ static int remove_certs(void **state)
 
 static void set_flag(void *ud) { *(int *)ud = 1; }
 
-static void run_until(mp_env *env, const int *flag)
-{
-    int guard = 0;
-    mp_timer_id g = mp_env_timer_start(env, GUARD_NS, set_flag, &guard);
-    assert_true(g != 0);
-    while (!*flag && !guard) mp_env_uv_run_once(env, 1);
-    assert_false(guard);
-    mp_env_timer_cancel(env, g);
-}
-
 /* Run the loop until cond holds; fail (rather than hang) after GUARD_NS. */
 #define RUN_UNTIL(uv, cond)                                                   \
     do {                                                                      \
@@ -183,6 +173,15 @@ static void shut(mp_env *uv, mp_env *t1, mp_env *t2, mp_listener *l, side *a, si
     while (mp_env_uv_destroy(uv) != 0) mp_env_uv_run_once(uv, 0);
 }
 
+/* Connect `from` to the listener's port and wait for the outcome. */
+static void connect_wait(mp_env *uv, mp_env *from, int port, side *cli)
+{
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    assert_int_equal(mp_env_connect(from, addr, on_connect, cli), 0);
+    RUN_UNTIL(uv, cli->done);
+}
+
 static void test_bytes_cross_a_tls_stream_intact(void **state)
 {
     mp_env *uv = mp_env_uv_create(NULL, 1);
@@ -190,10 +189,7 @@ static void test_bytes_cross_a_tls_stream_intact(void **state)
     side srv = {0}, cli = {0};
     mp_listener *l;
     int port = listen_any(ta, &srv, &l);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    assert_int_equal(mp_env_connect(tb, addr, on_connect, &cli), 0);
-    run_until(uv, &cli.done);
+    connect_wait(uv, tb, port, &cli);
     assert_int_equal(cli.status, 0);
     assert_int_equal(mp_stream_read_start(cli.s, on_read, &cli), 0);
     static const char msg[] = "hello over tls";
@@ -225,10 +221,7 @@ static void test_a_stranger_certificate_is_refused_both_ways(void **state)
     side srv = {0}, cli = {0};
     mp_listener *l;
     int port = listen_any(ta, &srv, &l);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    assert_int_equal(mp_env_connect(ts, addr, on_connect, &cli), 0);
-    run_until(uv, &cli.done);
+    connect_wait(uv, ts, port, &cli);
     if (cli.status == 0) {
         /* TLS 1.3: the client's side completes before the server has judged
          * the client's certificate; the refusal (an alert) ends its first
@@ -247,9 +240,7 @@ static void test_a_stranger_certificate_is_refused_both_ways(void **state)
     side srv2 = {0}, cli2 = {0};
     mp_listener *l2;
     port = listen_any(ts, &srv2, &l2);
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    assert_int_equal(mp_env_connect(ta, addr, on_connect, &cli2), 0);
-    run_until(uv, &cli2.done);
+    connect_wait(uv, ta, port, &cli2);
     assert_true(cli2.status < 0);
     int closed = 0;
     mp_listener_close(l2, on_closed, &closed);
@@ -265,11 +256,8 @@ static void test_a_silent_peer_is_cut_by_the_handshake_timeout(void **state)
     side srv = {0}, cli = {0};
     mp_listener *l;
     int port = listen_any(ta, &srv, &l);
-    char addr[32];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     /* A plain client: connects, sends nothing, reads what comes. */
-    assert_int_equal(mp_env_connect(uv, addr, on_connect, &cli), 0);
-    run_until(uv, &cli.done);
+    connect_wait(uv, uv, port, &cli);
     assert_int_equal(cli.status, 0);
     assert_int_equal(mp_stream_read_start(cli.s, on_read, &cli), 0);
     RUN_UNTIL(uv, cli.read_status != 0);

@@ -149,6 +149,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     mp_list_init(&n->pending_list);
     mp_list_init(&n->ctx_list);
     mp_list_init(&n->delayed);
+    mp_hist_init(&n->persist_hist);
     uint64_t seed = mp_env_random(env);
     if (mp_calls_init(&n->calls, env, n->max_pending_calls) != MP_OK ||
         mp_catalog_init(&n->catalog, seed) != MP_OK ||

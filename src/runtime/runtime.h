@@ -58,6 +58,7 @@
 #include "runtime/catalog.h"
 #include "runtime/sysmsg.h"
 #include "transport/transport.h"
+#include "util/hist.h"
 #include "wire/frame.h"
 
 /* Frame flags (mp_frame.flags) of the runtime. */
@@ -80,7 +81,6 @@
 #define MP_REREG_RETRY_NS (100ull * MP_NS_PER_MS)
 #define MP_REREG_ATTEMPTS 60
 #define MP_MAX_FORWARDS 2
-#define MP_PERSIST_BUCKETS 40
 
 /* Requests waiting for one directory lookup of their target. */
 typedef struct mp_rid_origin mp_rid_origin;
@@ -220,8 +220,7 @@ struct mp_node {
     size_t rid_count;
     struct mp_rid_origin *rid_last;
     /* persist latency histogram: bucket i counts [2^i, 2^(i+1)) us */
-    uint64_t persist_hist[MP_PERSIST_BUCKETS];
-    uint64_t persist_count;
+    mp_hist persist_hist; /* util/hist.h, the one histogram of the tree */
 };
 
 /* Routing trace at debug level (off by default: one level check). */

@@ -9,6 +9,7 @@
 
 #include "moonpool/buggify.h"
 #include "runtime/runtime.h"
+#include "util/hist.h"
 
 #include <jansson.h>
 
@@ -16,15 +17,7 @@ void mp__note_persist(mp_node *n, uint64_t ns, int status)
 {
     n->stats.persists++;
     if (status < 0) n->stats.persist_errors++;
-    uint64_t us = ns / 1000;
-    int b = 0;
-    while (us > 1 && b < MP_PERSIST_BUCKETS - 1) {
-        us >>= 1;
-        b++;
-    }
-    assert(b >= 0 && b < MP_PERSIST_BUCKETS);
-    n->persist_hist[b]++;
-    n->persist_count++;
+    mp_hist_record(&n->persist_hist, ns);
 }
 
 void mp_node_get_stats(mp_node *n, mp_node_stats *out)
@@ -37,19 +30,11 @@ void mp_node_get_stats(mp_node *n, mp_node_stats *out)
     out->rid_origins = mp__rid_origins(n);
 }
 
-/* A percentile of the persist latency histogram, in ms (the upper bound
- * of the bucket holding it), or -1 when nothing was persisted. */
+/* A percentile of the persist latency histogram in ms (util/hist.h: within
+ * 0.8%), or -1 when nothing was persisted. */
 static double persist_pct_ms(const mp_node *n, double q)
 {
-    if (!n->persist_count) return -1;
-    uint64_t want = (uint64_t)((double)n->persist_count * q);
-    if (want >= n->persist_count) want = n->persist_count - 1;
-    uint64_t seen = 0;
-    for (int i = 0; i < MP_PERSIST_BUCKETS; i++) {
-        seen += n->persist_hist[i];
-        if (seen > want) return (double)(2ull << i) / 1000.0;
-    }
-    return (double)(2ull << (MP_PERSIST_BUCKETS - 1)) / 1000.0;
+    return n->persist_hist.count ? mp_hist_quantile_ms(&n->persist_hist, q) : -1;
 }
 
 char *mp_node_stats_json(mp_node *n, size_t *len)

@@ -235,6 +235,10 @@ static void test_load_before_activate(void **state)
     assert_non_null(js);
     json_t *j = json_loads(js, 0, NULL);
     assert_true(json_is_real(json_object_get(j, "persist_p50_ms")));
+    /* In milliseconds: simulated disk writes take well under a second. */
+    double p50 = json_real_value(json_object_get(j, "persist_p50_ms"));
+    double p99 = json_real_value(json_object_get(j, "persist_p99_ms"));
+    assert_true(p50 > 0 && p50 <= p99 && p99 < 1000.0);
     assert_true(json_integer_value(json_object_get(j, "persists")) >= 4);
     assert_true(json_integer_value(json_object_get(j, "state_loads")) >= 2);
     json_decref(j);

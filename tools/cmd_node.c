@@ -5,6 +5,7 @@
  * own programs get the same process behaviour; this command only parses
  * its flags and hosts the example actor types shipped with moonpool.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,11 +17,11 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool node --config FILE [--id ADDR|N] [--new-storage]\n"
+            "usage: moonpool node -c FILE [-i ADDR|N] [--new-storage]\n"
             "\n"
             "Run one node of a cluster until SIGINT or SIGTERM (graceful shutdown).\n"
-            "  --config FILE  the node's config file (docs/config.md)\n"
-            "  --id ADDR|N    this node's address: a member address, or its 1-based\n"
+            "  -c, --config FILE  the node's config file (docs/config.md)\n"
+            "  -i, --id ADDR|N    this node's address: a member address, or its 1-based\n"
             "                 position in [cluster] members; overrides [node] address\n"
             "  --new-storage  accept a new SQLite database: create it if missing and\n"
             "                 record its cluster id (without it, a node refuses a\n"
@@ -36,26 +37,37 @@ int mp_cmd_node(int argc, char **argv)
     const char *config = NULL, *id = NULL;
     mp_node_run_options opts;
     mp_node_run_options_init(&opts);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return MP_EXIT_OK;
-        } else if ((strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strncmp(a, "--config=", 9) == 0) {
-            config = a + 9;
-        } else if (strcmp(a, "--id") == 0 && i + 1 < argc) {
-            id = argv[++i];
-        } else if (strncmp(a, "--id=", 5) == 0) {
-            id = a + 5;
-        } else if (strcmp(a, "--new-storage") == 0) {
-            opts.new_storage = true;
-        } else {
-            fprintf(stderr, "moonpool node: unexpected argument '%s'\n\n", a);
+    enum { OPT_NEW_STORAGE = 256 };
+    static const struct option lopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"id", required_argument, NULL, 'i'},
+        {"new-storage", no_argument, NULL, OPT_NEW_STORAGE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int o;
+    while ((o = getopt_long(argc, argv, ":c:i:h", lopts, NULL)) != -1) {
+        switch (o) {
+        case 'c': config = optarg; break;
+        case 'i': id = optarg; break;
+        case OPT_NEW_STORAGE: opts.new_storage = true; break;
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        case ':':
+            fprintf(stderr, "moonpool node: %s needs a value\n\n", argv[optind - 1]);
+            usage(stderr);
+            return MP_EXIT_USAGE;
+        default:
+            fprintf(stderr, "moonpool node: unknown option '%s'\n\n", argv[optind - 1]);
             usage(stderr);
             return MP_EXIT_USAGE;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moonpool node: unexpected argument '%s'\n\n", argv[optind]);
+        usage(stderr);
+        return MP_EXIT_USAGE;
     }
     if (!config) {
         fprintf(stderr, "moonpool node: --config FILE is required\n\n");

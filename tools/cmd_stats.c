@@ -7,6 +7,7 @@
  * node sends is printed indented (jansson) for people, or as received with
  * --raw for scripts.
  */
+#include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,12 +20,16 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: moonpool stats --cluster FILE --node ADDR|N [--secret-file PATH] [--raw]\n"
+            "usage: moonpool stats -c FILE -n ADDR|N [--secret-file PATH] [--raw]\n"
             "\n"
             "Print the counters of the node at ADDR (one of the members of FILE, or the\n"
             "N-th member counting from 1) as JSON:\n"
             "activations, calls in/out, forwards, timeouts, mailbox depths, storage\n"
-            "latency, ... --raw prints the JSON on one line.\n"
+            "latency, request-id windows, transport limits, ...\n"
+            "  -c, --cluster FILE     a cluster config file (docs/config.md)\n"
+            "  -n, --node ADDR|N      the member to ask\n"
+            "      --secret-file PATH the cluster secret (default: the file's [security])\n"
+            "  -r, --raw              the JSON on one line, as the node sent it\n"
             "Exit status: 0 success, 1 the node did not answer, 2 bad usage.\n");
 }
 
@@ -32,28 +37,39 @@ int mp_cmd_stats(int argc, char **argv)
 {
     const char *cluster = NULL, *addr = NULL, *secret = NULL;
     int raw = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return MP_EXIT_OK;
-        } else if (strcmp(a, "--cluster") == 0 && i + 1 < argc) {
-            cluster = argv[++i];
-        } else if (strncmp(a, "--cluster=", 10) == 0) {
-            cluster = a + 10;
-        } else if (strcmp(a, "--secret-file") == 0 && i + 1 < argc) {
-            secret = argv[++i];
-        } else if (strcmp(a, "--node") == 0 && i + 1 < argc) {
-            addr = argv[++i];
-        } else if (strncmp(a, "--node=", 7) == 0) {
-            addr = a + 7;
-        } else if (strcmp(a, "--raw") == 0) {
-            raw = 1;
-        } else {
-            fprintf(stderr, "moonpool stats: unexpected argument '%s'\n\n", a);
+    enum { OPT_SECRET = 256 };
+    static const struct option opts[] = {
+        {"cluster", required_argument, NULL, 'c'},
+        {"node", required_argument, NULL, 'n'},
+        {"secret-file", required_argument, NULL, OPT_SECRET},
+        {"raw", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int o;
+    while ((o = getopt_long(argc, argv, ":c:n:rh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': cluster = optarg; break;
+        case 'n': addr = optarg; break;
+        case OPT_SECRET: secret = optarg; break;
+        case 'r': raw = 1; break;
+        case 'h': usage(stdout); return MP_EXIT_OK;
+        case ':':
+            fprintf(stderr, "moonpool stats: %s needs a value\n\n", argv[optind - 1]);
+            usage(stderr);
+            return MP_EXIT_USAGE;
+        default:
+            fprintf(stderr, "moonpool stats: unknown option '%s'\n\n", argv[optind - 1]);
             usage(stderr);
             return MP_EXIT_USAGE;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "moonpool stats: unexpected argument '%s'\n\n", argv[optind]);
+        usage(stderr);
+        return MP_EXIT_USAGE;
     }
     if (!cluster || !addr) {
         fprintf(stderr, "moonpool stats: --cluster FILE and --node ADDR are required\n\n");

@@ -173,6 +173,13 @@ bool mp_config_equal(const mp_config *a, const mp_config *b);
 const char *mp_config_storage_name(mp_config_storage s);
 const char *mp_config_log_level_name(mp_log_level l);
 
+/* A duration as the file writes one: digits, optional blanks, a unit of
+ * ms, s, m or h ("250ms", "2s", "1 h"). Returns 0 and *ns, MP_EINVAL (no
+ * digits, no unit or an unknown one, trailing text) or MP_ETOOBIG
+ * (overflows 64 bits of nanoseconds). For command lines that take the
+ * file's units. Pure; any thread. */
+int mp_config_parse_duration(const char *text, uint64_t *ns);
+
 #ifdef __cplusplus
 }
 #endif

@@ -306,6 +306,22 @@ static void format_value(char *buf, size_t cap, enum kind kind, uint64_t v)
     else snprintf(buf, cap, "%llu", (unsigned long long)v);
 }
 
+int mp_config_parse_duration(const char *text, uint64_t *ns)
+{
+    if (!text || !ns) return MP_EINVAL;
+    slice v = {text, strlen(text)}, unit;
+    uint64_t x;
+    int rc = parse_number(v, &x, &unit);
+    if (rc != MP_OK) return rc;
+    for (const unitdef *u = duration_units; u->name; u++) {
+        if (!slice_eq(unit, u->name)) continue;
+        if (x > UINT64_MAX / u->mult) return MP_ETOOBIG;
+        *ns = x * u->mult;
+        return MP_OK;
+    }
+    return MP_EINVAL;
+}
+
 static int parse_with_units(parser *ps, enum key k, slice v, const unitdef *units,
                             const char *what, const char *example)
 {

@@ -81,6 +81,21 @@ expect_status 2 "missing cluster file" "$MP" call --cluster "$TMP/nope.conf" Ban
 expect_in "$TMP/err" "nope.conf: cannot open config file" "missing file message"
 pass "call: errors exit 1 with the status name, usage errors exit 2"
 
+# One flag syntax for every command (getopt): short forms, units in
+# --timeout as in config files, the payload from a file or stdin.
+expect_status 0 "short flags, timeout with a unit" "$MP" call -c "$C" -t 2s BankAccount/carol deposit '{"op":"c1","amount":7}'
+printf '{"op":"c2",\n "amount":3}\n' >"$TMP/payload.json"
+expect_status 0 "payload from a file" "$MP" call -c "$C" -f "$TMP/payload.json" BankAccount/carol deposit
+expect_status 0 "payload from stdin" sh -c "printf '{}' | '$MP' call --cluster='$C' --timeout=1500 --payload-file - BankAccount/carol balance"
+expect_in "$TMP/out" "10" "both deposits landed (7 + 3)"
+expect_status 2 "a bad duration" "$MP" call -c "$C" -t 2parsecs BankAccount/carol balance
+expect_in "$TMP/err" "want a duration" "the duration error says what it wants"
+expect_status 2 "payload twice" "$MP" call -c "$C" -f "$TMP/payload.json" BankAccount/carol deposit '{}'
+expect_status 2 "unknown flag" "$MP" call -c "$C" --frobnicate BankAccount/carol balance
+expect_in "$TMP/err" "unknown option '--frobnicate'" "the unknown flag is named"
+expect_status 2 "stats: unknown flag" "$MP" stats -c "$C" --node 1 --frobnicate
+pass "call/stats: -c, -t 2s, -f FILE, -f - (stdin), and clear usage errors (exit 2)"
+
 # Stats from every node; exactly one node hosts alice, one hosts bob.
 hosts_alice=0
 total=0

@@ -58,14 +58,15 @@ EOF
 
 # restart I [FLAGS...]: start node I again (same ports) and wait for ready.
 restart() {
-    local i=$1 pid
+    local i=$1 pid before
     shift
+    # Counted before the start: a node that is ready at once must not be
+    # counted in "before" (the wait would then look for one line too many).
+    before=$(grep -c "moonpool node ready:" "$TMP/node$i.log")
     $PDEATH "$MP" node --config "$TMP/node$i.conf" --id "$i" "$@" >>"$TMP/node$i.log" 2>&1 &
     pid=$!
     PIDS="$PIDS $pid"
     eval "PID$i=$pid"
-    local before
-    before=$(grep -c "moonpool node ready:" "$TMP/node$i.log")
     wait_log "$TMP/node$i.log" "moonpool node ready:" $((before + 1)) "$pid" 20 ||
         fail "node $i did not restart"
 }

@@ -106,9 +106,9 @@ for a in $ADDR1 $ADDR2 $ADDR3; do
     n=$(sed -n 's/.*"BankAccount": \([0-9]*\).*/\1/p' "$TMP/out")
     total=$((total + ${n:-0}))
 done
-[ "$total" = 2 ] || fail "expected 2 BankAccount activations in the cluster (alice, bob), got $total"
+[ "$total" = 3 ] || fail "expected 3 BankAccount activations in the cluster (alice, bob, carol), got $total"
 expect_status 2 "stats of a non-member" "$MP" stats --cluster "$C" --node 127.0.0.1:1
-pass "stats: every node answers; 2 activations in total (single activation)"
+pass "stats: every node answers; 3 activations in total (single activation)"
 
 # Graceful restart of node 2: exit 0, back with incarnation 2, still serving.
 stop_node "$PID2"

@@ -34,4 +34,9 @@ int mp__host_storage_id_read(const char *dir, const char *addr, uint64_t *id, ch
 int mp__host_storage_id_write(const char *dir, const char *path, uint64_t id, char *err,
                               size_t err_cap);
 
+/* systemd's sd_notify protocol (sd_notify.c): send `state` ("READY=1",
+ * "STOPPING=1") to $NOTIFY_SOCKET. Returns 1 sent, 0 no $NOTIFY_SOCKET,
+ * MP_EADDR (not an absolute or '@' path) or MP_EIO. */
+int mp__sd_notify(const char *state);
+
 #endif

@@ -318,6 +318,7 @@ static void begin_shutdown(host *H, const char *why)
         return;
     }
     H->shutting_down = true;
+    mp__sd_notify("STOPPING=1");
     run_stopping(H);
     mp_env_log(H->env, MP_LOG_INFO, "%s: shutting down (deadline %" PRIu64 " ms)", why,
                (uint64_t)(H->shutdown_ns / MP_NS_PER_MS));
@@ -719,6 +720,8 @@ int mp_node_run_with(const char *config_path, const char *id_override,
            cfg.address, cfg.cluster_namespace, incarnation, mp_config_storage_name(cfg.storage),
            (long)getpid());
     fflush(stdout);
+    if (mp__sd_notify("READY=1") < 0)
+        mp_env_log(H.env, MP_LOG_WARN, "NOTIFY_SOCKET is set but READY=1 could not be sent to it");
     mp_env_log(H.env, MP_LOG_INFO, "node %s (namespace %s, incarnation %" PRIu32 ", %zu members) running",
                cfg.address, cfg.cluster_namespace, incarnation, cfg.member_count);
     if (!cfg.secret_file)

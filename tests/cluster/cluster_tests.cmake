@@ -12,7 +12,7 @@ if(MP_BASH)
     set(_mp_cluster_pg postgres)
     set(_mp_cluster_pg_test cluster.postgres)
   endif()
-  foreach(t basic config namespace ${_mp_cluster_pg} interrupt auth tls storage_id metrics members)
+  foreach(t basic config namespace ${_mp_cluster_pg} interrupt auth tls storage_id metrics members sdnotify)
     add_test(NAME cluster.${t}
              COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_${t}.sh $<TARGET_FILE:moonpool>)
   endforeach()
@@ -35,7 +35,7 @@ if(MP_BASH)
                                     SKIP_RETURN_CODE 77)
   endforeach()
   set_tests_properties(cluster.basic cluster.config cluster.namespace ${_mp_cluster_pg_test}
-                       cluster.interrupt cluster.auth cluster.tls cluster.storage_id cluster.metrics cluster.members cluster.workload
+                       cluster.interrupt cluster.auth cluster.tls cluster.storage_id cluster.metrics cluster.members cluster.sdnotify cluster.workload
                        cluster.kill_mid_workload
                        PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                   SKIP_RETURN_CODE 77)

@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -241,44 +242,54 @@ static int parse_args(int argc, char **argv, demo_opts *o)
     o->seed = 1;
     o->kill = true;
     o->storage = "sqlite";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int n;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 1;
-        } else if (strcmp(a, "--no-kill") == 0) {
-            o->kill = false;
-        } else if (strcmp(a, "--kill-mid") == 0) {
-            o->kill_mid = true;
-        } else if (strcmp(a, "--require-durable") == 0) {
-            o->require_durable = true;
-        } else if (!v) {
-            goto bad;
-        } else if (strcmp(a, "--data") == 0) {
-            o->data = v, i++;
-        } else if (strcmp(a, "--storage") == 0) {
-            if (strcmp(v, "sqlite") && strcmp(v, "memory")) goto bad;
-            o->storage = v, i++;
-        } else if (strcmp(a, "--nodes") == 0 && parse_int(v, 2, DEMO_MAX_NODES, &n) == 0) {
-            o->nodes = n, i++;
-        } else if (strcmp(a, "--accounts") == 0 && parse_int(v, 2, 1000000, &n) == 0) {
-            o->accounts = n, i++;
-        } else if (strcmp(a, "--ops") == 0 && parse_int(v, 0, 100000000, &n) == 0) {
-            o->ops = n, i++;
-        } else if (strcmp(a, "--seconds") == 0 && parse_int(v, 1, 3600, &n) == 0) {
-            o->seconds = n, i++;
-        } else if (strcmp(a, "--concurrency") == 0 && parse_int(v, 1, 100000, &n) == 0) {
-            o->concurrency = n, i++;
-        } else if (strcmp(a, "--seed") == 0 && parse_int(v, 0, 2000000000, &n) == 0) {
-            o->seed = (uint64_t)n, i++;
-        } else {
-            goto bad;
+    enum { O_DATA = 256, O_NODES, O_ACCOUNTS, O_OPS, O_SECONDS, O_CONC, O_SEED, O_STORAGE,
+           O_NO_KILL, O_KILL_MID, O_DURABLE };
+    static const struct option lopts[] = {
+        {"data", required_argument, NULL, O_DATA},
+        {"nodes", required_argument, NULL, O_NODES},
+        {"accounts", required_argument, NULL, O_ACCOUNTS},
+        {"ops", required_argument, NULL, O_OPS},
+        {"seconds", required_argument, NULL, O_SECONDS},
+        {"concurrency", required_argument, NULL, O_CONC},
+        {"seed", required_argument, NULL, O_SEED},
+        {"storage", required_argument, NULL, O_STORAGE},
+        {"no-kill", no_argument, NULL, O_NO_KILL},
+        {"kill-mid", no_argument, NULL, O_KILL_MID},
+        {"require-durable", no_argument, NULL, O_DURABLE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c, n, ok = 1, li = -1;
+    while (ok && (li = -1, c = getopt_long(argc, argv, ":h", lopts, &li)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return 1;
+        case O_NO_KILL: o->kill = false; break;
+        case O_KILL_MID: o->kill_mid = true; break;
+        case O_DURABLE: o->require_durable = true; break;
+        case O_DATA: o->data = optarg; break;
+        case O_STORAGE:
+            ok = strcmp(optarg, "sqlite") == 0 || strcmp(optarg, "memory") == 0;
+            if (ok) o->storage = optarg;
+            break;
+        case O_NODES: ok = parse_int(optarg, 2, DEMO_MAX_NODES, &n) == 0 && (o->nodes = n, 1); break;
+        case O_ACCOUNTS: ok = parse_int(optarg, 2, 1000000, &n) == 0 && (o->accounts = n, 1); break;
+        case O_OPS: ok = parse_int(optarg, 0, 100000000, &n) == 0 && (o->ops = n, 1); break;
+        case O_SECONDS: ok = parse_int(optarg, 1, 3600, &n) == 0 && (o->seconds = n, 1); break;
+        case O_CONC: ok = parse_int(optarg, 1, 100000, &n) == 0 && (o->concurrency = n, 1); break;
+        case O_SEED: ok = parse_int(optarg, 0, 2000000000, &n) == 0 && (o->seed = (uint64_t)n, 1); break;
+        default: ok = 0; break;
         }
-        continue;
-    bad:
-        fprintf(stderr, "moonpool demo: bad or incomplete option '%s'\n\n", a);
+    }
+    if (!ok && li >= 0 && optarg) {
+        fprintf(stderr, "moonpool demo: bad value '%s' for --%s\n\n", optarg, lopts[li].name);
+        usage(stderr);
+        return -1;
+    }
+    if (!ok || optind < argc) {
+        fprintf(stderr, "moonpool demo: bad or incomplete option '%s'\n\n",
+                ok ? argv[optind] : argv[optind - 1]);
         usage(stderr);
         return -1;
     }

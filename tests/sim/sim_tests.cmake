@@ -59,6 +59,22 @@ add_test(NAME cli.sim.list COMMAND $<TARGET_FILE:moonpool> sim --list)
 set_tests_properties(cli.sim.badflag cli.sim.badrange cli.sim.list PROPERTIES
                      TIMEOUT 60 LABELS cli)
 set_tests_properties(cli.sim.list PROPERTIES PASS_REGULAR_EXPRESSION "pingpong")
+# Every command parses flags the same way (getopt): an unknown flag or a bad
+# value is a usage error (exit 2) that names it.
+# (One line "<first line of stderr> EXIT<status>", matched whole: a
+# PASS_REGULAR_EXPRESSION alone would ignore the exit status.)
+foreach(_cmd demo node stats call members)
+  add_test(NAME cli.${_cmd}.badflag
+           COMMAND sh -c "m=$(\"$0\" $1 --bogus 2>&1 | head -n 1); \"$0\" $1 --bogus >/dev/null 2>&1; echo \"$m EXIT$?\""
+                   $<TARGET_FILE:moonpool> ${_cmd})
+  set_tests_properties(cli.${_cmd}.badflag PROPERTIES TIMEOUT 60 LABELS cli
+                       PASS_REGULAR_EXPRESSION "--bogus[^\n]* EXIT2")
+endforeach()
+add_test(NAME cli.demo.badvalue
+         COMMAND sh -c "m=$(\"$0\" demo --nodes 1 2>&1 | head -n 1); \"$0\" demo --nodes 1 >/dev/null 2>&1; echo \"$m EXIT$?\""
+                 $<TARGET_FILE:moonpool>)
+set_tests_properties(cli.demo.badvalue PROPERTIES TIMEOUT 60 LABELS cli
+                     PASS_REGULAR_EXPRESSION "bad value '1' for --nodes EXIT2")
 
 # At most once (workloads/exec_record.c): every execution of every call
 # observed under pauses, graceful restarts, one-way and long partitions,

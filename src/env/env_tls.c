@@ -88,7 +88,6 @@ struct tls_env {
 typedef struct tls_write {
     mp_write_cb cb;
     void *ud;
-    size_t len;
     uint8_t data[];
 } tls_write;
 
@@ -165,7 +164,6 @@ static int flush_out(tls_stream *ts, mp_write_cb cb, void *ud)
     if (!w) return MP_ENOMEM;
     w->cb = cb;
     w->ud = ud;
-    w->len = n;
     if (n && BIO_read(ts->wbio, w->data, (int)n) != (int)n) {
         free(w);
         return MP_EINTERNAL;
@@ -186,12 +184,11 @@ static void hs_abandon(tls_stream *ts)
     mp_stream_close(ts->inner, inner_closed, ts);
 }
 
-static int ssl_status(tls_stream *ts, int r)
+/* How a read ended, from SSL_get_error: close_notify is an orderly end,
+ * anything else a protocol failure. */
+static int ssl_end_status(int ssl_error)
 {
-    int e = SSL_get_error(ts->ssl, r);
-    if (e == SSL_ERROR_ZERO_RETURN) return MP_EOF;
-    if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_SSL) return MP_EPROTO;
-    return MP_EPROTO;
+    return ssl_error == SSL_ERROR_ZERO_RETURN ? MP_EOF : MP_EPROTO;
 }
 
 static void log_ssl_failure(tls_stream *ts, const char *what)
@@ -237,7 +234,7 @@ static void pump_plaintext(tls_stream *ts)
         int e = SSL_get_error(ts->ssl, r);
         if (e == SSL_ERROR_WANT_READ) break;
         ts->ended = true;
-        ts->rcb(ts->rud, (mp_stream *)ts, NULL, 0, ssl_status(ts, r));
+        ts->rcb(ts->rud, (mp_stream *)ts, NULL, 0, ssl_end_status(e));
         break;
     }
     /* Reading may have produced records to send (alerts, key updates). */

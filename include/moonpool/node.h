@@ -138,6 +138,27 @@ typedef struct mp_node_config {
      * sent again (at most once, above). self_addr may use port 0 in
      * real mode (mp_node_addr then tells the bound address after start). */
     bool client_only;
+    /* Membership (docs/membership.md). false (default): `members` is the
+     * cluster, fixed, every member taken as alive. true: the node joins the
+     * membership table kept in `storage` (required, and shared by every
+     * member: one SQLite file, one PostgreSQL database, or in simulation
+     * one shared provider); `members` is then only the seed list, and the
+     * directory's partitions and placement follow the members the table
+     * says may serve: a member that dies is taken over once its lease has
+     * expired, a member that joins (its address not in `members`) is
+     * learnt from the table. The node serves calls only while its own
+     * lease is valid. Not for client-only nodes. */
+    bool membership;
+    uint64_t lease_ns;           /* 0: peer_timeout_ns / 2 (5 s by default) */
+    uint64_t lease_margin_ns;    /* clock-drift margin; 0: lease_ns / 5 */
+    uint64_t membership_poll_ns; /* table reads; 0: lease_ns / 5 */
+    uint32_t membership_votes;   /* suspicions that declare dead; 0: 2 */
+    /* The table says this node is dead (it was paused or cut off from the
+     * storage past its lease, and the others may have taken over its
+     * actors). It already serves nothing; to rejoin, the process must
+     * create a new node with a higher incarnation (the host re-executes
+     * itself). Runs once, on the loop thread, with hook_ud. May be NULL. */
+    void (*on_declared_dead)(void *ud);
 } mp_node_config;
 
 /* peer_timeout_ns value that disables the silence timeout. */

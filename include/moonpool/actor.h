@@ -83,7 +83,9 @@ typedef enum mp_deactivate_reason {
     MP_DEACTIVATE_EXPLICIT = 3,
     MP_DEACTIVATE_ACTIVATION_FAILED = 4,
     MP_DEACTIVATE_LOST_RACE = 5, /* another activation of the id won */
-    MP_DEACTIVATE_DIRECTORY = 6  /* the directory no longer names this node */
+    MP_DEACTIVATE_DIRECTORY = 6, /* the directory no longer names this node */
+    MP_DEACTIVATE_LEASE = 7      /* the node's membership lease lapsed or it was
+                                    declared dead (node.h, membership) */
 } mp_deactivate_reason;
 
 const char *mp_deactivate_reason_name(mp_deactivate_reason r);

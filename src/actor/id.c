@@ -163,6 +163,7 @@ const char *mp_deactivate_reason_name(mp_deactivate_reason r)
     case MP_DEACTIVATE_ACTIVATION_FAILED: return "activation_failed";
     case MP_DEACTIVATE_LOST_RACE: return "lost_race";
     case MP_DEACTIVATE_DIRECTORY: return "directory";
+    case MP_DEACTIVATE_LEASE: return "lease";
     }
     return "unknown";
 }

@@ -48,13 +48,17 @@ int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
     d->cache_max = CACHE_MAX_DEFAULT;
     d->table_seed = mp_mix64(seed, 1);
     d->cache_seed = mp_mix64(seed, 2);
-    d->members = calloc(n, sizeof *d->members);
-    d->member_hash = calloc(n, sizeof *d->member_hash);
-    d->known_load = calloc(n, sizeof *d->known_load);
-    d->placed = calloc(n, sizeof *d->placed);
+    d->live_all = true;
+    /* Sized for every member there can be: membership adds members while
+     * the node runs, and indices must stay valid (2.5 KiB per node). */
+    d->members = calloc(MP_MAX_MEMBERS, sizeof *d->members);
+    d->member_hash = calloc(MP_MAX_MEMBERS, sizeof *d->member_hash);
+    d->known_load = calloc(MP_MAX_MEMBERS, sizeof *d->known_load);
+    d->placed = calloc(MP_MAX_MEMBERS, sizeof *d->placed);
+    d->live = calloc(MP_MAX_MEMBERS, sizeof *d->live);
     d->scratch = calloc(1, sizeof *d->scratch);
-    if (!d->members || !d->member_hash || !d->known_load || !d->placed ||
-        !d->scratch)
+    if (n > MP_MAX_MEMBERS || !d->members || !d->member_hash || !d->known_load ||
+        !d->placed || !d->live || !d->scratch)
         goto oom;
     mp_list_node_init(&d->scratch->link);
     if (mp_map_str_init_seeded(&d->member_map, n, seed) != MP_OK ||
@@ -100,8 +104,49 @@ void mp_dir_free(mp_directory *d)
     free(d->member_hash);
     free(d->known_load);
     free(d->placed);
+    free(d->live);
     free(d->scratch);
     memset(d, 0, sizeof *d);
+}
+
+int mp_dir_add_member(mp_directory *d, const char *addr)
+{
+    size_t len = strlen(addr);
+    int idx = mp_dir_member(d, addr, len);
+    if (idx >= 0) return idx;
+    if (d->n >= MP_MAX_MEMBERS) return MP_EQUEUEFULL;
+    char *copy = strdup(addr);
+    if (!copy) return MP_ENOMEM;
+    size_t i = d->n;
+    if (mp_map_str_put(&d->member_map, copy, len, (void *)(uintptr_t)(i + 1), NULL) !=
+        MP_OK) {
+        free(copy);
+        return MP_ENOMEM;
+    }
+    d->members[i] = copy;
+    d->member_hash[i] = mp_hash64(copy, len, MP_HASH_SEED_DEFAULT);
+    d->known_load[i] = d->placed[i] = 0;
+    d->live[i] = 0;
+    d->n++;
+    return (int)i;
+}
+
+void mp_dir_use_live_set(mp_directory *d)
+{
+    d->live_all = false;
+    memset(d->live, 0, MP_MAX_MEMBERS);
+    d->live_count = 0;
+}
+
+void mp_dir_set_live(mp_directory *d, size_t member, bool live)
+{
+    assert(member < d->n && !d->live_all);
+    if (d->live[member] == live) return;
+    d->live[member] = live;
+    if (live)
+        d->live_count++;
+    else
+        d->live_count--;
 }
 
 int mp_dir_member(const mp_directory *d, const char *addr, size_t len)
@@ -112,8 +157,27 @@ int mp_dir_member(const mp_directory *d, const char *addr, size_t len)
 
 /* Rendezvous: highest score wins; a tie (a 64-bit collision) is broken by
  * address bytes so every node agrees whatever its member order. */
+static size_t rendezvous_live(const mp_directory *d, uint64_t h)
+{
+    size_t best = SIZE_MAX;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        if (!d->live[i]) continue;
+        uint64_t s = mp_mix64(h ^ d->member_hash[i], h);
+        if (best == SIZE_MAX || s > best_score ||
+            (s == best_score && strcmp(d->members[i], d->members[best]) > 0)) {
+            best = i;
+            best_score = s;
+        }
+    }
+    /* No member may serve (before the first table read, or this node lost
+     * its lease): the node itself answers, and its own checks refuse. */
+    return best == SIZE_MAX ? (d->self == MP_DIR_NO_SELF ? 0 : d->self) : best;
+}
+
 static size_t rendezvous(const mp_directory *d, uint64_t h)
 {
+    if (!d->live_all) return rendezvous_live(d, h);
     size_t best = 0;
     uint64_t best_score = mp_mix64(h ^ d->member_hash[0], h);
     for (size_t i = 1; i < d->n; i++) {
@@ -378,6 +442,22 @@ void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc)
     d->placed[member] = 0;
 }
 
+size_t mp_dir_drop_not_owned(mp_directory *d)
+{
+    size_t dropped = 0;
+    if (d->self == MP_DIR_NO_SELF) return 0;
+    mp_list_node *it, *tmp;
+    MP_LIST_FOREACH_SAFE(it, tmp, &d->table_list)
+    {
+        mp_dir_entry *e = MP_CONTAINER_OF(it, mp_dir_entry, link);
+        if (rendezvous(d, id_hash(e->id, e->len)) != d->self) {
+            mp_dir_unregister(d, e->id, e->len, e->member, e->act_id);
+            dropped++;
+        }
+    }
+    return dropped;
+}
+
 /* ---- placement ---- */
 
 static uint64_t load_of(const mp_directory *d, size_t i, uint64_t self_load)
@@ -386,10 +466,53 @@ static uint64_t load_of(const mp_directory *d, size_t i, uint64_t self_load)
     return d->known_load[i] + d->placed[i];
 }
 
+/* Placement among the members ok[] allows (membership mode: active and
+ * hosting the type). Same strategies, over the allowed list. */
+static size_t place_among(mp_directory *d, mp_placement strategy, const mp_ref *ref,
+                          uint64_t self_load, mp_env *env, const uint8_t *ok)
+{
+    uint16_t cand[MP_MAX_MEMBERS];
+    size_t k = 0;
+    for (size_t i = 0; i < d->n; i++)
+        if (ok[i]) cand[k++] = (uint16_t)i;
+    if (k == 0) return SIZE_MAX;
+    if (strategy == MP_PLACE_PREFER_LOCAL && d->self < d->n && ok[d->self])
+        return d->self;
+    if (strategy == MP_PLACE_HASH) {
+        uint64_t h = mp_mix64(ref->hash, 0x706c616365ull);
+        size_t best = cand[0];
+        uint64_t best_score = mp_mix64(h ^ d->member_hash[best], h);
+        for (size_t j = 1; j < k; j++) {
+            uint64_t sc = mp_mix64(h ^ d->member_hash[cand[j]], h);
+            if (sc > best_score) {
+                best = cand[j];
+                best_score = sc;
+            }
+        }
+        return best;
+    }
+    if (strategy == MP_PLACE_RANDOM || k == 1)
+        return cand[mp_env_random_below(env, k)];
+    size_t a = cand[mp_env_random_below(env, k)];
+    size_t b = cand[mp_env_random_below(env, k)];
+    size_t pick = load_of(d, b, self_load) < load_of(d, a, self_load) ? b : a;
+    if (k > 2) {
+        size_t c = cand[mp_env_random_below(env, k)];
+        if (load_of(d, c, self_load) < load_of(d, pick, self_load)) pick = c;
+    }
+    return pick;
+}
+
 size_t mp_dir_place(mp_directory *d, mp_placement strategy, const mp_ref *ref,
-                    uint64_t self_load, mp_env *env)
+                    uint64_t self_load, mp_env *env, const uint8_t *ok)
 {
     size_t pick;
+    if (ok) {
+        pick = place_among(d, strategy, ref, self_load, env, ok);
+        if (pick == SIZE_MAX) return pick;
+        if (pick != d->self) d->placed[pick]++;
+        return pick;
+    }
     switch (strategy) {
     case MP_PLACE_PREFER_LOCAL:
         pick = d->self;

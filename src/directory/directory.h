@@ -61,6 +61,7 @@
 
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
+#include "moonpool/limits.h"
 #include "util/list.h"
 #include "util/map.h"
 
@@ -78,7 +79,7 @@ typedef struct mp_dir_entry {
 } mp_dir_entry;
 
 typedef struct mp_directory {
-    size_t n;               /* members */
+    size_t n;               /* members known (slots 0..n-1 of MP_MAX_MEMBERS) */
     size_t self;            /* index of this node */
     char **members;         /* copies, NUL-terminated */
     uint64_t *member_hash;  /* mp_hash64 of each address */
@@ -89,6 +90,13 @@ typedef struct mp_directory {
     mp_list_node cache_list;
     size_t cache_max;
     uint64_t *known_load;   /* last reported activation count */
+    /* Membership (runtime/members.c): live[i] says member i may own
+     * partitions (it may be serving: the agent's list); with live_all every
+     * known member is live (a static cluster) and the masks are unused.
+     * A member never live owns nothing and is never placed on. */
+    uint8_t *live;
+    size_t live_count;
+    bool live_all;
     /* local entries (see above) */
     bool *(*local_fn)(void *ud, uint64_t ref_hash, const char *id, size_t len,
                       uint64_t *act_id);
@@ -109,6 +117,21 @@ typedef struct mp_directory {
 int mp_dir_init(mp_directory *d, const char *const *members, size_t n,
                 size_t self, uint64_t seed);
 void mp_dir_free(mp_directory *d);
+
+/* Add a member learnt from the membership table (slots are never reused:
+ * an index names one address for the node's life). Returns its index, the
+ * existing index if known, or MP_EQUEUEFULL past MP_MAX_MEMBERS, MP_ENOMEM.
+ * The new member is not live. */
+int mp_dir_add_member(mp_directory *d, const char *addr);
+
+/* Switch to membership mode: from now only members set live own
+ * partitions; every member starts not live. */
+void mp_dir_use_live_set(mp_directory *d);
+void mp_dir_set_live(mp_directory *d, size_t member, bool live);
+static inline bool mp_dir_is_live(const mp_directory *d, size_t member)
+{
+    return d->live_all || d->live[member];
+}
 
 /* Index of a member by address bytes, or -1. */
 int mp_dir_member(const mp_directory *d, const char *addr, size_t len);
@@ -171,11 +194,17 @@ void mp_dir_cache_drop_member(mp_directory *d, uint16_t member);
  * entries registered by an older incarnation of it. */
 void mp_dir_peer_restart(mp_directory *d, uint16_t member, uint32_t new_inc);
 
+/* Membership changed: drop stored entries of ids this node no longer owns
+ * (their new owner rebuilds them from re-registrations). Returns how many. */
+size_t mp_dir_drop_not_owned(mp_directory *d);
+
 /* ---- placement ---- */
 /* Choose the member for a new activation. self_load: this node's live
- * activation count. Counts the placement for two-choices. */
+ * activation count. ok: NULL (every member may host it) or ok[i] for each
+ * member; with none ok, returns SIZE_MAX. Counts the placement for
+ * two-choices. */
 size_t mp_dir_place(mp_directory *d, mp_placement strategy, const mp_ref *ref,
-                    uint64_t self_load, mp_env *env);
+                    uint64_t self_load, mp_env *env, const uint8_t *ok);
 /* A load report from a member. */
 void mp_dir_load_report(mp_directory *d, uint16_t member, uint64_t count);
 

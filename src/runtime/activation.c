@@ -353,6 +353,10 @@ void mp_actor_step(mp_actor *a)
     mp_node *n = a->node;
     switch (a->state) {
     case MP_ACT_ACTIVATING:
+        if (!mp__members_serving(n)) {
+            mp__activation_refused(n, a, "node not serving (no valid membership lease); not executed");
+            return;
+        }
         mp__activate(n, a);
         return;
     case MP_ACT_VALID:
@@ -364,6 +368,12 @@ void mp_actor_step(mp_actor *a)
     if (a->current) return;
     if (a->deactivate_requested) {
         mp__deactivate(n, a, a->deact_reason);
+        return;
+    }
+    if (!mp__members_serving(n)) {
+        /* The lease lapsed after this activation was asked to go: its
+         * deactivation is requested above; nothing more runs here. */
+        mp__deactivate(n, a, MP_DEACTIVATE_LEASE);
         return;
     }
     mp_msg *m = mp_actor_pop(a);

@@ -21,6 +21,7 @@
 #include "util/endian.h"
 
 static const char recovering_text[] = "directory recovering";
+static const char not_owner_text[] = "not this id's directory owner in this node's membership view";
 
 static void owner_register(mp_node *n, const char *peer, int peer_idx,
                            uint64_t corr, const mp_ref *ref, uint32_t inc,
@@ -75,6 +76,11 @@ static void on_load(const sys_req *q)
 static void on_reregistered(const sys_req *q)
 {
     mp_node *n = q->n;
+    if (q->f->payload.len == MP_SYS_VIEW_COUNT_SIZE) {
+        mp__members_on_report(n, q->peer_idx, mp_get_le32(q->f->payload.ptr),
+                              mp_get_le64(q->f->payload.ptr + 4));
+        return;
+    }
     if (q->f->payload.len != MP_SYS_COUNT_SIZE || !mp__recovering(n) ||
         !n->rereg_done || !n->rereg_count)
         return;
@@ -92,6 +98,13 @@ static void on_reregistered(const sys_req *q)
 static void on_lookup(const sys_req *q)
 {
     mp_node *n = q->n;
+    if (!mp__members_owns(n, q->ref)) {
+        /* The asker's view of the members differs from ours: a retry meets
+         * views that agree (members.c). */
+        MP_SOMETIMES(true, "actor.lookup_not_owner");
+        mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_owner_text);
+        return;
+    }
     const mp_dir_entry *e = mp_dir_table_get(&n->dir, q->ref->id, q->ref->len);
     if (!e && mp__recovering(n)) {
         MP_SOMETIMES(true, "actor.directory_recovering");
@@ -167,6 +180,12 @@ static void register_common(const sys_req *q, bool rereg)
         return;
     }
     if (rereg && mp__recovering(n) && n->rereg_count) n->rereg_count[q->peer_idx]++;
+    if (rereg) mp__members_on_rereg(n, q->peer_idx);
+    if (!rereg && !mp__members_owns(n, q->ref)) {
+        MP_SOMETIMES(true, "actor.register_not_owner");
+        mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_owner_text);
+        return;
+    }
     if (!rereg && mp__recovering(n) &&
         !mp_dir_table_get(&n->dir, q->ref->id, q->ref->len)) {
         /* A new registration while the survivors' re-registrations may
@@ -178,8 +197,10 @@ static void register_common(const sys_req *q, bool rereg)
     }
     /* Never delayed while recovering: the recovery must not end before the
      * re-registrations it counted are in the table. */
-    if (!mp__recovering(n) && MP_BUGGIFY_P(0.2)) {
-        /* Delay the owner's answer: registrations of racing activations
+    if (!rereg && !mp__recovering(n) && MP_BUGGIFY_P(0.2)) {
+        /* Delay the owner's answer (never a re-registration: with
+         * membership it may arrive before this node's own recovery starts,
+         * and the recovery must find it in the table; members.c): registrations of racing activations
          * then overlap in every order. */
         mp_ctx *c = mp__ctx_new(n, MP_CTX_DELAYED_REGISTER, q->ref);
         if (c) {
@@ -267,7 +288,7 @@ void mp__load_timer(void *ud)
     uint8_t p[MP_SYS_LOAD_SIZE];
     mp_put_le64(p, mp_catalog_count(&n->catalog));
     for (size_t i = 0; i < n->dir.n; i++)
-        if (i != n->dir.self)
+        if (i != n->dir.self && mp_dir_is_live(&n->dir, i))
             mp__send_system(n, i, MP_SYS_LOAD, NULL, p, sizeof p, NULL, NULL);
     n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS, mp__load_timer, n);
 }

@@ -53,10 +53,10 @@ void mp__deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason)
     mp__send_unregister(n, &ref, a->act_id, true);
 }
 
-void mp__activation_failed(mp_node *n, mp_actor *a, const char *why)
+/* The activation goes before its first turn; its queued messages fail
+ * with status. */
+static void activation_ends(mp_node *n, mp_actor *a, int status, const char *why)
 {
-    MP_SOMETIMES(true, "actor.activation_failed");
-    n->stats.activation_failures++;
     mp_actor_set_state(a, MP_ACT_INVALID);
     mp_list_node msgs;
     mp_list_init(&msgs);
@@ -67,10 +67,23 @@ void mp__activation_failed(mp_node *n, mp_actor *a, const char *why)
     uint64_t act_id = a->act_id;
     mp__destroy_activation(n, a);
     mp__send_unregister(n, &ref, act_id, false);
-    mp_env_log(n->env, MP_LOG_INFO, "node: activation of %s failed: %s", ref.id,
-               why);
-    mp__fail_list(n, &msgs, MP_EACTIVATION, why);
+    mp_env_log(n->env, status == MP_EACTIVATION ? MP_LOG_INFO : MP_LOG_DEBUG,
+               "node: activation of %s failed: %s", ref.id, why);
+    mp__fail_list(n, &msgs, status, why);
     if (n->closing) mp__check_shutdown_done(n);
+}
+
+void mp__activation_failed(mp_node *n, mp_actor *a, const char *why)
+{
+    MP_SOMETIMES(true, "actor.activation_failed");
+    n->stats.activation_failures++;
+    activation_ends(n, a, MP_EACTIVATION, why);
+}
+
+void mp__activation_refused(mp_node *n, mp_actor *a, const char *why)
+{
+    MP_SOMETIMES(true, "actor.activation_refused_not_serving");
+    activation_ends(n, a, MP_EUNAVAIL, why);
 }
 
 void mp__activate(mp_node *n, mp_actor *a)

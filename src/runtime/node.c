@@ -114,6 +114,21 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     if (!cfg->client_only && self == SIZE_MAX)
         return bad_config(env, "self address not in members");
     if (cfg->incarnation < 1) return bad_config(env, "incarnation must be >= 1");
+    if (cfg->membership && cfg->client_only)
+        return bad_config(env, "a client-only node takes no part in membership");
+    if (cfg->membership && !cfg->storage)
+        return bad_config(env, "membership needs the storage shared by every member");
+    /* The lease: half the silence that declares a peer lost, so a member
+     * that died is taken over about when its connections time out. */
+    uint64_t peer_timeout = cfg->peer_timeout_ns ? cfg->peer_timeout_ns : MP_DEFAULT_PEER_TIMEOUT_NS;
+    if (peer_timeout == MP_NODE_NO_PEER_TIMEOUT) peer_timeout = MP_DEFAULT_PEER_TIMEOUT_NS;
+    uint64_t lease = cfg->lease_ns ? cfg->lease_ns : peer_timeout / 2;
+    if (cfg->membership && lease < 10 * MP_NS_PER_MS)
+        return bad_config(env, "membership lease must be at least 10 ms");
+    uint64_t margin = cfg->lease_margin_ns ? cfg->lease_margin_ns : lease / 5;
+    uint64_t poll = cfg->membership_poll_ns ? cfg->membership_poll_ns : lease / 5;
+    if (cfg->membership && (margin > lease || poll > lease || poll == 0))
+        return bad_config(env, "membership margin and poll must be at most the lease");
     if (cfg->max_message && (cfg->max_message < MP_FRAME_MIN_SIZE + 64 ||
                              cfg->max_message > MP_FRAME_MAX_LIMIT))
         return bad_config(env, "max_message out of range");
@@ -141,6 +156,12 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     n->hook_ud = cfg->hook_ud;
     n->storage = cfg->storage;
     n->client_only = cfg->client_only;
+    n->membership_cfg.enabled = cfg->membership;
+    n->membership_cfg.lease_ns = lease;
+    n->membership_cfg.margin_ns = margin;
+    n->membership_cfg.poll_ns = poll;
+    n->membership_cfg.votes = cfg->membership_votes;
+    n->on_declared_dead = cfg->on_declared_dead;
     n->last_from_idx = -1; /* with last_from "": an empty address is no member */
     mp_list_init(&n->ccalls);
     mp_list_init(&n->ccall_order);
@@ -247,11 +268,17 @@ int mp_node_start(mp_node *n)
         /* Port 0 (real mode): announce what the OS bound. */
         snprintf(n->self_addr, sizeof n->self_addr, "%s",
                  mp_transport_self_addr(n->transport));
-        if (!n->client_only && n->dir.n > 1)
+        if (!n->client_only && (n->dir.n > 1 || n->membership_cfg.enabled))
             n->load_timer = mp_env_timer_start(n->env, MP_LOAD_INTERVAL_NS,
                                                mp__load_timer, n);
     }
-    if (n->incarnation > 1 && n->dir.n > 1 && !n->client_only) {
+    if (n->membership_cfg.enabled) {
+        /* No partition is ours before the first view of the table: unknown
+         * ids are "busy" until then (members.c ends it). */
+        n->recover_until = UINT64_MAX;
+        int rc = mp__members_start(n);
+        if (rc < 0) return rc;
+    } else if (n->incarnation > 1 && n->dir.n > 1 && !n->client_only) {
         n->rereg_count = calloc(n->dir.n, sizeof *n->rereg_count);
         n->rereg_done = calloc(n->dir.n, sizeof *n->rereg_done);
         /* Without the counters recovery simply lasts its full time. */

@@ -136,6 +136,7 @@ void mp__on_peer_restart(void *ud, const char *peer, uint32_t old_inc,
     if (n->freed || !peer) return;
     int idx = mp_dir_member(&n->dir, peer, strlen(peer));
     if (idx < 0 || (size_t)idx == n->dir.self) return;
+    mp__members_peer_restart(n, idx);
     if (old_inc != 0) {
         /* The old process is gone with whatever it was doing: nothing sent
          * to it will be answered. */
@@ -208,6 +209,7 @@ void mp__on_peer_down(void *ud, const char *peer, int status)
      * replies wait in its queue), so the waiting calls wait too. The peer
      * is gone only when a dial or handshake fails. */
     if (n->transport && !mp_transport_peer_unreachable(n->transport, peer)) return;
+    mp__members_suspect(n, idx);
     snprintf(why, sizeof why,
              "connection to %s lost (%s); the call may or may not have run", peer,
              mp_status_name(status));

@@ -36,7 +36,7 @@ static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
                          uint32_t attempt);
 
 static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
-                          int status, const mp_dir_entry *w)
+                          int status, const mp_dir_entry *w, size_t sent_to)
 {
     mp_actor *a = mp_catalog_find(&n->catalog, ref);
     MP__DBG(n, "register_done %s act=%llu st=%d winner=%s/%llu", ref->id,
@@ -47,6 +47,14 @@ static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
         /* The activation is gone; do not leave a registration naming it. */
         if (status == MP_OK && w->member == n->dir.self && w->act_id == act_id)
             mp__send_unregister(n, ref, act_id, false);
+        return;
+    }
+    if (status == MP_OK && sent_to != SIZE_MAX && w->member == n->dir.self &&
+        w->act_id == act_id && mp_dir_owner(&n->dir, ref) != sent_to) {
+        /* The members changed while the registration was out: the new
+         * owner never heard of it (members.c). Register there, anew. */
+        MP_SOMETIMES(true, "actor.register_owner_moved");
+        mp__start_register(n, a);
         return;
     }
     if (status == MP_EBUSY && !n->closing &&
@@ -130,6 +138,7 @@ static void register_cb(void *ud, int status, const void *data, size_t len)
     uint64_t act_id = c->act_id;
     uint8_t kind = c->kind;
     uint32_t attempts = c->incarnation;
+    size_t sent_to = c->member;
     mp__ctx_free(c);
     if (kind == MP_CTX_REREGISTER) {
         mp_actor *a = mp_catalog_find(&n->catalog, &ref);
@@ -153,7 +162,7 @@ static void register_cb(void *ud, int status, const void *data, size_t len)
         }
         return;
     }
-    register_done(n, &ref, act_id, status, &w);
+    register_done(n, &ref, act_id, status, &w, sent_to);
 }
 
 static void rereg_retry_fire(void *ud)
@@ -189,10 +198,22 @@ static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
     if (owner == n->dir.self) {
         mp_dir_entry w;
         int rc = MP_EBUSY;
-        if (!mp__recovering(n) || mp_dir_table_get_ref(&n->dir, &ref))
+        /* A re-registration here is this node's own live activation whose
+         * partition moved to this node (members.c): it must be in the
+         * table before the recovery ends, like a peer's. */
+        if (kind == MP_CTX_REREGISTER || !mp__recovering(n) ||
+            mp_dir_table_get_ref(&n->dir, &ref))
             rc = mp_dir_register(&n->dir, &ref, (uint16_t)n->dir.self,
                                  n->incarnation, act_id, &w);
-        if (kind == MP_CTX_REGISTER) register_done(n, &ref, act_id, rc, &w);
+        if (kind == MP_CTX_REGISTER) {
+            register_done(n, &ref, act_id, rc, &w, SIZE_MAX);
+        } else if (rc == MP_OK && !(w.member == n->dir.self && w.act_id == act_id) &&
+                   a->state == MP_ACT_VALID) {
+            /* Another activation got there first: ours goes. */
+            a->deactivate_requested = true;
+            a->deact_reason = MP_DEACTIVATE_DIRECTORY;
+            mp_actor_schedule(a);
+        }
         return rc;
     }
     mp_ctx *c = mp__ctx_new(n, kind, &ref);
@@ -207,11 +228,12 @@ static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
                                                    : MP_SYS_REGISTER,
                          &ref, p, sizeof p, c, register_cb);
         if (rc < 0) mp__ctx_free(c);
+        else if (kind == MP_CTX_REREGISTER) mp__members_note_rereg_sent(n, owner);
     }
     if (rc < 0 && kind == MP_CTX_REREGISTER)
         rereg_schedule(n, &ref, act_id, attempt + 1);
     if (rc < 0 && kind == MP_CTX_REGISTER)
-        register_done(n, &ref, act_id, rc, NULL);
+        register_done(n, &ref, act_id, rc, NULL, SIZE_MAX);
     return rc;
 }
 

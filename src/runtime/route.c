@@ -116,6 +116,12 @@ static void host_here_a(mp_node *n, const mp_ref *ref, mp_list_node *msgs,
         mp__fail_list(n, msgs, MP_EUNAVAIL, "node shutting down");
         return;
     }
+    if (!mp__members_serving(n)) {
+        MP_SOMETIMES(true, "actor.refused_not_serving");
+        mp__fail_list(n, msgs, MP_EUNAVAIL,
+                      "node not serving (no valid membership lease); not executed");
+        return;
+    }
     const mp_actor_type *t = mp__type_of_ref(n, ref);
     if (!t) {
         mp__fail_list(n, msgs, MP_ENOTYPE, "unknown actor type");
@@ -337,7 +343,13 @@ static void lookup_resolved_a(mp_node *n, const mp_ref *rp,
         const mp_actor_type *t = mp__type_of_ref(n, &r);
         mp_placement strat = t ? t->placement : MP_PLACE_TWO_CHOICES;
         dst = mp_dir_place(&n->dir, strat, &r, mp_catalog_count(&n->catalog),
-                           n->env);
+                           n->env, mp__members_placeable(n, &r));
+        if (dst == SIZE_MAX) {
+            MP_SOMETIMES(true, "actor.no_member_hosts_type");
+            mp__fail_list(n, &msgs, MP_EUNAVAIL,
+                          "no active member hosts this actor type; not executed");
+            return;
+        }
         n->stats.placements++;
         if (dst != n->dir.self) {
             flags = MP_FLAG_PLACE;

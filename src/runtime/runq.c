@@ -51,6 +51,9 @@ static void drain(void *ud)
     n->drain_scheduled = false;
     n->in_drain = true;
     n->drain_now = mp_env_now(n->env);
+    /* Every turn starts in a drain: one lease check per drain gates them
+     * all (members.c). */
+    if (n->members) mp__members_check_lease(n, n->drain_now);
     /* A budget keeps one drain from starving I/O when handlers keep
      * producing work; the rest goes to the next loop turn. */
     size_t budget = 1u << 16;

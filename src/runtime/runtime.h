@@ -137,6 +137,18 @@ typedef struct mp_ccall {
     uint16_t gw;       /* gateway of the current attempt */
 } mp_ccall;
 
+/* Membership (members.c); NULL in a static cluster. */
+typedef struct mp_members mp_members;
+typedef struct mp__membership_counters {
+    uint64_t view_changes;       /* live member sets applied */
+    uint64_t members_taken_over; /* members dropped from the live set */
+    uint64_t lapses;             /* times the lease stopped this node serving */
+    uint64_t suspicions;         /* unreachable peers reported to the agent */
+    uint64_t table_reads, table_writes, table_conflicts, declared_dead;
+    uint64_t lease_end;          /* env time; 0: none */
+    bool serving;
+} mp__membership_counters;
+
 typedef struct mp_type_slot {
     const mp_actor_type *type;
     size_t name_len;
@@ -166,6 +178,13 @@ struct mp_node {
     void (*on_mailbox_depth)(void *ud, const mp_ref *actor, size_t depth);
     void *hook_ud;
     struct mp_storage *storage;
+    struct {
+        bool enabled;
+        uint64_t lease_ns, margin_ns, poll_ns;
+        uint32_t votes;
+    } membership_cfg;
+    void (*on_declared_dead)(void *ud);
+    mp_members *members;
     /* types */
     mp_type_slot *types;
     size_t type_count, type_cap;
@@ -200,6 +219,7 @@ struct mp_node {
     bool started, closing, freed;
     bool client_only;
     bool killing; /* inside mp_node_free_now: hooks owed are forgiven */
+    bool leaving; /* shutdown: waiting for the membership row to say left */
     mp_list_node ccalls; /* mp_ccall, client-only nodes */
     mp_list_node ccall_order; /* the same, oldest request id first */
     mp_list_node sops;   /* mp_sop: storage operations in flight */
@@ -256,6 +276,27 @@ static inline void mp__ref_copy(mp_ref *dst, const mp_ref *src)
     dst->hash = src->hash;
     memcpy(dst->id, src->id, (size_t)src->len + 1);
 }
+
+/* members.c: membership in the runtime (NULL-safe: a static cluster has
+ * no mp_members and these are no-ops or "yes"). */
+int mp__members_start(mp_node *n);
+void mp__members_free(mp_node *n, bool now);
+void mp__members_check_lease(mp_node *n, uint64_t now);
+bool mp__members_serving(const mp_node *n);
+bool mp__members_owns(const mp_node *n, const mp_ref *ref);
+const uint8_t *mp__members_placeable(mp_node *n, const mp_ref *ref);
+void mp__members_on_report(mp_node *n, int peer_idx, uint32_t sent, uint64_t hash);
+void mp__members_on_rereg(mp_node *n, int peer_idx);
+void mp__members_note_rereg_sent(mp_node *n, size_t member);
+void mp__members_peer_restart(mp_node *n, int peer_idx);
+void mp__members_suspect(mp_node *n, int peer_idx);
+/* Graceful leave (shutdown.c): false if there is nothing to leave; else
+ * cb(n) runs once the row is marked left (or the leave failed). */
+bool mp__members_leave(mp_node *n, void (*cb)(mp_node *n));
+void mp__members_counters(const mp_node *n, mp__membership_counters *out);
+/* Member i as last seen in the table: its newest incarnation (0: never
+ * seen) and whether it is active. */
+void mp__members_member(const mp_node *n, size_t i, uint32_t *inc, bool *active);
 
 /* node.c: types and ids */
 const mp_actor_type *mp__find_type(const mp_node *n, const char *name,
@@ -336,6 +377,9 @@ void mp__deactivate(mp_node *n, mp_actor *a, mp_deactivate_reason reason);
 /* The activation (Activating) cannot start: its queued messages fail with
  * MP_EACTIVATION and `why`, it is destroyed and unregistered. */
 void mp__activation_failed(mp_node *n, mp_actor *a, const char *why);
+/* The same when the node may not serve (members.c): MP_EUNAVAIL, not
+ * executed, and no failure counted. */
+void mp__activation_refused(mp_node *n, mp_actor *a, const char *why);
 /* A turn ended (the message was replied to). */
 void mp__turn_ended(mp_node *n, mp_actor *a);
 

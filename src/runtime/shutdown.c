@@ -65,6 +65,7 @@ static void release_all(mp_node *n)
         mp__ccall_free(n, MP_CONTAINER_OF(ln, mp_ccall, link));
     assert(mp_catalog_count(&n->catalog) == 0);
     assert(mp_list_empty(&n->pending_list) && mp_list_empty(&n->ctx_list));
+    mp__members_free(n, n->killing);
     mp_state_node_free(n);
     mp_calls_free(&n->calls, false, 0);
     mp_catalog_free(&n->catalog);
@@ -184,10 +185,23 @@ static void shutdown_finish(mp_node *n)
     }
 }
 
+static void left_cluster(mp_node *n)
+{
+    if (!n->freed) shutdown_finish(n);
+}
+
 void mp__check_shutdown_done(mp_node *n)
 {
-    if (!n->closing || n->transport_closing) return;
-    if (mp_catalog_count(&n->catalog) == 0) shutdown_finish(n);
+    if (!n->closing || n->transport_closing || n->leaving) return;
+    if (mp_catalog_count(&n->catalog) != 0) return;
+    /* Nothing of ours runs any more: the row can say so (dead, left), and
+     * the others take over at once instead of after the lease. The
+     * deadline still ends the shutdown if the storage does not answer. */
+    if (mp__members_leave(n, left_cluster)) {
+        n->leaving = true;
+        return;
+    }
+    shutdown_finish(n);
 }
 
 static void shutdown_deadline_cb(void *ud)

@@ -37,6 +37,48 @@ static double persist_pct_ms(const mp_node *n, double q)
     return n->persist_hist.count ? mp_hist_quantile_ms(&n->persist_hist, q) : -1;
 }
 
+/* The node's view of the members: {"mode": "static"} or the table mode's
+ * counters and members (docs/membership.md). */
+static json_t *membership_json(const mp_node *n)
+{
+    json_t *m = json_object();
+    if (!m) return NULL;
+    if (!n->members) {
+        json_object_set_new(m, "mode", json_string("static"));
+        return m;
+    }
+    mp__membership_counters c;
+    mp__members_counters(n, &c);
+    uint64_t now = mp_env_now(n->env);
+    json_object_set_new(m, "mode", json_string("table"));
+    json_object_set_new(m, "serving", json_boolean(c.serving));
+    json_object_set_new(m, "lease_left_ms",
+                        json_integer(c.lease_end > now ? (json_int_t)((c.lease_end - now) / MP_NS_PER_MS) : 0));
+    json_object_set_new(m, "view_changes", json_integer((json_int_t)c.view_changes));
+    json_object_set_new(m, "members_taken_over", json_integer((json_int_t)c.members_taken_over));
+    json_object_set_new(m, "lapses", json_integer((json_int_t)c.lapses));
+    json_object_set_new(m, "suspicions", json_integer((json_int_t)c.suspicions));
+    json_object_set_new(m, "declared_dead", json_integer((json_int_t)c.declared_dead));
+    json_object_set_new(m, "table_reads", json_integer((json_int_t)c.table_reads));
+    json_object_set_new(m, "table_writes", json_integer((json_int_t)c.table_writes));
+    json_object_set_new(m, "table_conflicts", json_integer((json_int_t)c.table_conflicts));
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < n->dir.n; i++) {
+        uint32_t inc;
+        bool active;
+        mp__members_member(n, i, &inc, &active);
+        json_t *e = json_object();
+        if (!e) break;
+        json_object_set_new(e, "addr", json_string(mp_dir_addr(&n->dir, i)));
+        json_object_set_new(e, "incarnation", json_integer(inc));
+        json_object_set_new(e, "live", json_boolean(mp_dir_is_live(&n->dir, i)));
+        json_object_set_new(e, "active", json_boolean(active));
+        json_array_append_new(list, e);
+    }
+    json_object_set_new(m, "members", list);
+    return m;
+}
+
 char *mp_node_stats_json(mp_node *n, size_t *len)
 {
     if (len) *len = 0;
@@ -94,6 +136,7 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
         bad |= json_object_set_new(types, n->types[i].type->name, json_integer(c));
     }
     bad |= json_object_set_new(o, "types", types);
+    bad |= json_object_set_new(o, "membership", membership_json(n));
     /* The transport's protective limits: what outsiders tried. */
     if (n->transport) {
         mp_peer_stats tt;

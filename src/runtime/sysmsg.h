@@ -50,6 +50,9 @@ typedef struct mp_sys_reg {
 #define MP_SYS_REG_SIZE (sizeof(uint32_t) + sizeof(uint64_t))
 #define MP_SYS_LOAD_SIZE sizeof(uint64_t)
 #define MP_SYS_COUNT_SIZE sizeof(uint32_t)
+/* REREGISTERED in membership mode: u32 re-registrations ever sent to the
+ * receiver in its life, u64 hash of the sender's live member set. */
+#define MP_SYS_VIEW_COUNT_SIZE (sizeof(uint32_t) + sizeof(uint64_t))
 /* Largest encoded directory entry. */
 #define MP_SYS_ENTRY_MAX                                                      \
     (sizeof(uint8_t) + sizeof(uint16_t) + MP_ADDR_MAX + sizeof(uint32_t) +    \

@@ -320,13 +320,13 @@ static void test_dir_placement(void **state)
     mp_ref r;
     mp_ref_init(&r, "ns", "T", "p");
     for (int i = 0; i < 10; i++)
-        assert_int_equal(mp_dir_place(&d, MP_PLACE_PREFER_LOCAL, &r, 0, &fe.env), 0);
-    size_t h = mp_dir_place(&d, MP_PLACE_HASH, &r, 0, &fe.env);
+        assert_int_equal(mp_dir_place(&d, MP_PLACE_PREFER_LOCAL, &r, 0, &fe.env, NULL), 0);
+    size_t h = mp_dir_place(&d, MP_PLACE_HASH, &r, 0, &fe.env, NULL);
     for (int i = 0; i < 10; i++)
-        assert_int_equal(mp_dir_place(&d, MP_PLACE_HASH, &r, 0, &fe.env), h);
+        assert_int_equal(mp_dir_place(&d, MP_PLACE_HASH, &r, 0, &fe.env, NULL), h);
     int seen[3] = {0, 0, 0};
     for (int i = 0; i < 300; i++)
-        seen[mp_dir_place(&d, MP_PLACE_RANDOM, &r, 0, &fe.env)]++;
+        seen[mp_dir_place(&d, MP_PLACE_RANDOM, &r, 0, &fe.env, NULL)]++;
     for (int i = 0; i < 3; i++) assert_true(seen[i] > 50);
 
     /* Two choices: loads 0 (self) / 1000 / 1000 reported: self is the
@@ -335,7 +335,7 @@ static void test_dir_placement(void **state)
     mp_dir_load_report(&d, 2, 1000);
     uint64_t self_load = 0;
     for (int i = 0; i < 6000; i++) {
-        size_t p = mp_dir_place(&d, MP_PLACE_TWO_CHOICES, &r, self_load, &fe.env);
+        size_t p = mp_dir_place(&d, MP_PLACE_TWO_CHOICES, &r, self_load, &fe.env, NULL);
         if (p == 0) self_load++;
     }
     /* every member ends near (1000 + 1000 + 6000) / 3, within 5% */
@@ -352,7 +352,7 @@ static void test_dir_placement(void **state)
 
     /* one member: always self */
     assert_int_equal(mp_dir_init(&d, members3, 1, 0, 1), MP_OK);
-    assert_int_equal(mp_dir_place(&d, MP_PLACE_TWO_CHOICES, &r, 5, &fe.env), 0);
+    assert_int_equal(mp_dir_place(&d, MP_PLACE_TWO_CHOICES, &r, 5, &fe.env, NULL), 0);
     mp_dir_free(&d);
 }
 

@@ -197,7 +197,10 @@ static void register_common(const sys_req *q, bool rereg)
     }
     /* Never delayed while recovering: the recovery must not end before the
      * re-registrations it counted are in the table. */
-    if (!rereg && !mp__recovering(n) && MP_BUGGIFY_P(0.2)) {
+    /* The draw happens for a re-registration too, so that static clusters
+     * replay the seeds they always did. */
+    bool delay = !mp__recovering(n) && MP_BUGGIFY_P(0.2);
+    if (delay && !rereg) {
         /* Delay the owner's answer (never a re-registration: with
          * membership it may arrive before this node's own recovery starts,
          * and the recovery must find it in the table; members.c): registrations of racing activations

@@ -123,7 +123,10 @@ static void lapse(mp_node *n, const char *why)
 void mp__members_check_lease(mp_node *n, uint64_t now)
 {
     mp_members *ms = n->members;
-    bool may = !ms->dead && ms->joined && mp__magent_may_serve(ms->agent, now);
+    /* Not before the first view either: until then this node's directory
+     * is the static list, which the others no longer use. */
+    bool may = !ms->dead && ms->joined && ms->first_view_applied &&
+               mp__magent_may_serve(ms->agent, now);
     if (may == ms->serving) return;
     if (may) {
         ms->serving = true;
@@ -136,9 +139,14 @@ void mp__members_check_lease(mp_node *n, uint64_t now)
     lapse(n, "membership lease not valid (paused, or cut off from the storage)");
 }
 
-bool mp__members_serving(const mp_node *n)
+bool mp__members_serving(mp_node *n)
 {
-    return !n->members || n->members->serving;
+    if (!n->members) return true;
+    /* A node that is not serving looks again (the lease may have been
+     * renewed since the last drain); one that is, is checked at the start
+     * of the drain that would run the turn. */
+    if (!n->members->serving) mp__members_check_lease(n, mp_env_now(n->env));
+    return n->members->serving;
 }
 
 /* ---- the view ---- */
@@ -298,6 +306,7 @@ static void apply_view(void *ud, const mp__member_view *list, size_t cnt)
         mp_dir_set_live(&n->dir, i, live[i] != 0);
     }
     ms->first_view_applied = true;
+    if (first) mp__members_check_lease(n, mp_env_now(n->env));
     ms->view_hash = set_hash(n);
     ms->c.view_changes++;
     ms->c.members_taken_over += gone;
@@ -319,7 +328,7 @@ static void apply_view(void *ud, const mp__member_view *list, size_t cnt)
     free(before);
     MP_SOMETIMES(moved > 0, "actor.membership_reregistered");
     ms->recovering = n->dir.live_count > 1;
-    if (ms->recovering) n->recover_until = mp_env_now(n->env) + MP_DIR_RECOVERY_NS;
+    n->recover_until = ms->recovering ? mp_env_now(n->env) + MP_DIR_RECOVERY_NS : 0;
     send_reports(n);
     maybe_end_recovery(n);
     mp_env_log(n->env, first ? MP_LOG_DEBUG : MP_LOG_INFO,

@@ -356,6 +356,73 @@ static void test_dir_placement(void **state)
     mp_dir_free(&d);
 }
 
+/* Membership mode (runtime/members.c): only live members own partitions,
+ * a member added later takes exactly the ids it now wins, the ok mask
+ * limits placement, and entries of ids no longer owned are dropped. */
+static void test_dir_live_set(void **state)
+{
+    (void)state;
+    fake_env fe;
+    fake_init(&fe, 7);
+    mp_directory d, all;
+    assert_int_equal(mp_dir_init(&d, members3, 3, 0, 1), MP_OK);
+    assert_int_equal(mp_dir_init(&all, members3, 3, 0, 1), MP_OK);
+    mp_dir_use_live_set(&d);
+    mp_dir_set_live(&d, 0, true);
+    mp_dir_set_live(&d, 1, true);
+    assert_int_equal(d.live_count, 2);
+    /* Member 2 not live: its ids go to whichever of 0 and 1 weighs more;
+     * the others' ids do not move. */
+    char key[32];
+    size_t moved = 0;
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        mp_ref r;
+        mp_ref_init(&r, "ns", "T", key);
+        size_t o = mp_dir_owner(&d, &r), oa = mp_dir_owner(&all, &r);
+        assert_true(o == 0 || o == 1);
+        if (oa != 2) assert_int_equal(o, oa);
+        else moved++;
+    }
+    assert_true(moved > 800 && moved < 1200);
+    /* A member learnt later: appended, not live until said so. */
+    int idx = mp_dir_add_member(&d, "127.0.0.1:9999");
+    assert_int_equal(idx, 3);
+    assert_int_equal(mp_dir_add_member(&d, "127.0.0.1:9999"), 3);
+    assert_int_equal(mp_dir_member(&d, "127.0.0.1:9999", 14), 3);
+    assert_false(mp_dir_is_live(&d, 3));
+    mp_dir_set_live(&d, 3, true);
+    /* Placement only where ok says. */
+    uint8_t ok[MP_MAX_MEMBERS] = {0};
+    mp_ref r;
+    mp_ref_init(&r, "ns", "T", "p");
+    ok[3] = 1;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(mp_dir_place(&d, MP_PLACE_TWO_CHOICES, &r, 0, &fe.env, ok), 3);
+        assert_int_equal(mp_dir_place(&d, MP_PLACE_PREFER_LOCAL, &r, 0, &fe.env, ok), 3);
+    }
+    ok[3] = 0;
+    assert_int_equal(mp_dir_place(&d, MP_PLACE_RANDOM, &r, 0, &fe.env, ok), SIZE_MAX);
+    /* Entries of ids this node (0) no longer owns are dropped. */
+    size_t mine = 0, stored = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        mp_ref_init(&r, "ns", "T", key);
+        mp_dir_entry w;
+        assert_int_equal(mp_dir_register(&d, &r, 1, 1, (uint64_t)i + 1, &w), MP_OK);
+        stored++;
+        mine += mp_dir_owner(&d, &r) == 0;
+    }
+    assert_int_equal(mp_dir_table_count(&d), stored);
+    assert_int_equal(mp_dir_drop_not_owned(&d), stored - mine);
+    assert_int_equal(mp_dir_table_count(&d), mine);
+    /* Nobody live: the node answers itself (and refuses by its own rules). */
+    for (size_t i = 0; i < d.n; i++) mp_dir_set_live(&d, i, false);
+    assert_int_equal(mp_dir_owner(&d, &r), 0);
+    mp_dir_free(&d);
+    mp_dir_free(&all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_dir_local_entries),
         cmocka_unit_test(test_dir_cache_and_restart),
         cmocka_unit_test(test_dir_placement),
+        cmocka_unit_test(test_dir_live_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

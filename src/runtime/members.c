@@ -189,17 +189,6 @@ static char *types_text(const mp__member_view *v)
     return s;
 }
 
-static void send_reports(mp_node *n)
-{
-    mp_members *ms = n->members;
-    for (size_t i = 0; i < n->dir.n; i++) {
-        if (i == n->dir.self || !mp_dir_is_live(&n->dir, i)) continue;
-        uint8_t p[MP_SYS_VIEW_COUNT_SIZE];
-        mp_put_le32(p, ms->rereg_sent[i]);
-        mp_put_le64(p + 4, ms->view_hash);
-        mp__send_system(n, i, MP_SYS_REREGISTERED, NULL, p, sizeof p, NULL, NULL);
-    }
-}
 
 static void maybe_end_recovery(mp_node *n)
 {
@@ -214,12 +203,30 @@ static void maybe_end_recovery(mp_node *n)
     n->recover_until = 0;
 }
 
+static void send_report(mp_node *n, size_t i)
+{
+    uint8_t p[MP_SYS_VIEW_COUNT_SIZE];
+    mp_put_le32(p, n->members->rereg_sent[i]);
+    mp_put_le64(p + 4, n->members->view_hash);
+    mp__send_system(n, i, MP_SYS_REREGISTERED, NULL, p, sizeof p, NULL, NULL);
+}
+
 void mp__members_on_report(mp_node *n, int peer_idx, uint32_t sent, uint64_t hash)
 {
     mp_members *ms = n->members;
     if (!ms || peer_idx < 0) return;
+    bool news = ms->rr_hash[peer_idx] != hash;
     ms->rr_want[peer_idx] = sent;
     ms->rr_hash[peer_idx] = hash;
+    /* The first time a peer says it applied our set, say it back: our own
+     * report may have reached it before it knew us as a member (a member
+     * that just joined), and been refused. Each side answers once per set,
+     * so this ends. */
+    if (news && hash == ms->view_hash && ms->first_view_applied &&
+        mp_dir_is_live(&n->dir, (size_t)peer_idx)) {
+        MP_SOMETIMES(true, "actor.membership_report_echoed");
+        send_report(n, (size_t)peer_idx);
+    }
     maybe_end_recovery(n);
 }
 
@@ -276,6 +283,11 @@ static void apply_view(void *ud, const mp__member_view *list, size_t cnt)
             }
         }
     }
+    /* recv.c caches the index of the last sender: a member just added may
+     * be that sender, known as "no member" until now. */
+    n->last_from_len = 0;
+    n->last_from[0] = '\0';
+    n->last_from_idx = -1;
     bool first = !ms->first_view_applied;
     bool changed = first;
     for (size_t i = 0; i < n->dir.n && !changed; i++)
@@ -329,8 +341,10 @@ static void apply_view(void *ud, const mp__member_view *list, size_t cnt)
     MP_SOMETIMES(moved > 0, "actor.membership_reregistered");
     ms->recovering = n->dir.live_count > 1;
     n->recover_until = ms->recovering ? mp_env_now(n->env) + MP_DIR_RECOVERY_NS : 0;
-    send_reports(n);
+    for (size_t i = 0; i < n->dir.n; i++)
+        if (i != n->dir.self && mp_dir_is_live(&n->dir, i)) send_report(n, i);
     maybe_end_recovery(n);
+    mp__lookups_retry_now(n);
     mp_env_log(n->env, first ? MP_LOG_DEBUG : MP_LOG_INFO,
                "node: membership: %zu live member(s); %u activation(s) re-registered",
                n->dir.live_count, moved);

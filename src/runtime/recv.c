@@ -182,7 +182,9 @@ void mp__on_frame(void *ud, const char *peer, const mp_frame *f)
             on_stats_request(n, peer, f);
         } else if (idx < 0 || n->client_only) {
             static const char no[] = "system request refused: not a member";
-            mp_env_log(n->env, MP_LOG_WARN,
+            /* With membership, a member that just joined speaks before
+             * this node read the table: expected, and retried. */
+            mp_env_log(n->env, n->members ? MP_LOG_DEBUG : MP_LOG_WARN,
                        "node: system request from non-member %s refused", peer);
             if (f->correlation_id)
                 mp__send_response(n, peer, f->correlation_id, MP_EPROTO, no,

@@ -260,6 +260,21 @@ static void lookup_retry(void *ud)
     start_lookup(p->node, p);
 }
 
+void mp__lookups_retry_now(mp_node *n)
+{
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->pending_list)
+    {
+        mp_pending *p = MP_CONTAINER_OF(ln, mp_pending, link);
+        if (!p->retry) continue;
+        mp_env_timer_cancel(n->env, p->retry);
+        p->retry = 0;
+        p->attempts = 0;
+        MP_SOMETIMES(true, "actor.lookup_retried_on_view_change");
+        start_lookup(n, p);
+    }
+}
+
 static void lookup_done(mp_node *n, const mp_ref *ref, int status,
                         const mp_dir_entry *e)
 {

@@ -160,8 +160,8 @@ struct mp_node {
     char ns[MP_ACTOR_PART_MAX + 1];
     char self_addr[MP_ADDR_MAX + 1];
     /* The sender of the last frame and its member index (-1: not a
-     * member): frames arrive in runs from one peer, and members never
-     * change, so on_frame compares the address instead of hashing it. */
+     * member): frames arrive in runs from one peer, so on_frame compares
+     * the address instead of hashing it. Reset when members are added. */
     char last_from[MP_ADDR_MAX + 1];
     size_t last_from_len;
     int last_from_idx;
@@ -294,6 +294,9 @@ void mp__members_suspect(mp_node *n, int peer_idx);
  * cb(n) runs once the row is marked left (or the leave failed). */
 bool mp__members_leave(mp_node *n, void (*cb)(mp_node *n));
 void mp__members_counters(const mp_node *n, mp__membership_counters *out);
+/* route.c: the members changed: lookups waiting to retry go now (their
+ * owner may have changed; the backoff was for the old one). */
+void mp__lookups_retry_now(mp_node *n);
 /* Member i as last seen in the table: its newest incarnation (0: never
  * seen) and whether it is active. */
 void mp__members_member(const mp_node *n, size_t i, uint32_t *inc, bool *active);

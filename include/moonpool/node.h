@@ -186,7 +186,12 @@ int mp_node_register_type(mp_node *node, const mp_actor_type *type);
  * reported its re-registrations), so the survivors re-register the
  * activations its partition owned before anyone places a second one
  * (callers and registrants retry; lost re-registrations are resent).
- * Returns 0, MP_EINVAL (already started), or a transport error. */
+ * With membership, the node then joins the table (its row goes active a
+ * few storage round trips later; until its first view of the table it
+ * serves nothing and answers directory requests "busy").
+ * Returns 0, MP_EINVAL (already started; with membership also: more than
+ * 32 actor types, the most a table row records), MP_ENOMEM, or a
+ * transport error. */
 int mp_node_start(mp_node *node);
 
 /* Graceful shutdown: stop taking new calls (MP_ECLOSED at once), deactivate

@@ -376,10 +376,16 @@ static void on_joined(void *ud, int status)
 int mp__members_start(mp_node *n)
 {
     if (!n->membership_cfg.enabled) return MP_OK;
+    if (n->type_count > MP__MT_MAX_TYPES) {
+        mp_env_log(n->env, MP_LOG_ERROR,
+                   "node: membership: %zu actor types registered; the table records at most %d "
+                   "per member", n->type_count, MP__MT_MAX_TYPES);
+        return MP_EINVAL;
+    }
     mp_members *ms = calloc(1, sizeof *ms);
     if (!ms) return MP_ENOMEM;
     const char *names[MP__MT_MAX_TYPES];
-    size_t nt = n->type_count < MP__MT_MAX_TYPES ? n->type_count : MP__MT_MAX_TYPES;
+    size_t nt = n->type_count;
     for (size_t i = 0; i < nt; i++) names[i] = n->types[i].type->name;
     mp__magent_config ac;
     mp__magent_config_init(&ac);

@@ -114,8 +114,10 @@ uint64_t mp_state_etag(const mp_actor *self);
  * and reply only from cb: the actor stays busy until it replies. One
  * persist at a time per activation. Errors at once (cb never runs):
  * MP_EINVAL (NULL, no state available, activation not valid), MP_EBUSY (a
- * persist is in flight), the codec's encode error (MP_EINVAL, MP_ETOOBIG),
- * or the provider's (MP_ECLOSED, MP_ETOOBIG, MP_ENOMEM). */
+ * persist is in flight), MP_EUNAVAIL (membership: the node's lease is not
+ * valid, so another activation may exist: nothing is written), the codec's
+ * encode error (MP_EINVAL, MP_ETOOBIG), or the provider's (MP_ECLOSED,
+ * MP_ETOOBIG, MP_ENOMEM). */
 int mp_state_persist(mp_actor *self, void (*cb)(void *ud, int status),
                      void *ud);
 

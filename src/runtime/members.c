@@ -149,6 +149,13 @@ bool mp__members_serving(mp_node *n)
     return n->members->serving;
 }
 
+bool mp__members_serving_now(mp_node *n)
+{
+    if (!n->members) return true;
+    mp__members_check_lease(n, mp_env_now(n->env));
+    return n->members->serving;
+}
+
 /* ---- the view ---- */
 
 static bool hosts_type(const char *types, const char *name, size_t len)

@@ -283,6 +283,9 @@ int mp__members_start(mp_node *n);
 void mp__members_free(mp_node *n, bool now);
 void mp__members_check_lease(mp_node *n, uint64_t now);
 bool mp__members_serving(mp_node *n);
+/* The same with the lease checked now (a persist: its write must not
+ * start once the lease is gone, even in a turn that began before). */
+bool mp__members_serving_now(mp_node *n);
 bool mp__members_owns(const mp_node *n, const mp_ref *ref);
 const uint8_t *mp__members_placeable(mp_node *n, const mp_ref *ref);
 void mp__members_on_report(mp_node *n, int peer_idx, uint32_t sent, uint64_t hash);

@@ -385,6 +385,10 @@ int mp_state_persist(mp_actor *self, void (*cb)(void *ud, int status),
     mp_node *n = self->node;
     if (self->state != MP_ACT_VALID || !self->activated) return MP_EINVAL;
     if (self->persisting) return MP_EBUSY;
+    if (!mp__members_serving_now(n)) {
+        MP_SOMETIMES(true, "actor.persist_refused_no_lease");
+        return MP_EUNAVAIL;
+    }
     mp_sop *op;
     int nrc = sop_new(n, self, MP_SOP_SAVE, &op);
     if (nrc < 0) return nrc;

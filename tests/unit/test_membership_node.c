@@ -32,6 +32,7 @@
 #include "moonpool/state.h"
 #include "moonpool/storage.h"
 #include "acc_actor.h"
+#include "counter_actor.h"
 #include "sim_cluster.h"
 
 #define MS 1000000ull
@@ -81,6 +82,8 @@ static void configure(void *ud, int idx, mp_node_config *cfg)
     if (idx < w->seeds) cfg->member_count = (size_t)w->seeds;
 }
 
+static bool (*g_hosts)(void *ud, int idx, const mp_actor_type *t);
+
 static world *world_new(int members, int seeds, uint64_t seed)
 {
     world *w = calloc(1, sizeof *w);
@@ -92,6 +95,8 @@ static world *world_new(int members, int seeds, uint64_t seed)
     o.members = members;
     o.ns = "mb";
     o.types[0] = &acc_type;
+    o.types[1] = &counter_type;
+    o.hosts = g_hosts;
     o.call_timeout_ns = 2 * SEC;
     o.configure = configure;
     o.ud = w;
@@ -321,6 +326,51 @@ static void test_graceful_leave(void **state)
     world_free(w);
 }
 
+/* A rolling upgrade: member 2 hosts Acc but not Counter. Counters are
+ * placed only on 0 and 1, Accs everywhere; a type no member hosts fails
+ * "not executed". */
+static bool no_counter_on_2(void *ud, int idx, const mp_actor_type *t)
+{
+    (void)ud;
+    return !(idx == 2 && t == &counter_type);
+}
+
+static void test_types_subset(void **state)
+{
+    (void)state;
+    g_hosts = no_counter_on_2;
+    world *w = world_new(3, 3, 13);
+    char key[16];
+    sc_reply r[80];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 80; i++) {
+        snprintf(key, sizeof key, "t%d", i);
+        assert_int_equal(sc_call(w->c, i % 3, i < 40 ? "Counter" : "Acc", key, "get", NULL, 0,
+                                 2 * SEC, &r[i]), MP_OK);
+    }
+    sc_wait(w->c, r, 80);
+    for (int i = 0; i < 80; i++) assert_int_equal(r[i].status, MP_OK);
+    int counters[3] = {0}, accs[3] = {0};
+    for (int n = 0; n < 3; n++) {
+        char *js = mp_node_stats_json(sc_node(w->c, n), NULL);
+        json_t *o = json_loads(js, 0, NULL);
+        free(js);
+        json_t *types = json_object_get(o, "types");
+        counters[n] = (int)json_integer_value(json_object_get(types, "Counter"));
+        accs[n] = (int)json_integer_value(json_object_get(types, "Acc"));
+        json_decref(o);
+    }
+    print_message("Counter on members: %d %d %d; Acc: %d %d %d\n", counters[0], counters[1],
+                  counters[2], accs[0], accs[1], accs[2]);
+    assert_int_equal(counters[2], 0);
+    assert_int_equal(counters[0] + counters[1], 40);
+    assert_true(accs[2] > 0);
+    sc_reply u = sc_call_wait(w->c, 2, "Nobody", "x", "get", NULL, 0, 2 * SEC, 10 * SEC);
+    assert_int_equal(u.status, MP_EUNAVAIL);
+    world_free(w);
+    g_hosts = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_join_gets_placements),
         cmocka_unit_test(test_pause_past_lease),
         cmocka_unit_test(test_graceful_leave),
+        cmocka_unit_test(test_types_subset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -125,7 +125,14 @@ static void key_of(int i, char *buf, size_t cap) { snprintf(buf, cap, "a%d", i);
 
 /* Call method on every actor from node `from`; returns how many answered
  * MP_OK, values in vals (may be NULL). */
+static int call_all_t(world *w, int from, const char *method, int64_t *vals, uint64_t timeout);
+
 static int call_all(world *w, int from, const char *method, int64_t *vals)
+{
+    return call_all_t(w, from, method, vals, 1 * SEC);
+}
+
+static int call_all_t(world *w, int from, const char *method, int64_t *vals, uint64_t timeout)
 {
     sc_reply r[NACTORS];
     memset(r, 0, sizeof r);
@@ -133,7 +140,7 @@ static int call_all(world *w, int from, const char *method, int64_t *vals)
     for (int i = 0; i < NACTORS; i++) {
         key_of(i, key, sizeof key);
         r[i].sim = sc_sim(w->c);
-        assert_int_equal(sc_call(w->c, from, "Acc", key, method, NULL, 0, 1 * SEC, &r[i]), MP_OK);
+        assert_int_equal(sc_call(w->c, from, "Acc", key, method, NULL, 0, timeout, &r[i]), MP_OK);
     }
     sc_wait(w->c, r, NACTORS);
     int ok = 0;
@@ -144,14 +151,16 @@ static int call_all(world *w, int from, const char *method, int64_t *vals)
     return ok;
 }
 
-/* Poll `get` on every actor from `from` every 100 ms until all answer;
- * returns the simulated time it took, or UINT64_MAX after `within`. */
+/* Poll `get` on every actor from `from` (250 ms timeouts, every 50 ms)
+ * until all answer at once; returns the simulated time until the round
+ * that succeeded began, or UINT64_MAX after `within`. */
 static uint64_t until_all_callable(world *w, int from, int64_t *vals, uint64_t within)
 {
     uint64_t t0 = mp_sim_now(sc_sim(w->c));
     while (mp_sim_now(sc_sim(w->c)) - t0 < within) {
-        if (call_all(w, from, "get", vals) == NACTORS) return mp_sim_now(sc_sim(w->c)) - t0;
-        sc_run_for(w->c, 100 * MS);
+        uint64_t round = mp_sim_now(sc_sim(w->c));
+        if (call_all_t(w, from, "get", vals, 250 * MS) == NACTORS) return round - t0;
+        sc_run_for(w->c, 50 * MS);
     }
     return UINT64_MAX;
 }

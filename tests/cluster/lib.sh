@@ -282,3 +282,7 @@ bank_activations() {
     timeout 30 "$MP" stats --cluster "$1" --node "$2" --raw 2>/dev/null |
         sed -n 's/.*"BankAccount":\([0-9]*\).*/\1/p' | head -n 1
 }
+
+# has_balance FILE N: FILE holds a BankAccount reply with balance N (a
+# retried deposit whose first attempt ran answers {"balance":N,"dup":true}).
+has_balance() { grep -qE "\"balance\":$2[,}]" "$1"; }

@@ -22,7 +22,7 @@ C=$TMP/node1.conf
 deposit() { call_bg "$2" -c "$C" -t 5s "BankAccount/f$1" deposit "{\"op\":\"d$1\",\"amount\":$1}"; }
 deposited() {
     [ "$(cat "$2.st" 2>/dev/null)" = 0 ] || return 1
-    grep -qF "{\"balance\":$1}" "$2" || fail "deposit $1 answered $(cat "$2")"
+    has_balance "$2" "$1" || fail "deposit $1 answered $(cat "$2")"
 }
 until_all 60 deposit deposited $(seq 1 $N) || fail "deposits not acknowledged: $UNTIL_LEFT ($(cat "$TMP/call.${UNTIL_LEFT%% *}.err"))"
 pass "$N deposits acknowledged"
@@ -36,7 +36,7 @@ wait "$PID3" 2>/dev/null || true
 balance() { call_bg "$2" -c "$C" -t 1s "BankAccount/f$1" balance; }
 intact() {
     [ "$(cat "$2.st" 2>/dev/null)" = 0 ] || return 1
-    grep -qF "{\"balance\":$1}" "$2" || fail "account f$1 answered $(cat "$2") after the failover, its deposit was $1"
+    has_balance "$2" "$1" || fail "account f$1 answered $(cat "$2") after the failover, its deposit was $1"
 }
 until_all 60 balance intact $(seq 1 $N) ||
     fail "accounts still unavailable 60 s after the kill: $UNTIL_LEFT ($(cat "$TMP/call.${UNTIL_LEFT%% *}.err"))"

@@ -59,7 +59,7 @@ N=40
 deposit() { call_bg "$2" -c "$C" -t 10s "BankAccount/new$1" deposit "{\"op\":\"n$1\",\"amount\":$1}"; }
 deposited() {
     [ "$(cat "$2.st" 2>/dev/null)" = 0 ] || return 1
-    grep -qF "{\"balance\":$1}" "$2" || fail "new account $1 answered $(cat "$2")"
+    has_balance "$2" "$1" || fail "new account $1 answered $(cat "$2")"
 }
 until_all 60 deposit deposited $(seq 1 $N) || fail "new accounts not served: $UNTIL_LEFT"
 on4=$(bank_activations "$TMP/node4.conf" "$ADDR4")

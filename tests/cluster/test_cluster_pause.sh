@@ -28,7 +28,7 @@ balance() { call_bg "$2" -c "$BAL_CONF" -t 5s "BankAccount/p$1" balance; }
 # An answer must be the expected balance; errors mean "not yet".
 answers() {
     [ "$(cat "$2.st" 2>/dev/null)" = 0 ] || return 1
-    grep -qF "{\"balance\":$WANT}" "$2" || fail "account p$1 answered $(cat "$2") through $BAL_CONF, expected $WANT: a stale read"
+    has_balance "$2" "$WANT" || fail "account p$1 answered $(cat "$2") through $BAL_CONF, expected balance $WANT (a stale read or a lost deposit)"
 }
 DEP_CONF=$C DEP_OP=a WANT=10 BAL_CONF=$C
 until_all 60 deposit answers $(seq 1 $N) || fail "first deposits not acknowledged: $UNTIL_LEFT"
@@ -58,7 +58,7 @@ served=0
 for k in $(seq 1 $N); do
     for f in "$TMP/early.$k" "$TMP/woke.$k"; do
         if [ "$(cat "$f.st")" = 0 ]; then
-            grep -qF '{"balance":15}' "$f" || fail "p$k answered $(cat "$f") right after node 3 woke: stale"
+            has_balance "$f" 15 || fail "p$k answered $(cat "$f") right after node 3 woke: stale"
             served=$((served + 1))
         fi
     done

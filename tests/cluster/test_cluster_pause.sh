@@ -4,10 +4,8 @@
 # Three nodes in table mode (one SQLite file, lease 500ms); 30 accounts get
 # 10 each; node 3 (hosting some of them) is stopped; every account then
 # gets 5 more through nodes 1 and 2, which can only happen once node 3 was
-# declared dead and its accounts taken over. Balance calls are sent through
-# node 3 while it is still stopped (they wait in its socket) and through
-# every node right after SIGCONT: any answer must be 15, never the stale
-# 10. Node 3 then learns it is dead, restarts itself in the same process
+# declared dead and its accounts taken over. Balance calls through every
+# node right after SIGCONT: any answer must be 15, never the stale 10. Node 3 then learns it is dead, restarts itself in the same process
 # (re-exec) as incarnation 2, the table shows incarnation 1 dead and 2
 # active, and through node 3 every account answers 15.
 set -u
@@ -45,25 +43,29 @@ echo "pause: every account took its second deposit $(($(now_ms) - t0)) ms after 
 wait_member "$C" "$ADDR3" 1 dead 30 || fail "stopped node 3 not dead in the table: $(member_rows "$C")"
 pass "node 3 stopped past its lease: declared dead, its accounts taken over and at 15"
 
-# Reads through node 3 queued while it is stopped (the sleep only makes it
-# likely they wait in its socket when it wakes; the check holds either
-# way), then through every node at once after SIGCONT.
+# Reads through every node right after SIGCONT. (Calls sent through node 3
+# while it is stopped never reach it: the client finds the gateway
+# unreachable when its handshake gets no answer. The woken node learns it
+# is dead from its first table read, within a millisecond of waking here,
+# so the moment between is covered by unit.test_membership_node's
+# test_pause_past_lease in the simulator.)
 WANT=15
-for k in $(seq 1 $N); do call_bg "$TMP/early.$k" -c "$TMP/via3.conf" -t 5s "BankAccount/p$k" balance; done
-sleep 1
 kill -CONT "$PID3"
-for k in $(seq 1 $N); do call_bg "$TMP/woke.$k" -c "$TMP/via12.conf" -t 5s "BankAccount/p$k" balance; done
+for k in $(seq 1 $N); do
+    call_bg "$TMP/woke.$k" -c "$TMP/via12.conf" -t 5s "BankAccount/p$k" balance
+    call_bg "$TMP/woke3.$k" -c "$TMP/via3.conf" -t 5s "BankAccount/p$k" balance
+done
 wait_calls
 served=0
 for k in $(seq 1 $N); do
-    for f in "$TMP/early.$k" "$TMP/woke.$k"; do
+    for f in "$TMP/woke.$k" "$TMP/woke3.$k"; do
         if [ "$(cat "$f.st")" = 0 ]; then
             has_balance "$f" 15 || fail "p$k answered $(cat "$f") right after node 3 woke: stale"
             served=$((served + 1))
         fi
     done
 done
-echo "pause: right after SIGCONT, $served of $((2 * N)) reads answered (all 15), the others failed (not served)"
+echo "pause: right after SIGCONT, $served of $((2 * N)) reads through nodes 1-2 and node 3 answered (all 15), the others failed (not served)"
 pass "nothing stale right after the wake"
 
 wait_log "$TMP/node3.log" "declared dead by the cluster \(paused or cut off past its lease\): restarting with a new incarnation" 1 "$PID3" 30 ||

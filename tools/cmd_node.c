@@ -4,15 +4,28 @@
  * All the work is in the library (mp_node_run, src/host/run.c) so users'
  * own programs get the same process behaviour; this command only parses
  * its flags and hosts the example actor types shipped with moonpool.
+ *
+ * When the membership table declares the node dead (mp_node_run returns
+ * MP_HOST_EXIT_DECLARED_DEAD, see moonpool/host.h) the command re-executes
+ * itself with the same arguments (execv of /proc/self/exe): the new life
+ * reads the next incarnation from the incarnation file and joins as a new
+ * member. The process id stays the same, so a supervisor, a pid file or a
+ * test that holds the pid sees one process throughout; it prints a new
+ * "moonpool node ready: ... incarnation=N+1" line.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "../examples/bank/bank.h"
 #include "../examples/journal/journal.h"
 #include "moonpool/host.h"
+
+static int run(int argc, char **argv);
 
 static void usage(FILE *out)
 {
@@ -29,10 +42,51 @@ static void usage(FILE *out)
             "\n"
             "Prints one line 'moonpool node ready: ...' once it listens. Exit status:\n"
             "0 clean shutdown, 1 the node could not run, 2 bad config or usage.\n"
+            "With [membership] mode = table, a node the cluster declared dead (paused\n"
+            "or cut off past its lease) restarts itself in the same process with a new\n"
+            "incarnation.\n"
             "Hosted actor types: " MP_BANK_TYPE ", " MP_JOURNAL_TYPE "\n");
 }
 
+/* Start this program again with the same arguments (argv as main got it,
+ * from the command name on). Returns only on failure. */
+static int reexec(int argc, char **argv)
+{
+    char **args = calloc((size_t)argc + 2, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "moonpool node: out of memory re-executing\n");
+        return MP_EXIT_FAIL;
+    }
+    args[0] = (char *)mp_program_path;
+    for (int i = 0; i < argc; i++) args[i + 1] = argv[i];
+    fflush(stdout);
+    fflush(stderr);
+    execv("/proc/self/exe", args);
+    int e = errno;
+    fprintf(stderr, "moonpool node: cannot re-execute /proc/self/exe: %s\n", strerror(e));
+    free(args);
+    return MP_EXIT_FAIL;
+}
+
 int mp_cmd_node(int argc, char **argv)
+{
+    /* getopt_long reorders argv: keep the order we were given for reexec. */
+    char **given = calloc((size_t)argc + 1, sizeof *given);
+    if (!given) {
+        fprintf(stderr, "moonpool node: out of memory\n");
+        return MP_EXIT_FAIL;
+    }
+    memcpy(given, argv, (size_t)argc * sizeof *argv);
+    int st = run(argc, argv);
+    if (st == MP_HOST_EXIT_DECLARED_DEAD) {
+        fprintf(stderr, "moonpool node: restarting (same arguments, next incarnation)\n");
+        st = reexec(argc, given);
+    }
+    free(given);
+    return st;
+}
+
+static int run(int argc, char **argv)
 {
     const char *config = NULL, *id = NULL;
     mp_node_run_options opts;

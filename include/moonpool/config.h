@@ -38,6 +38,8 @@
  *   [security] secret_file (the cluster secret; read by the host, never here)
  *              tls_cert, tls_key, tls_ca (all three or none: TLS on every
  *              link; the files are read by the host)
+ *   [membership] mode (static|table), lease, margin, poll, votes (the last
+ *              four only with mode = table; docs/membership.md)
  *
  * node.address may be left out of a file shared by every node of a cluster;
  * the tool then picks it from the command line (mp_config_set_address,
@@ -117,6 +119,15 @@ typedef struct mp_config {
                                       (the node then stays on loopback) */
     /* TLS on every link (moonpool/env_tls.h): all three PEM files, or NULL */
     const char *tls_cert, *tls_key, *tls_ca;
+    /* [membership] (docs/membership.md, "Running it") */
+    bool membership_table;         /* mode = table: join the membership table
+                                      in the shared storage (sqlite or
+                                      postgres); default false (static) */
+    uint64_t lease_ns;             /* 100ms..1h; 0: unset, the node uses
+                                      peer_timeout / 2 */
+    uint64_t lease_margin_ns;      /* 1ms..lease; 0: unset (lease / 5) */
+    uint64_t membership_poll_ns;   /* 10ms..lease; 0: unset (lease / 5) */
+    uint64_t membership_votes;     /* 1..256; 0: unset (2) */
     void *arena_;                  /* private: the one allocation */
 } mp_config;
 

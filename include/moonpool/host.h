@@ -32,6 +32,17 @@
  *      listen address in use, ...; the reason is printed on stderr;
  *   2  bad configuration or arguments; the message names the file and line
  *      ("cluster.conf:7: unknown key 'adress' in [node] ...").
+ *   3  MP_HOST_EXIT_DECLARED_DEAD: with [membership] mode = table, the
+ *      membership table declared this node dead (it was paused, or cut off
+ *      from the storage, past its lease, and the other members may have
+ *      taken over its actors). The node had already stopped serving; it
+ *      logs "declared dead by the cluster (paused or cut off past its
+ *      lease): restarting with a new incarnation" at warn and shuts down at
+ *      once (deadline 500 ms at most). Run the program again, with the same
+ *      arguments: the incarnation file gives it the next incarnation and it
+ *      joins as a new member (`moonpool node` does this itself, re-executing
+ *      /proc/self/exe in the same process). A SIGINT or SIGTERM during that
+ *      shutdown makes it a normal stop (status 0).
  *
  * Output: one line on stdout once the node listens, for scripts and
  * supervisors to wait for:
@@ -68,6 +79,7 @@ extern "C" {
 #define MP_HOST_EXIT_OK 0
 #define MP_HOST_EXIT_FAIL 1
 #define MP_HOST_EXIT_CONFIG 2
+#define MP_HOST_EXIT_DECLARED_DEAD 3 /* start again: see above */
 
 /* Run one node from the config file at config_path until SIGINT/SIGTERM.
  * id_override (may be NULL) picks this node's address: a member address

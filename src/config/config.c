@@ -42,10 +42,10 @@ _Static_assert(MP_CONFIG_MAX_MEMBERS == MP_MAX_MEMBERS,
 /* ------------------------------------------------------------ key table */
 
 enum section { SEC_CLUSTER, SEC_NODE, SEC_STORAGE, SEC_TIMEOUTS, SEC_LIMITS, SEC_SECURITY,
-               SEC_COUNT_ };
+               SEC_MEMBERSHIP, SEC_COUNT_ };
 
 static const char *const section_names[SEC_COUNT_] = {
-    "cluster", "node", "storage", "timeouts", "limits", "security",
+    "cluster", "node", "storage", "timeouts", "limits", "security", "membership",
 };
 
 enum key {
@@ -56,11 +56,12 @@ enum key {
     K_MAX_MESSAGE, K_MAX_PENDING, K_MAILBOX_WARN, K_MAX_MAILBOX,
     K_MAX_CONNECTIONS, K_MAX_CONNECTIONS_PER_IP,
     K_SECRET_FILE, K_TLS_CERT, K_TLS_KEY, K_TLS_CA,
+    K_MODE, K_LEASE, K_MARGIN, K_POLL, K_VOTES,
     K_COUNT_
 };
 
 enum kind { V_NAMESPACE, V_MEMBERS, V_ADDRESS, V_TEXT, V_LOG_LEVEL, V_PROVIDER,
-            V_DURATION, V_SIZE, V_COUNT };
+            V_DURATION, V_SIZE, V_COUNT, V_MODE };
 
 typedef struct keydef {
     enum section sec;
@@ -97,6 +98,13 @@ static const keydef keys[K_COUNT_] = {
     [K_TLS_CERT] = {SEC_SECURITY, "tls_cert", V_TEXT, 0, 0},
     [K_TLS_KEY] = {SEC_SECURITY, "tls_key", V_TEXT, 0, 0},
     [K_TLS_CA] = {SEC_SECURITY, "tls_ca", V_TEXT, 0, 0},
+    /* [membership]: lease, margin and poll also at most the lease (validate);
+     * margin starts at 1ms because the node config's 0 means "lease / 5". */
+    [K_MODE] = {SEC_MEMBERSHIP, "mode", V_MODE, 0, 0},
+    [K_LEASE] = {SEC_MEMBERSHIP, "lease", V_DURATION, 100 * MP_NS_PER_MS, MP_NS_PER_HOUR},
+    [K_MARGIN] = {SEC_MEMBERSHIP, "margin", V_DURATION, MP_NS_PER_MS, MP_NS_PER_HOUR},
+    [K_POLL] = {SEC_MEMBERSHIP, "poll", V_DURATION, 10 * MP_NS_PER_MS, MP_NS_PER_HOUR},
+    [K_VOTES] = {SEC_MEMBERSHIP, "votes", V_COUNT, 1, MP_MAX_MEMBERS},
 };
 
 static const char *const storage_names[] = {
@@ -143,6 +151,7 @@ typedef struct parser {
     uint64_t num[K_COUNT_];    /* numeric values */
     mp_log_level log_level;
     mp_config_storage storage;
+    bool membership_table;     /* [membership] mode = table */
     member_item members[MP_CONFIG_MAX_MEMBERS];
     size_t member_count;
     int list_open_line;        /* members line ending in ',', 0: none */
@@ -477,6 +486,13 @@ static int parse_value(parser *ps, enum key k, slice v)
         }
         return FAIL(ps, "unknown storage provider '%s' (use sqlite, postgres or memory)",
                     quote(q, sizeof q, v.p, v.n));
+    case V_MODE:
+        if (slice_eq(v, "static") || slice_eq(v, "table")) {
+            ps->membership_table = slice_eq(v, "table");
+            return MP_OK;
+        }
+        return FAIL(ps, "bad membership mode '%s' (use static or table)",
+                    quote(q, sizeof q, v.p, v.n));
     case V_DURATION:
         return parse_with_units(ps, k, v, duration_units, "duration", "30s");
     case V_SIZE:
@@ -513,7 +529,7 @@ static int parse_section(parser *ps, slice s)
     if (best)
         return FAIL(ps, "unknown section [%s] (did you mean [%s]?)",
                     quote(q, sizeof q, name.p, name.n), best);
-    return FAIL(ps, "unknown section [%s] (sections: cluster, node, storage, timeouts, limits, security)",
+    return FAIL(ps, "unknown section [%s] (sections: cluster, node, storage, timeouts, limits, security, membership)",
                 quote(q, sizeof q, name.p, name.n));
 }
 
@@ -602,6 +618,56 @@ static int parse_line(parser *ps, slice raw)
     return parse_assignment(ps, s);
 }
 
+/* [membership]: the lease keys only mean something with the table (a
+ * static member list has no lease: a key set there would be silently
+ * ignored), the table lives in storage every member shares, and margin and
+ * poll fit in the lease, explicit or derived from peer_timeout as the node
+ * derives it (mp_node_create). */
+static int validate_membership(parser *ps)
+{
+    static const enum key lease_keys[] = {K_LEASE, K_MARGIN, K_POLL, K_VOTES};
+    if (!ps->membership_table) {
+        for (size_t i = 0; i < sizeof lease_keys / sizeof lease_keys[0]; i++) {
+            enum key k = lease_keys[i];
+            if (ps->key_line[k])
+                return fail_at(ps, ps->key_line[k], MP_EINVAL,
+                               "'%s' applies only with 'mode = table' in [membership] "
+                               "(the mode is static%s)",
+                               keys[k].name, ps->key_line[K_MODE] ? "" : ", the default");
+        }
+        return MP_OK;
+    }
+    if (ps->storage == MP_CONFIG_STORAGE_MEMORY)
+        return fail_at(ps, ps->key_line[K_MODE], MP_EINVAL,
+                       "'mode = table' keeps the membership table in storage every member "
+                       "shares: use provider sqlite (one file for all nodes) or postgres; "
+                       "memory storage is private to each process");
+    char vl[32], v[32];
+    uint64_t lease = ps->num[K_LEASE];
+    if (!ps->key_line[K_LEASE]) {
+        uint64_t pt = ps->num[K_PEER_TIMEOUT] ? ps->num[K_PEER_TIMEOUT]
+                                              : MP_DEFAULT_PEER_TIMEOUT_NS;
+        lease = pt / 2;
+        if (lease < keys[K_LEASE].min || lease > keys[K_LEASE].max) {
+            format_value(vl, sizeof vl, V_DURATION, lease);
+            return fail_at(ps, ps->key_line[K_MODE], MP_EINVAL,
+                           "the lease (peer_timeout / 2 = %s, the default) must be between "
+                           "100ms and 1h: set 'lease' in [membership]", vl);
+        }
+    }
+    format_value(vl, sizeof vl, V_DURATION, lease);
+    static const enum key in_lease[] = {K_MARGIN, K_POLL};
+    for (size_t i = 0; i < sizeof in_lease / sizeof in_lease[0]; i++) {
+        enum key k = in_lease[i];
+        if (!ps->key_line[k] || ps->num[k] <= lease) continue;
+        format_value(v, sizeof v, V_DURATION, ps->num[k]);
+        return fail_at(ps, ps->key_line[k], MP_EINVAL,
+                       "'%s' (%s) must be at most the lease (%s%s)", keys[k].name, v, vl,
+                       ps->key_line[K_LEASE] ? "" : ", peer_timeout / 2");
+    }
+    return MP_OK;
+}
+
 /* Cross-key rules, once the whole text is read. */
 static int validate(parser *ps)
 {
@@ -677,7 +743,7 @@ static int validate(parser *ps)
                        ps->key_line[K_PEER_TIMEOUT] ? "" : ", the default", vh,
                        ps->key_line[K_HEARTBEAT] ? "" : ", the default");
     }
-    return MP_OK;
+    return validate_membership(ps);
 }
 
 /* ------------------------------------------------------------ arena */
@@ -829,6 +895,11 @@ int mp_config_parse(const char *text, size_t len, const char *origin, mp_config 
     out->max_mailbox = ps->num[K_MAX_MAILBOX];
     out->max_connections = ps->num[K_MAX_CONNECTIONS];
     out->max_connections_per_ip = ps->num[K_MAX_CONNECTIONS_PER_IP];
+    out->membership_table = ps->membership_table;
+    out->lease_ns = ps->num[K_LEASE];
+    out->lease_margin_ns = ps->num[K_MARGIN];
+    out->membership_poll_ns = ps->num[K_POLL];
+    out->membership_votes = ps->num[K_VOTES];
     out->arena_ = a.base;
     free(ps);
     return MP_OK;
@@ -896,6 +967,12 @@ int mp_config_to_node_config(const mp_config *c, mp_node_config *out)
     out->max_pending_calls = (uint32_t)c->max_pending_calls;
     out->mailbox_warn_depth = (size_t)c->mailbox_warn_depth;
     out->max_mailbox = (uint32_t)c->max_mailbox;
+    out->membership = c->membership_table;
+    out->lease_ns = c->lease_ns;
+    out->lease_margin_ns = c->lease_margin_ns;
+    out->membership_poll_ns = c->membership_poll_ns;
+    assert(c->membership_votes <= UINT32_MAX);
+    out->membership_votes = (uint32_t)c->membership_votes;
     return MP_OK;
 }
 
@@ -971,6 +1048,22 @@ int mp_config_format(const mp_config *c, char *buf, size_t cap)
     if (c->secret_file) put(&o, "secret_file = %s\n", c->secret_file);
     if (c->tls_cert)
         put(&o, "tls_cert = %s\ntls_key = %s\ntls_ca = %s\n", c->tls_cert, c->tls_key, c->tls_ca);
+    /* The lease keys only when set: unset, the node derives them from
+     * peer_timeout (so a formatted file keeps following it). */
+    put(&o, "\n[membership]\nmode = %s\n", c->membership_table ? "table" : "static");
+    if (c->lease_ns) {
+        format_value(v, sizeof v, V_DURATION, c->lease_ns);
+        put(&o, "lease = %s\n", v);
+    }
+    if (c->lease_margin_ns) {
+        format_value(v, sizeof v, V_DURATION, c->lease_margin_ns);
+        put(&o, "margin = %s\n", v);
+    }
+    if (c->membership_poll_ns) {
+        format_value(v, sizeof v, V_DURATION, c->membership_poll_ns);
+        put(&o, "poll = %s\n", v);
+    }
+    if (c->membership_votes) put(&o, "votes = %llu\n", (unsigned long long)c->membership_votes);
     if (o.len > (size_t)INT32_MAX) return MP_ETOOBIG; /* cannot happen: bounded fields */
     return (int)o.len;
 }
@@ -1003,5 +1096,9 @@ bool mp_config_equal(const mp_config *a, const mp_config *b)
            a->max_connections == b->max_connections &&
            a->max_connections_per_ip == b->max_connections_per_ip &&
            str_eq(a->secret_file, b->secret_file) && str_eq(a->tls_cert, b->tls_cert) &&
-           str_eq(a->tls_key, b->tls_key) && str_eq(a->tls_ca, b->tls_ca);
+           str_eq(a->tls_key, b->tls_key) && str_eq(a->tls_ca, b->tls_ca) &&
+           a->membership_table == b->membership_table && a->lease_ns == b->lease_ns &&
+           a->lease_margin_ns == b->lease_margin_ns &&
+           a->membership_poll_ns == b->membership_poll_ns &&
+           a->membership_votes == b->membership_votes;
 }

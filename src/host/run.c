@@ -19,6 +19,15 @@
  *     node begins to stop, so the program's own timers and streams close
  *     while the node can still answer; the metrics endpoint stays up until
  *     the node is down, so /readyz says 503 for the whole shutdown.
+ *   - With [membership] mode = table the table can declare this node dead
+ *     (it was paused or cut off past its lease, and the others may already
+ *     run its actors). The node has stopped serving by then and can never
+ *     serve again under its incarnation, so the host shuts it down quickly
+ *     and mp_node_run returns MP_HOST_EXIT_DECLARED_DEAD; the program
+ *     starts again (`moonpool node` re-executes itself), which reads the
+ *     next incarnation from the file and joins as a new member. Restarting
+ *     the process rather than creating a second node in this one keeps one
+ *     rule: one process life, one incarnation.
  *   - The incarnation counter is written to a temporary file, fsync'ed,
  *     renamed over the old one and the directory fsync'ed, so a crash
  *     leaves either the old or the new value, never a torn one; the node
@@ -222,6 +231,7 @@ typedef struct mp_host {
     int exit_status;
     bool dispositions_saved;
     bool stopped_by_signal;
+    bool declared_dead; /* the table said so: exit MP_HOST_EXIT_DECLARED_DEAD */
     struct sigaction old_int, old_term; /* before mp_node_run */
 } host;
 
@@ -333,7 +343,37 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     host *H = s->data;
     H->stopped_by_signal = true;
+    /* A stop asked for while restarting after a death: stop, no restart. */
+    if (H->declared_dead) H->exit_status = MP_HOST_EXIT_OK;
     begin_shutdown(H, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* Longest graceful shutdown after the table declared the node dead: it
+ * already serves nothing (every activation deactivated when the lease
+ * lapsed), so only its connections and storage remain to close. */
+#define DEAD_SHUTDOWN_NS (500 * MP_NS_PER_MS)
+
+static void dead_shutdown(void *ud)
+{
+    host *H = ud;
+    if (H->shutting_down) return; /* a signal came first: that stop wins */
+    if (H->shutdown_ns > DEAD_SHUTDOWN_NS) H->shutdown_ns = DEAD_SHUTDOWN_NS;
+    H->exit_status = MP_HOST_EXIT_DECLARED_DEAD;
+    begin_shutdown(H, "declared dead");
+}
+
+/* mp_node_config.on_declared_dead: runs inside the runtime's membership
+ * callback, so the shutdown starts from a fresh loop callback. */
+static void on_declared_dead(void *ud)
+{
+    host *H = ud;
+    if (H->declared_dead) return;
+    H->declared_dead = true;
+    mp_env_log(H->env, MP_LOG_WARN,
+               "declared dead by the cluster (paused or cut off past its lease): "
+               "restarting with a new incarnation");
+    if (H->shutting_down) return;
+    if (mp_env_timer_start(H->env, 0, dead_shutdown, H) == 0) dead_shutdown(H);
 }
 
 static int start_signals(host *H)
@@ -676,6 +716,7 @@ int mp_node_run_with(const char *config_path, const char *id_override,
     nc.incarnation = incarnation;
     nc.storage = H.storage;
     nc.on_mailbox_depth = mailbox_warn;
+    nc.on_declared_dead = on_declared_dead;
     nc.hook_ud = &H;
     rc = mp_node_create(H.tls ? H.tls : H.env, &nc, &H.node);
     if (rc < 0) {
@@ -769,6 +810,10 @@ done:
     restore_signals(&H);
     if (H.exit_status == MP_HOST_EXIT_OK)
         fprintf(stderr, "moonpool node %s: stopped\n", cfg.address);
+    else if (H.exit_status == MP_HOST_EXIT_DECLARED_DEAD)
+        fprintf(stderr, "moonpool node %s: stopped, declared dead as incarnation %" PRIu32
+                        " (exit status %d: start again to rejoin as a new incarnation)\n",
+                cfg.address, incarnation, MP_HOST_EXIT_DECLARED_DEAD);
     mp_config_free(&cfg);
     return H.exit_status;
 }

@@ -34,6 +34,15 @@ if(MP_BASH)
                          PROPERTIES TIMEOUT 150 LABELS cluster RESOURCE_LOCK mp_cluster_ports
                                     SKIP_RETURN_CODE 77)
   endforeach()
+  # Membership table (issue 13): kill for good, join while a client runs,
+  # pause past the lease (tests/cluster/lib.sh: table_conf).
+  foreach(t failover join pause)
+    add_test(NAME cluster.${t}
+             COMMAND ${MP_BASH} ${_mp_cluster_dir}/test_cluster_${t}.sh $<TARGET_FILE:moonpool>)
+    set_tests_properties(cluster.${t}
+                         PROPERTIES TIMEOUT 240 LABELS cluster RESOURCE_LOCK mp_cluster_ports
+                                    SKIP_RETURN_CODE 77)
+  endforeach()
   set_tests_properties(cluster.basic cluster.config cluster.namespace ${_mp_cluster_pg_test}
                        cluster.interrupt cluster.auth cluster.tls cluster.storage_id cluster.metrics cluster.members cluster.sdnotify cluster.workload
                        cluster.kill_mid_workload

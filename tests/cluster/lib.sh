@@ -140,3 +140,149 @@ expect_status() {
 expect_in() {
     grep -qF -- "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "$3: '$2' not found"; }
 }
+
+# ---- clusters on the membership table (issue 13) ---------------------------
+
+# table_conf FILE SELF MEMBER...: the config of node SELF (or of a client:
+# SELF = -, no [node] section) in a cluster of MEMBERs (its seed list) with
+# [membership] mode = table: every node shares the SQLite file
+# $TMP/cluster.db (the table and the actors' state), each has its data_dir
+# $TMP/d_<its port> (incarnation file). [timeouts] heartbeat and
+# peer_timeout are TABLE_HEARTBEAT (default 200ms) and TABLE_PEER_TIMEOUT
+# (default 1s), left out when set to ""; TABLE_EXTRA (lines) is appended.
+table_conf() {
+    local file=$1 self=$2 m members=""
+    shift 2
+    for m in "$@"; do members="${members:+$members, }$m"; done
+    {
+        printf '[cluster]\nnamespace = mt\nmembers = %s\n' "$members"
+        if [ "$self" != - ]; then
+            printf '[node]\naddress = %s\ndata_dir = %s\nlog_level = info\n' \
+                "$self" "$TMP/d_${self##*:}"
+        fi
+        printf '[storage]\nprovider = sqlite\npath = %s\n' "$TMP/cluster.db"
+        printf '[timeouts]\ncall = 10s\nshutdown = 5s\n'
+        [ -z "${TABLE_HEARTBEAT-200ms}" ] || printf 'heartbeat = %s\n' "${TABLE_HEARTBEAT-200ms}"
+        [ -z "${TABLE_PEER_TIMEOUT-1s}" ] || printf 'peer_timeout = %s\n' "${TABLE_PEER_TIMEOUT-1s}"
+        printf '[membership]\nmode = table\n'
+        [ -z "${TABLE_EXTRA:-}" ] || printf '%s\n' "$TABLE_EXTRA"
+    } >"$file"
+}
+
+# start_table_cluster N: N nodes on free ports, configs $TMP/nodeI.conf
+# (table_conf, every node seeds every other), logs $TMP/nodeI.log; sets
+# ADDR1..N, PID1..N and TABLE_ADDRS; waits for every ready line. Retries
+# with other ports if one was taken meanwhile.
+start_table_cluster() {
+    local n=$1 attempt i p a pid ok
+    for attempt in 1 2 3; do
+        TABLE_ADDRS=""
+        for i in $(seq 1 "$n"); do
+            p=$(free_port) || fail "no free port"
+            TABLE_ADDRS="$TABLE_ADDRS 127.0.0.1:$p"
+        done
+        [ "$(printf '%s\n' $TABLE_ADDRS | sort -u | wc -l)" = "$n" ] || continue
+        i=0
+        for a in $TABLE_ADDRS; do
+            i=$((i + 1))
+            eval "ADDR$i=$a"
+            # shellcheck disable=SC2086
+            table_conf "$TMP/node$i.conf" "$a" $TABLE_ADDRS
+        done
+        for i in $(seq 1 "$n"); do
+            start_node "$TMP/node$i.conf" "$TMP/node$i.log"
+            eval "PID$i=$NODE_PID"
+        done
+        ok=1
+        for i in $(seq 1 "$n"); do
+            eval "pid=\$PID$i"
+            wait_log "$TMP/node$i.log" "moonpool node ready:" 1 "$pid" 30 || ok=0
+        done
+        [ $ok = 1 ] && return 0
+        if grep -q "in use" "$TMP"/node*.log; then
+            for i in $(seq 1 "$n"); do
+                eval "pid=\$PID$i"
+                kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+            done
+            rm -rf "$TMP"/node*.log "$TMP"/cluster.db* "$TMP"/d_*
+            continue
+        fi
+        fail "the nodes did not become ready"
+    done
+    fail "could not find free ports in 3 attempts"
+}
+
+# member_rows CONF: the rows of `moonpool members --raw` (address,
+# incarnation, status, ...), or nothing if the table cannot be read now.
+member_rows() { timeout 30 "$MP" members --cluster "$1" --raw 2>/dev/null || true; }
+
+# wait_member CONF ADDR INC STATUS SECS: until the table has that row
+# (polled, bounded); returns 1 if it never did.
+wait_member() {
+    local conf=$1 addr=$2 inc=$3 status=$4 secs=$5 i
+    for i in $(seq 1 $((secs * 10))); do
+        member_rows "$conf" | awk -v a="$addr" -v n="$inc" -v s="$status" \
+            '$1 == a && $2 == n && ($3 == s || index($3, s "(") == 1) { f = 1 } END { exit !f }' && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# call_bg OUT ARGS...: `moonpool call ARGS...` in the background: stdout in
+# OUT, stderr in OUT.err, exit status in OUT.st; wait_calls waits for all.
+CALL_PIDS=""
+call_bg() {
+    local out=$1
+    shift
+    rm -f "$out" "$out.err" "$out.st"
+    (
+        st=0
+        timeout 60 "$MP" call "$@" >"$out" 2>"$out.err" || st=$?
+        echo "$st" >"$out.st"
+    ) &
+    CALL_PIDS="$CALL_PIDS $!"
+}
+wait_calls() {
+    local p
+    for p in $CALL_PIDS; do wait "$p" 2>/dev/null || true; done
+    CALL_PIDS=""
+}
+
+# now_ms: wall-clock milliseconds (for the figures tests print, never for
+# an assertion).
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# until_all SECS START_FN CHECK_FN KEY...: rounds of calls, one per key not
+# done yet, all at once: START_FN KEY OUT starts it (call_bg OUT ...), then
+# CHECK_FN KEY OUT returns 0 when that key is done (it may fail the test on
+# a wrong answer). Returns 1 if keys remain after SECS (set in UNTIL_LEFT);
+# UNTIL_ROUNDS counts the rounds.
+until_all() {
+    local secs=$1 start=$2 check=$3 end k left
+    shift 3
+    end=$(($(now_ms) + secs * 1000))
+    left="$*"
+    UNTIL_ROUNDS=0
+    while [ -n "$left" ]; do
+        [ "$(now_ms)" -lt "$end" ] || { UNTIL_LEFT=$left; return 1; }
+        UNTIL_ROUNDS=$((UNTIL_ROUNDS + 1))
+        for k in $left; do "$start" "$k" "$TMP/call.$k"; done
+        wait_calls
+        local next=""
+        for k in $left; do "$check" "$k" "$TMP/call.$k" || next="$next $k"; done
+        left=${next# }
+    done
+    UNTIL_LEFT=""
+    return 0
+}
+
+# bank_activations CONF ADDR: the BankAccount activations node ADDR reports
+# (`moonpool stats`); empty if it did not answer.
+bank_activations() {
+    timeout 30 "$MP" stats --cluster "$1" --node "$2" --raw 2>/dev/null |
+        sed -n 's/.*"BankAccount":\([0-9]*\).*/\1/p' | head -n 1
+}
+
+# has_balance FILE N: FILE holds a BankAccount reply with balance N (a
+# retried deposit whose first attempt ran answers {"balance":N,"dup":true}).
+has_balance() { grep -qE "\"balance\":$2[,}]" "$1"; }

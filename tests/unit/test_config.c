@@ -699,6 +699,137 @@ static void test_tls_and_operations_keys(void **state)
     assert_non_null(strstr(e.message, "use text or json"));
 }
 
+/* [membership]: mode, the lease keys, their ranges and cross-key rules,
+ * mapped onto mp_node_config and formatted back. */
+static void test_membership_keys(void **state)
+{
+    (void)state;
+    const uint64_t ms = 1000000ull, s = 1000ull * ms;
+    mp_config c;
+    mp_node_config nc;
+    char buf[2048];
+    /* Default: static, nothing set, the node config's defaults (0). */
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n", &c, NULL), MP_OK);
+    assert_false(c.membership_table);
+    assert_int_equal(c.lease_ns, 0);
+    assert_int_equal(c.membership_votes, 0);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_false(nc.membership);
+    assert_int_equal(nc.lease_ns, 0);
+    int n = mp_config_format(&c, buf, sizeof buf);
+    assert_true(n > 0 && (size_t)n < sizeof buf);
+    assert_non_null(strstr(buf, "\n[membership]\nmode = static\n"));
+    assert_null(strstr(buf, "lease"));
+    check_round_trip(&c);
+    mp_config_free(&c);
+
+    /* Table mode with every key: parsed, passed on, formatted back. */
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n"
+                                "[membership]\nmode = table\nlease = 2s\nmargin = 400ms\n"
+                                "poll = 250ms\nvotes = 3\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_true(c.membership_table);
+    assert_int_equal(c.lease_ns, 2 * s);
+    assert_int_equal(c.lease_margin_ns, 400 * ms);
+    assert_int_equal(c.membership_poll_ns, 250 * ms);
+    assert_int_equal(c.membership_votes, 3);
+    assert_int_equal(mp_config_to_node_config(&c, &nc), MP_OK);
+    assert_true(nc.membership);
+    assert_int_equal(nc.lease_ns, 2 * s);
+    assert_int_equal(nc.lease_margin_ns, 400 * ms);
+    assert_int_equal(nc.membership_poll_ns, 250 * ms);
+    assert_int_equal(nc.membership_votes, 3);
+    assert_null(nc.on_declared_dead); /* the host sets it */
+    n = mp_config_format(&c, buf, sizeof buf);
+    assert_true(n > 0 && (size_t)n < sizeof buf);
+    assert_non_null(strstr(buf, "\n[membership]\nmode = table\nlease = 2s\nmargin = 400ms\n"
+                                "poll = 250ms\nvotes = 3\n"));
+    check_round_trip(&c);
+    mp_config d;
+    assert_int_equal(parse(BASE "[node]\naddress = 127.0.0.1:7001\n"
+                                "[membership]\nmode = table\nlease = 2s\nmargin = 400ms\n"
+                                "poll = 250ms\nvotes = 2\n",
+                           &d, NULL),
+                     MP_OK);
+    assert_false(mp_config_equal(&c, &d));
+    mp_config_free(&d);
+    mp_config_free(&c);
+
+    /* Table mode alone: the lease follows peer_timeout in the node; the
+     * bounds are inclusive (margin and poll equal to the lease). */
+    assert_int_equal(parse(BASE "[storage]\nprovider = postgres\nconninfo = dbname=x\n"
+                                "[membership]\nmode = table\n",
+                           &c, NULL),
+                     MP_OK);
+    assert_true(c.membership_table);
+    assert_int_equal(c.lease_ns, 0);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[timeouts]\nheartbeat = 200ms\npeer_timeout = 1s\n"
+                                "[membership]\nmode = table\nmargin = 500ms\npoll = 500ms\n",
+                           &c, NULL),
+                     MP_OK);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[membership]\nmode = table\nlease = 100ms\nmargin = 1ms\n"
+                                "poll = 10ms\nvotes = 256\n",
+                           &c, NULL),
+                     MP_OK);
+    check_round_trip(&c);
+    mp_config_free(&c);
+    assert_int_equal(parse(BASE "[membership]\nmode = static\n", &c, NULL), MP_OK);
+    assert_false(c.membership_table);
+    mp_config_free(&c);
+
+    /* Errors: each names its line and says what to do. */
+    expect_error(BASE "[membership]\nmode = dynamic\n", 5,
+                 "bad membership mode 'dynamic' (use static or table)");
+    expect_error(BASE "[storage]\nprovider = memory\n[membership]\nmode = table\n", 7,
+                 "'mode = table' keeps the membership table in storage every member shares: "
+                 "use provider sqlite (one file for all nodes) or postgres; memory storage is "
+                 "private to each process");
+    expect_error(BASE "[membership]\nlease = 2s\n", 5,
+                 "'lease' applies only with 'mode = table' in [membership] (the mode is "
+                 "static, the default)");
+    expect_error(BASE "[membership]\nmode = static\nvotes = 2\n", 6,
+                 "'votes' applies only with 'mode = table' in [membership] (the mode is static)");
+    expect_error(BASE "[membership]\nmode = table\nlease = 99ms\n", 6,
+                 "'lease' must be between 100ms and 1h (got '99ms')");
+    expect_error(BASE "[membership]\nmode = table\nlease = 61m\n", 6,
+                 "'lease' must be between 100ms and 1h (got '61m')");
+    expect_error(BASE "[membership]\nmode = table\nmargin = 0ms\n", 6,
+                 "'margin' must be between 1ms and 1h (got '0ms')");
+    expect_error(BASE "[membership]\nmode = table\npoll = 9ms\n", 6,
+                 "'poll' must be between 10ms and 1h (got '9ms')");
+    expect_error(BASE "[membership]\nmode = table\nvotes = 0\n", 6,
+                 "'votes' must be between 1 and 256 (got '0')");
+    expect_error(BASE "[membership]\nmode = table\nvotes = 257\n", 6,
+                 "'votes' must be between 1 and 256 (got '257')");
+    expect_error(BASE "[membership]\nmode = table\nvotes = two\n", 6,
+                 "bad number 'two' for 'votes'");
+    expect_error(BASE "[membership]\nmode = table\nlease = 1s\nmargin = 1001ms\n", 7,
+                 "'margin' (1001ms) must be at most the lease (1s)");
+    expect_error(BASE "[membership]\nmode = table\nlease = 1s\npoll = 2s\n", 7,
+                 "'poll' (2s) must be at most the lease (1s)");
+    expect_error(BASE "[timeouts]\nheartbeat = 200ms\npeer_timeout = 1s\n"
+                      "[membership]\nmode = table\nmargin = 501ms\n",
+                 9, "'margin' (501ms) must be at most the lease (500ms, peer_timeout / 2)");
+    expect_error(BASE "[timeouts]\nheartbeat = 10ms\npeer_timeout = 150ms\n"
+                      "[membership]\nmode = table\n",
+                 8, "the lease (peer_timeout / 2 = 75ms, the default) must be between 100ms "
+                    "and 1h: set 'lease' in [membership]");
+    expect_error(BASE "[timeouts]\npeer_timeout = 3h\n[membership]\nmode = table\n", 7,
+                 "the lease (peer_timeout / 2 = 90m, the default) must be between");
+    expect_error(BASE "[membership]\nmode = table\nlease = 2s\nlease = 3s\n", 7,
+                 "duplicate key 'lease' in [membership]");
+    expect_error(BASE "[membership]\nleese = 2s\n", 5, "did you mean 'lease'");
+    expect_error(BASE "[membership]\nmembers = 127.0.0.1:1\n", 5,
+                 "key 'members' belongs in [cluster], not in [membership]");
+    expect_error(BASE "[timeouts]\nlease = 2s\n", 5,
+                 "key 'lease' belongs in [membership], not in [timeouts]");
+    expect_error(BASE "[membershp]\n", 4, "did you mean [membership]");
+}
+
 static void test_names_match_runtime(void **state)
 {
     (void)state;
@@ -833,6 +964,7 @@ int main(void)
         cmocka_unit_test(test_liveness_keys),
         cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_tls_and_operations_keys),
+        cmocka_unit_test(test_membership_keys),
         cmocka_unit_test(test_names_match_runtime),
         cmocka_unit_test(test_format_buffer),
         cmocka_unit_test(test_load_file),

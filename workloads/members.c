@@ -61,6 +61,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -213,6 +214,19 @@ typedef struct mb_world {
 
 static __thread mb_world *g_world;
 
+/* --trace: the oracle's events on stderr, one line each, in simulated time. */
+static void tr(mb_world *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tr(mb_world *w, const char *fmt, ...)
+{
+    if (!w->trace) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%.6f members: ", (double)mp_sim_now(w->sim) / 1e9);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
 /* ---- reporting -------------------------------------------------------------- */
 
 static void push_quiet(mb_world *w, uint64_t until)
@@ -289,6 +303,7 @@ static int reg_activate(mp_actor *self, void *instance)
                            .created = mp_sim_now(w->sim)};
     in->act = id;
     in->self = self;
+    tr(w, "r-%u activation %u created on m%d inc %u", a, id, node, w->acts[id].inc);
     return 0;
 }
 
@@ -297,6 +312,7 @@ static void turn_end(mb_world *w, uint32_t act)
 {
     mb_actor_obs *o = &w->obs[w->acts[act].actor];
     if (o->open_act == act) o->open_act = 0;
+    tr(w, "r-%u activation %u turn ends", w->acts[act].actor, act);
 }
 
 /* A turn of activation `act` starts now (I1). */
@@ -305,6 +321,8 @@ static void turn_start(mb_world *w, uint32_t act, uint32_t op)
     mb_actor_obs *o = &w->obs[w->acts[act].actor];
     uint64_t now = mp_sim_now(w->sim);
     o->turns++;
+    tr(w, "r-%u activation %u turn starts: %s op %u", w->acts[act].actor, act,
+       kind_name(w->ops[op].kind), op);
     if (o->open_act != 0 && !mp_sim_failed(w->sim)) {
         char a[200], b[200];
         act_desc(w, o->open_act, a, sizeof a);
@@ -327,7 +345,10 @@ static void act_ended(mb_inst *in)
     mb_world *w = g_world;
     if (!w || in->act == 0 || in->act >= w->nacts) return;
     mb_act *a = &w->acts[in->act];
-    if (!a->ended) a->ended = mp_sim_now(w->sim);
+    if (!a->ended) {
+        a->ended = mp_sim_now(w->sim);
+        tr(w, "r-%u activation %u ended", a->actor, in->act);
+    }
     turn_end(w, in->act); /* a turn its process's death cut short */
     in->msg = NULL;
 }
@@ -404,13 +425,14 @@ static void check_value(mb_world *w, unsigned actor, int64_t ver, int64_t opi, c
     char a[200] = "";
     if (act) act_desc(w, act, a, sizeof a);
     if (ver < o->acked_ver || (ver == o->acked_ver && ver > 0 && opi != (int64_t)o->acked_op)) {
+        char b[200];
+        act_desc(w, w->ops[o->acked_op].act, b, sizeof b);
         mp_sim_fail(w->sim,
-                    "members: I3 stale read: r-%u: %s (op %u) at %.3f s %s returns version "
+                    "members: I3 stale read: r-%u: %s (op %u) at %.3f s in %s returns version "
                     "%" PRId64 " (write op %" PRId64 "), but write op %u saved version %" PRId64
-                    " at %.3f s in activation %u",
+                    " at %.3f s in %s",
                     actor, who, reader_op, (double)mp_sim_now(w->sim) / 1e9, a, ver, opi,
-                    o->acked_op, o->acked_ver, (double)o->acked_at / 1e9,
-                    w->ops[o->acked_op].act);
+                    o->acked_op, o->acked_ver, (double)o->acked_at / 1e9, b);
         return;
     }
     if (ver == 0) return;
@@ -436,6 +458,8 @@ static void h_read(mp_actor *self, void *inst, mp_msg *msg, const void *payload,
     if (!op) return;
     int64_t ver, opi;
     state_of(self, &ver, &opi);
+    tr(w, "r-%u activation %u read op %u: version %" PRId64 " op %" PRId64, op->actor, in->act,
+       (unsigned)(op - w->ops), ver, opi);
     check_value(w, op->actor, ver, opi, "read", (uint32_t)(op - w->ops), in->act);
     /* A value another activation wrote, read by this one. */
     MP_SOMETIMES(ver > 0 && opi >= 0 && (uint64_t)opi < w->nops &&
@@ -455,6 +479,8 @@ static void persisted(void *ud, int status)
     in->msg = NULL;
     mb_op *op = &w->ops[in->op];
     mb_actor_obs *o = &w->obs[op->actor];
+    tr(w, "r-%u activation %u write op %u version %" PRId64 " saved: %s", op->actor, in->act,
+       in->op, op->ver, mp_status_name(status));
     if (status == 0) {
         op->committed = 1;
         if (op->ver <= o->acked_ver && !mp_sim_failed(w->sim)) {
@@ -500,6 +526,8 @@ static void h_write(mp_actor *self, void *inst, mp_msg *msg, const void *payload
     in->prev_ver = ver;
     in->prev_op = opi;
     if (op->nexec == 1) op->ver = ver + 1;
+    tr(w, "r-%u activation %u write op %u: version %" PRId64 " -> %" PRId64, op->actor, in->act,
+       idx, ver, ver + 1);
     json_t *s = json_pack("{s:I,s:I}", "ver", (json_int_t)(ver + 1), "op", (json_int_t)idx);
     if (!s) {
         reply_and_end(w, in, msg, MP_ENOMEM, "no memory");
@@ -674,6 +702,8 @@ static void restart_dead(void *ud)
     if (!w->killed[r->index] && mp_sim_process_running(w->sim, pid) &&
         mp_sim_process_incarnation(w->sim, pid) == r->inc) {
         uint64_t delay = mp_sim_random_below(w->sim, 300 * MS);
+        tr(w, "m%d inc %u declared dead: killed, restarts in %.3f s", r->index, r->inc,
+           (double)delay / 1e9);
         mp_sim_kill(w->sim, pid);
         if (mp_sim_restart(w->sim, pid, delay) == 0) {
             w->n_dead_restarts++;
@@ -794,6 +824,7 @@ static void join_cb(void *ud)
         mp_sim_fail(w->sim, "members: cannot spawn joiner m%d", a->index);
         return;
     }
+    tr(w, "m%d joins", a->index);
     MP_SOMETIMES(true, "members.join");
 }
 
@@ -833,6 +864,7 @@ static void chaos(void *ud)
         case 2: { /* pause longer than the lease */
             uint64_t d = MB_LEASE_NS + MB_LEASE_NS / 2 +
                          mp_sim_random_below(w->sim, MB_LEASE_NS + MB_LEASE_NS / 2);
+            tr(w, "chaos: pause m%d for %.3f s", m, (double)d / 1e9);
             if (mp_sim_pause(w->sim, pid, d) == 0) {
                 push_quiet(w, now + d);
                 MP_SOMETIMES(true, "members.pause");
@@ -845,6 +877,7 @@ static void chaos(void *ud)
             for (int j = 0; j < w->nodes; j++)
                 if (j != m && w->spawned[j]) mp_sim_partition(w->sim, pid, w->pids[j], d);
             push_quiet(w, now + d);
+            tr(w, "chaos: cut m%d from its peers for %.3f s", m, (double)d / 1e9);
             MP_SOMETIMES(true, "members.cut_from_peers");
             if (d > MB_LEASE_NS + MB_MARGIN_NS) MP_SOMETIMES(true, "members.cut_from_peers_long");
             break;
@@ -854,6 +887,7 @@ static void chaos(void *ud)
             uint64_t d = 500 * MS + mp_sim_random_below(w->sim, 2500 * MS);
             mp_sim_partition(w->sim, pid, w->db_pid, d);
             push_quiet(w, now + d);
+            tr(w, "chaos: cut m%d from the db for %.3f s", m, (double)d / 1e9);
             MP_SOMETIMES(true, "members.cut_from_db");
             if (d > MB_LEASE_NS + MB_MARGIN_NS) MP_SOMETIMES(true, "members.cut_from_db_long");
             break;
@@ -862,6 +896,7 @@ static void chaos(void *ud)
         case 8: { /* graceful leave, then rejoin as a new incarnation */
             uint64_t deadline = 1 * SEC;
             uint64_t delay = 500 * MS + mp_sim_random_below(w->sim, 2500 * MS);
+            tr(w, "chaos: graceful leave of m%d, back in %.3f s", m, (double)delay / 1e9);
             if (mp_sim_stop(w->sim, pid, deadline, delay) == 0) {
                 push_quiet(w, now + deadline + 1 * SEC + delay);
                 MP_SOMETIMES(true, "members.leave");
@@ -872,6 +907,7 @@ static void chaos(void *ud)
             if (w->kills < MB_MAX_KILLS && alive_members(w) > MB_MIN_ALIVE &&
                 mp_sim_kill(w->sim, pid) == 0) {
                 w->killed[m] = true;
+                tr(w, "chaos: m%d killed for good", m);
                 w->kills++;
                 MP_SOMETIMES(true, "members.kill");
             }

@@ -543,7 +543,6 @@ static void h_write(mp_actor *self, void *inst, mp_msg *msg, const void *payload
         op->committed = -1;
         json_t *p = json_pack("{s:I,s:I}", "ver", (json_int_t)ver, "op", (json_int_t)opi);
         if (p) mp_state_set(self, p);
-        if (rc == MP_EUNAVAIL) MP_SOMETIMES(true, "members.persist_refused_no_lease");
         mp_actor_deactivate(self);
         reply_and_end(w, in, msg, rc, "persist refused");
     }
@@ -1212,6 +1211,22 @@ static const char *const mb_coverage[] = {
     "members.call_failed",
     "members.read_after_reactivation",
     "members.stored_checked",
+    "members.persist_failed",
+    /* the runtime's membership sites (src/runtime) */
+    "actor.register_not_owner",
+    "actor.lookup_not_owner",
+    "actor.activation_refused_not_serving",
+    "actor.declared_dead",
+    "actor.membership_reregistered",
+    "actor.member_taken_over",
+    "actor.membership_report_echoed",
+    "actor.membership_rebuilt_early",
+    "actor.lease_lapsed",
+    "actor.lease_serving_again",
+    "actor.register_owner_moved",
+    "actor.no_member_hosts_type",
+    "actor.lookup_retried_on_view_change",
+    "actor.refused_not_serving",
     NULL,
 };
 

@@ -35,6 +35,15 @@
  * A member whose on_declared_dead runs is killed and restarted by the
  * workload (new incarnation), as a host would re-execute itself.
  *
+ * Two limits of the simulator as it is today (docs/membership.md,
+ * "Simulation"): every node calls the db process's simulated storage
+ * directly, not over the simulated network, so a partition between a
+ * member and the db changes nothing for its storage operations (the "cut
+ * from the db" fault is in place for when storage goes through the
+ * network), and a storage callback runs in its caller's process even while
+ * that process is paused (a write turn ends during a pause instead of
+ * spanning it).
+ *
  * The actor Reg keeps {"ver": n, "op": i} in persisted state: write(i) sets
  * ver + 1 and op i, persists, and replies only when the save reported back
  * (on failure it puts the old value back and deactivates); read replies
@@ -168,6 +177,8 @@ typedef struct mb_arg {
 typedef enum { P_CHAOS = 0, P_DRAIN, P_PROBE, P_STORED, P_DONE } mb_phase;
 
 typedef struct mb_probe {
+    struct mb_world *w;
+    int actor;
     bool waiting, ok;
     uint64_t ok_at;
     uint64_t next_at;
@@ -190,7 +201,11 @@ typedef struct mb_world {
     int pids[MB_MAX_NODES];
     bool spawned[MB_MAX_NODES];
     bool killed[MB_MAX_NODES]; /* permanently */
-    uint32_t dead_inc[MB_MAX_NODES]; /* incarnation declared dead, pending */
+    struct mb_restart {
+        struct mb_world *w;
+        int index;
+        uint32_t inc; /* incarnation declared dead (0: none pending) */
+    } restarts[MB_MAX_NODES];
     mb_arg args[MB_MAX_NODES];
     int db_pid;
     void *disk;
@@ -686,11 +701,7 @@ static void node_stop(void *state, uint64_t deadline_ns)
     mp_node_shutdown(n->node, deadline_ns, shutdown_done, n);
 }
 
-typedef struct mb_restart {
-    mb_world *w;
-    int index;
-    uint32_t inc;
-} mb_restart;
+typedef struct mb_restart mb_restart;
 
 /* World level: kill the incarnation declared dead and boot a new one. */
 static void restart_dead(void *ud)
@@ -710,24 +721,19 @@ static void restart_dead(void *ud)
             MP_SOMETIMES(true, "members.dead_restarted");
         }
     }
-    free(r);
+    r->inc = 0;
 }
 
 static void on_declared_dead(void *ud)
 {
     mb_node *n = ud;
     mb_world *w = n->w;
-    mb_restart *r = malloc(sizeof *r);
-    if (!r) {
-        mp_sim_fail(w->sim, "members: out of memory (restart)");
-        return;
-    }
-    *r = (mb_restart){w, n->index, mp_sim_process_incarnation(w->sim, w->pids[n->index])};
+    mb_restart *r = &w->restarts[n->index];
     MP_SOMETIMES(true, "members.declared_dead");
-    if (mp_sim_schedule(w->sim, 0, restart_dead, r) != 0) {
-        free(r);
+    if (r->inc != 0) return; /* a restart is already scheduled */
+    *r = (mb_restart){w, n->index, mp_sim_process_incarnation(w->sim, w->pids[n->index])};
+    if (mp_sim_schedule(w->sim, 0, restart_dead, r) != 0)
         mp_sim_fail(w->sim, "members: out of memory (restart)");
-    }
 }
 
 static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
@@ -920,18 +926,12 @@ static void chaos(void *ud)
 
 /* ---- liveness and the end -------------------------------------------------------- */
 
-typedef struct mb_probe_call {
-    mb_world *w;
-    int actor;
-} mb_probe_call;
-
 static void probe_reply(void *ud, int status, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    mb_probe_call *pc = ud;
-    mb_world *w = pc->w;
-    mb_probe *p = &w->probes[pc->actor];
+    mb_probe *p = ud;
+    mb_world *w = p->w;
     p->waiting = false;
     p->status = status;
     if (status == 0 && !p->ok) {
@@ -940,7 +940,6 @@ static void probe_reply(void *ud, int status, const void *data, size_t len)
     } else if (status != 0) {
         p->next_at = mp_sim_now(w->sim) + MB_PROBE_RETRY_NS;
     }
-    free(pc);
 }
 
 /* A running, serving member to call from (round robin), or NULL. */
@@ -989,17 +988,12 @@ static void probe_send(mb_world *w, int a)
     int pl = snprintf(payload, sizeof payload, "%u", i);
     mp_ref ref;
     if (mp_ref_get(n->node, MB_TYPE, key, &ref) != 0) return;
-    mb_probe_call *pc = malloc(sizeof *pc);
-    if (!pc) {
-        mp_sim_fail(w->sim, "members: out of memory (probe)");
-        return;
-    }
-    *pc = (mb_probe_call){w, a};
+    p->w = w;
+    p->actor = a;
     mp_call_opts opts = {.timeout_ns = MB_PROBE_TIMEOUT_NS};
     p->waiting = true;
-    int rc = mp_call(n->node, &ref, "read", payload, (size_t)pl, &opts, probe_reply, pc);
+    int rc = mp_call(n->node, &ref, "read", payload, (size_t)pl, &opts, probe_reply, p);
     if (rc != 0) {
-        free(pc);
         p->waiting = false;
         p->next_at = mp_sim_now(w->sim) + MB_PROBE_RETRY_NS;
     }

@@ -411,7 +411,7 @@ int mp__members_start(mp_node *n)
     n->members = ms;
     rc = mp__magent_join(ms->agent);
     if (rc < 0) {
-        mp__members_free(n, false);
+        mp__members_free(n);
         return rc;
     }
     return MP_OK;
@@ -443,14 +443,15 @@ bool mp__members_leave(mp_node *n, void (*cb)(mp_node *n))
     return mp__magent_leave(ms->agent, left, n) == MP_OK;
 }
 
-void mp__members_free(mp_node *n, bool now)
+void mp__members_free(mp_node *n)
 {
     mp_members *ms = n->members;
     if (!ms) return;
-    if (now)
-        mp__magent_free_now(ms->agent);
-    else
-        mp__magent_free(ms->agent);
+    /* Detached, also for a kill: the table's storage is shared and lives
+     * on, so a load or save in flight completes later into the detached
+     * ticket, which its callback frees (freeing it now was a double free:
+     * members workload, seeds 14..16). */
+    mp__magent_free(ms->agent);
     for (size_t i = 0; i < MP_MAX_MEMBERS; i++) free(ms->types[i]);
     free(ms);
     n->members = NULL;

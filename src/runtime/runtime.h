@@ -281,7 +281,7 @@ static inline void mp__ref_copy(mp_ref *dst, const mp_ref *src)
 /* members.c: membership in the runtime (NULL-safe: a static cluster has
  * no mp_members and these are no-ops or "yes"). */
 int mp__members_start(mp_node *n);
-void mp__members_free(mp_node *n, bool now);
+void mp__members_free(mp_node *n);
 void mp__members_check_lease(mp_node *n, uint64_t now);
 bool mp__members_serving(mp_node *n);
 /* The same with the lease checked now (a persist: its write must not

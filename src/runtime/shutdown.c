@@ -65,7 +65,7 @@ static void release_all(mp_node *n)
         mp__ccall_free(n, MP_CONTAINER_OF(ln, mp_ccall, link));
     assert(mp_catalog_count(&n->catalog) == 0);
     assert(mp_list_empty(&n->pending_list) && mp_list_empty(&n->ctx_list));
-    mp__members_free(n, n->killing);
+    mp__members_free(n);
     mp_state_node_free(n);
     mp_calls_free(&n->calls, false, 0);
     mp_catalog_free(&n->catalog);

@@ -24,6 +24,18 @@ install(TARGETS ${MP_LIB_TARGETS} EXPORT moonpoolTargets
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS moonpool RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# The systemd unit (contrib/systemd): its ExecStart names the installed
+# binary, so it is written at install time, when `cmake --install --prefix`
+# may have changed the prefix (DESTDIR is staging only, not in the path).
+install(CODE "
+  set(_bindir \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}\")
+  file(READ \"${PROJECT_SOURCE_DIR}/contrib/systemd/moonpool@.service.in\" _unit)
+  string(REPLACE \"@MP_FULL_BINDIR@\" \"\${_bindir}\" _unit \"\${_unit}\")
+  set(_dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\")
+  message(STATUS \"Installing: \${_dir}/moonpool@.service\")
+  file(MAKE_DIRECTORY \"\${_dir}\")
+  file(WRITE \"\${_dir}/moonpool@.service\" \"\${_unit}\")
+")
 
 # ---- pkg-config ---------------------------------------------------------------
 # prefix relative to the .pc file's directory (lib/pkgconfig -> ../..).

@@ -16,6 +16,7 @@ static const mp_sim_workload *const builtin[] = {
     &mp_workload_bank,
     &mp_workload_bank_durable,
     &mp_workload_exec,
+    &mp_workload_members,
 };
 
 void mp_sim_workloads_register_builtin(void)

@@ -28,6 +28,10 @@ extern const mp_sim_workload mp_workload_bank_durable;
 /* Issue 11: every execution of every call observed (workloads/exec_record.c). */
 extern const mp_sim_workload mp_workload_exec;
 
+/* Issue 13: membership under joins, leaves, kills, pauses past the lease and
+ * partitions; every turn observed (workloads/members.c). */
+extern const mp_sim_workload mp_workload_members;
+
 /* The bank driver's callbacks (workloads/bank.c), shared by both. */
 int mp_bank_wl_setup_durable(mp_sim *sim, const mp_workload_params *params,
                              void **state);

@@ -92,8 +92,12 @@ int mp_node_run(const char *config_path, const char *id_override,
 /* Endpoint (mp_node_run_options.metrics_address): HTTP/1.0, one GET per
  * connection. /metrics answers 200 text/plain; version=0.0.4 with the
  * mp_node_get_stats counters as moonpool_* metrics (HELP and TYPE lines),
- * moonpool_uptime_seconds, moonpool_ready and moonpool_node_info (address,
- * namespace, incarnation labels); /healthz 200 "ok" while the loop runs;
+ * moonpool_uptime_seconds, moonpool_ready, moonpool_node_info (address,
+ * namespace, incarnation labels), moonpool_build_info (version), the
+ * histograms moonpool_call_latency_seconds and moonpool_persist_latency_
+ * seconds (mp_node_get_latency), moonpool_serving and, per member,
+ * moonpool_member_live / moonpool_member_active (mp_node_member_info_at);
+ * /healthz 200 "ok" while the loop runs;
  * /readyz 200 "ready" while the node serves, 503 "stopping" once shutdown
  * began; other paths 404, other methods 405. A request head is at most 4 KiB
  * (431), an exchange at most 5 s, at most 16 connections are open (more are

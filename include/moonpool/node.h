@@ -262,6 +262,47 @@ typedef struct mp_node_stats {
  * catalog (any state). */
 void mp_node_get_stats(mp_node *node, mp_node_stats *out);
 
+/* Latency distributions since the node was created, as cumulative counts
+ * at fixed bounds (Prometheus histogram buckets): le[i] counts samples of
+ * at most mp_node_latency_bound_ns(i) (from 100 us to 10 s, in 1-2.5-5
+ * steps), never overstated (a sample near a bound may count in the next
+ * one); count and sum_ns cover every sample. */
+#define MP_NODE_LATENCY_BOUNDS 16
+typedef struct mp_node_latency {
+    uint64_t count;
+    uint64_t sum_ns;
+    uint64_t le[MP_NODE_LATENCY_BOUNDS];
+} mp_node_latency;
+
+/* The i-th bound in ns (i < MP_NODE_LATENCY_BOUNDS), 0 past the last. */
+uint64_t mp_node_latency_bound_ns(size_t i);
+
+/* call: this node's mp_call calls (members; not client-only nodes), from
+ * mp_call to the completion (reply, error or timeout), one call in 8
+ * sampled (a clock read per call would cost 5% of a core at 2M calls/s;
+ * calls_out counts them all); persist: every state persist
+ * (mp_state_persist). Either may be NULL. */
+void mp_node_get_latency(mp_node *node, mp_node_latency *call, mp_node_latency *persist);
+
+/* One member as this node sees it (membership: docs/membership.md). */
+typedef struct mp_node_member_info {
+    const char *addr;     /* valid while the node lives */
+    uint32_t incarnation; /* newest seen in the table; 0: static cluster or
+                             never seen */
+    bool live;            /* may be serving: owns directory partitions */
+    bool active;          /* active in the table: new activations go there */
+} mp_node_member_info;
+
+/* Members known to the node: the configured list, then members learnt from
+ * the table, in a fixed order. Fills *out for i < count and returns count
+ * (so i = 0 with out = NULL asks for the count). In a static cluster every
+ * member is live and active. */
+size_t mp_node_member_info_at(mp_node *node, size_t i, mp_node_member_info *out);
+
+/* Whether the node runs turns now: always true in a static cluster; with
+ * membership, while its lease is valid and it was not declared dead. */
+bool mp_node_serving(mp_node *node);
+
 /* Visit every live activation of this node, i.e. in state Activating or
  * Valid (deterministic order: creation). fn must not call into the node.
  * `ref` is valid only during that call of fn. For tests and the

@@ -257,6 +257,7 @@ static void on_timer(void *ud)
         index_remove(c, r);
         mp_reply_cb cb = r->cb;
         void *cud = r->ud;
+        if (r->started && c->latency) mp_hist_record(c->latency, now - r->started);
         rec_release(c, r);
         c->timeouts++;
         MP_SOMETIMES(true, "actor.timeout");
@@ -296,10 +297,20 @@ int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
 int mp_calls_add_at(mp_calls *c, uint64_t deadline, mp_reply_cb cb, void *ud,
                     uint64_t *corr)
 {
+    return mp_calls_add_timed(c, 0, deadline, cb, ud, corr);
+}
+
+int mp_calls_add_timed(mp_calls *c, uint64_t started, uint64_t deadline, mp_reply_cb cb,
+                       void *ud, uint64_t *corr)
+{
     if (c->limit && c->count >= c->limit) return MP_EQUEUEFULL;
     mp_call_rec *r = rec_alloc(c);
     if (!r) return MP_ENOMEM;
     r->corr = c->next_corr++;
+    /* One call in MP_CALLS_TIMED_EVERY is timed: a clock read costs 27 ns
+     * here (kvm-clock), 5% of a core at 2M calls/s, and a sample of one in
+     * eight gives the same distribution for a fraction of it. */
+    r->started = (r->corr % MP_CALLS_TIMED_EVERY) == 0 ? started : 0;
     r->deadline = deadline;
     r->cb = cb;
     r->ud = ud;
@@ -341,6 +352,10 @@ int mp_calls_complete(mp_calls *c, uint64_t corr, int status, const void *data,
     deadline_remove(c, r);
     mp_reply_cb cb = r->cb;
     void *ud = r->ud;
+    if (r->started && c->latency) {
+        uint64_t now = mp_env_now(c->env);
+        mp_hist_record(c->latency, now > r->started ? now - r->started : 0);
+    }
     rec_release(c, r);
     c->completed++;
     if (cb) cb(ud, status, data ? data : "", data ? len : 0);

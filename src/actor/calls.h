@@ -48,6 +48,7 @@
 #include "moonpool/actor.h"
 #include "moonpool/env.h"
 #include "util/heap.h"
+#include "util/hist.h"
 #include "util/list.h"
 #include "util/map.h"
 
@@ -61,6 +62,7 @@ typedef struct mp_call_rec {
     uint8_t q;           /* 0: heap, 1..MP_CALLS_FIFOS: that FIFO */
     bool direct;         /* indexed by slots[corr & mask], else in overflow */
     int32_t peer;        /* member the request went to, -1: not marked */
+    uint64_t started;    /* mp_calls_add_timed: when the call began; 0: not timed */
     mp_reply_cb cb;
     void *ud;
     struct mp_call_rec *next_free;
@@ -83,6 +85,7 @@ typedef struct mp_calls {
     size_t free_count;
     size_t limit; /* max outstanding records */
     uint64_t late, timeouts, completed;
+    mp_hist *latency; /* timed records' call-to-completion times; NULL: none */
 } mp_calls;
 
 /* Initialise. limit: max outstanding calls (0 = unlimited). */
@@ -115,6 +118,14 @@ void mp_calls_free(mp_calls *c, bool run_callbacks, int status);
  * inside this function. */
 int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
                  uint64_t *corr);
+
+/* A timed call (the node's user calls): like mp_calls_add_at, and when it
+ * completes (reply, error or timeout) the time since `started` goes to
+ * c->latency, for one call in MP_CALLS_TIMED_EVERY (by id): one clock read
+ * per sampled completion. */
+#define MP_CALLS_TIMED_EVERY 8
+int mp_calls_add_timed(mp_calls *c, uint64_t started, uint64_t deadline, mp_reply_cb cb,
+                       void *ud, uint64_t *corr);
 
 /* The same with an absolute deadline (ns on the env's clock) computed by a
  * caller that already read the time. */

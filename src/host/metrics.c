@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moonpool/version.h"
+
 typedef struct mconn {
     mp__metrics *m;
     mp_stream *s;
@@ -90,6 +92,33 @@ static void put_label(mbuf *o, const char *s)
     }
 }
 
+/* A histogram in seconds: cumulative buckets at the node's fixed bounds,
+ * then +Inf, _sum and _count (the format's histogram type). */
+static void histogram(mbuf *o, const char *name, const char *help, const mp_node_latency *h)
+{
+    put(o, "# HELP moonpool_%s %s\n# TYPE moonpool_%s histogram\n", name, help, name);
+    for (size_t i = 0; i < MP_NODE_LATENCY_BOUNDS; i++)
+        put(o, "moonpool_%s_bucket{le=\"%g\"} %llu\n", name,
+            (double)mp_node_latency_bound_ns(i) / (double)MP_NS_PER_SEC,
+            (unsigned long long)h->le[i]);
+    put(o, "moonpool_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)h->count);
+    put(o, "moonpool_%s_sum %.9f\n", name, (double)h->sum_ns / (double)MP_NS_PER_SEC);
+    put(o, "moonpool_%s_count %llu\n", name, (unsigned long long)h->count);
+}
+
+/* One gauge per member, labelled by address. */
+static void member_gauge(mbuf *o, const char *name, const char *help,
+                         const mp__metrics_view *v, bool live)
+{
+    put(o, "# HELP moonpool_%s %s\n# TYPE moonpool_%s gauge\n", name, help, name);
+    for (size_t i = 0; i < v->member_count; i++) {
+        put(o, "moonpool_%s{address=\"", name);
+        put_label(o, v->members[i].addr);
+        put(o, "\",incarnation=\"%lu\"} %d\n", (unsigned long)v->members[i].incarnation,
+            live ? v->members[i].live : v->members[i].active);
+    }
+}
+
 size_t mp__metrics_render(char *buf, size_t cap, const mp__metrics_view *v)
 {
     assert(v && v->stats);
@@ -105,6 +134,10 @@ size_t mp__metrics_render(char *buf, size_t cap, const mp__metrics_view *v)
     put(&o, "# HELP moonpool_uptime_seconds Seconds since the node started serving.\n"
             "# TYPE moonpool_uptime_seconds gauge\nmoonpool_uptime_seconds %.3f\n",
         (double)v->uptime_ns / (double)MP_NS_PER_SEC);
+    put(&o, "# HELP moonpool_build_info The library version (value always 1).\n"
+            "# TYPE moonpool_build_info gauge\nmoonpool_build_info{version=\"");
+    put_label(&o, mp_version());
+    put(&o, "\"} 1\n");
     metric(&o, "ready", "gauge", "1 while the node serves, 0 while starting or stopping.",
            v->ready == MP__READY_SERVING);
     metric(&o, "activations", "gauge", "Live activations.", s->activations);
@@ -135,6 +168,23 @@ size_t mp__metrics_render(char *buf, size_t cap, const mp__metrics_view *v)
            s->activation_failures);
     metric(&o, "mailbox_rejected_total", "counter", "Calls refused by a full mailbox.",
            s->mailbox_rejected);
+    if (v->call_latency)
+        histogram(&o, "call_latency_seconds",
+                  "Calls made on this node, from the call to its reply, error or timeout "
+                  "(one call in 8 sampled).",
+                  v->call_latency);
+    if (v->persist_latency)
+        histogram(&o, "persist_latency_seconds", "State persists, from the request to its end.",
+                  v->persist_latency);
+    if (v->member_count) {
+        metric(&o, "serving", "gauge",
+               "1 while the node may run turns (membership lease valid, not declared dead).",
+               v->serving);
+        member_gauge(&o, "member_live", "1 while the member may be serving (owns partitions).",
+                     v, true);
+        member_gauge(&o, "member_active", "1 while the member is active (gets new activations).",
+                     v, false);
+    }
     return o.n;
 }
 
@@ -223,8 +273,14 @@ static void serve_metrics(mconn *c)
     mp__metrics *m = c->m;
     mp_node_stats st;
     mp_node_get_stats(m->node, &st);
+    mp_node_latency call, persist;
+    mp_node_get_latency(m->node, &call, &persist);
+    size_t nm = mp_node_member_info_at(m->node, 0, NULL);
+    mp_node_member_info *mem = nm ? calloc(nm, sizeof *mem) : NULL;
+    for (size_t i = 0; mem && i < nm; i++) mp_node_member_info_at(m->node, i, &mem[i]);
     mp__metrics_view v = {&st, m->address, m->ns, m->incarnation,
-                          mp_env_now(m->env) - m->start_ns, m->ready};
+                          mp_env_now(m->env) - m->start_ns, m->ready, &call, &persist,
+                          mem, mem ? nm : 0, mp_node_serving(m->node)};
     size_t need = mp__metrics_render(NULL, 0, &v) + 1;
     char *body = malloc(need);
     if (!body) {
@@ -232,6 +288,7 @@ static void serve_metrics(mconn *c)
         return;
     }
     size_t n = mp__metrics_render(body, need, &v);
+    free(mem);
     assert(n < need);
     answer(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, n);
     free(body);

@@ -6,6 +6,7 @@
 #ifndef MP_HOST_METRICS_H
 #define MP_HOST_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,11 @@ typedef struct mp__metrics_view {
     uint32_t incarnation;
     uint64_t uptime_ns;
     mp__ready ready;
+    /* Optional (NULL / 0: not rendered). */
+    const mp_node_latency *call_latency, *persist_latency;
+    const mp_node_member_info *members;
+    size_t member_count;
+    bool serving;
 } mp__metrics_view;
 
 /* Render the Prometheus text exposition (format 0.0.4) of v into buf (cap

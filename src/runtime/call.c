@@ -72,7 +72,7 @@ static int submit(mp_node *n, const mp_actor *sender, const mp_ref *ref,
     if (oneway) {
         m->origin = MP_ORIGIN_NONE;
     } else {
-        int rc = mp_calls_add_at(&n->calls, m->deadline, cb, ud, &m->corr);
+        int rc = mp_calls_add_timed(&n->calls, now, m->deadline, cb, ud, &m->corr);
         if (rc < 0) {
             mp_msg_release(n, m);
             return rc;

@@ -171,6 +171,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
     mp_list_init(&n->ctx_list);
     mp_list_init(&n->delayed);
     mp_hist_init(&n->persist_hist);
+    mp_hist_init(&n->call_hist);
     uint64_t seed = mp_env_random(env);
     if (mp_calls_init(&n->calls, env, n->max_pending_calls) != MP_OK ||
         mp_catalog_init(&n->catalog, seed) != MP_OK ||
@@ -196,6 +197,7 @@ int mp_node_create(mp_env *env, const mp_node_config *cfg, mp_node **out)
                              mp_hash_u64(((uint64_t)n->incarnation << 32) ^ mp_env_random(env)));
     if (n->rid_token == 0) n->rid_token = 1;
     mp_dir_set_local(&n->dir, dir_local, n, n->incarnation);
+    n->calls.latency = &n->call_hist;
     *out = n;
     return MP_OK;
 }

@@ -241,6 +241,7 @@ struct mp_node {
     struct mp_rid_origin *rid_last;
     /* persist latency histogram: bucket i counts [2^i, 2^(i+1)) us */
     mp_hist persist_hist; /* util/hist.h, the one histogram of the tree */
+    mp_hist call_hist;    /* mp_call to completion (calls.c records it) */
 };
 
 /* Routing trace at debug level (off by default: one level check). */

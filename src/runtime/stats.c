@@ -183,3 +183,46 @@ void mp_node_foreach_activation(mp_node *n,
         }
     }
 }
+
+static const uint64_t latency_bounds_ns[MP_NODE_LATENCY_BOUNDS] = {
+    100 * MP_NS_PER_US, 250 * MP_NS_PER_US, 500 * MP_NS_PER_US,
+    1 * MP_NS_PER_MS,   2500 * MP_NS_PER_US, 5 * MP_NS_PER_MS,
+    10 * MP_NS_PER_MS,  25 * MP_NS_PER_MS,  50 * MP_NS_PER_MS,
+    100 * MP_NS_PER_MS, 250 * MP_NS_PER_MS, 500 * MP_NS_PER_MS,
+    1 * MP_NS_PER_SEC,  2500 * MP_NS_PER_MS, 5 * MP_NS_PER_SEC,
+    10 * MP_NS_PER_SEC,
+};
+
+uint64_t mp_node_latency_bound_ns(size_t i)
+{
+    return i < MP_NODE_LATENCY_BOUNDS ? latency_bounds_ns[i] : 0;
+}
+
+static void latency_of(const mp_hist *h, mp_node_latency *out)
+{
+    if (!out) return;
+    out->count = h->count;
+    out->sum_ns = h->sum_ns;
+    for (size_t i = 0; i < MP_NODE_LATENCY_BOUNDS; i++)
+        out->le[i] = mp_hist_count_le(h, latency_bounds_ns[i]);
+}
+
+void mp_node_get_latency(mp_node *node, mp_node_latency *call, mp_node_latency *persist)
+{
+    if (!node) return;
+    latency_of(&node->call_hist, call);
+    latency_of(&node->persist_hist, persist);
+}
+
+size_t mp_node_member_info_at(mp_node *node, size_t i, mp_node_member_info *out)
+{
+    if (!node) return 0;
+    if (out && i < node->dir.n) {
+        out->addr = mp_dir_addr(&node->dir, i);
+        mp__members_member(node, i, &out->incarnation, &out->active);
+        out->live = mp_dir_is_live(&node->dir, i);
+    }
+    return node->dir.n;
+}
+
+bool mp_node_serving(mp_node *node) { return node && mp__members_serving(node); }

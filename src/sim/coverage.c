@@ -45,6 +45,11 @@ static const unreachable_site unreachable[] = {
      "needs a save to lose against another writer's commit: two live "
      "activations of one id (single activation, which bank-durable checks, "
      "forbids it) or a writer outside the runtime (no workload has one)"},
+    {"actor.persist_refused_no_lease",
+     "needs a turn that waits (a timer, a call) between its start and its "
+     "persist while the lease lapses; the members workload's writes persist "
+     "in the turn's first step, right after the drain's lease check; "
+     "no unit test reaches it either (a debt)"},
     {"bank_durable.stale_leg_in_storage",
      "a stored record still owing a leg that the receiver already holds "
      "at the final check; never seen in bank-durable 1..500 (coverage_audit "

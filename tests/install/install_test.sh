@@ -57,6 +57,10 @@ for root in "$staged" "$prefix"; do
              cmake/moonpool/moonpoolConfig.cmake cmake/moonpool/moonpoolConfigVersion.cmake; do
         [ -e "$libdir/$f" ] || fail "not installed: $libdir/$f"
     done
+    unit=$root/lib/systemd/system/moonpool@.service
+    [ -e "$unit" ] || fail "not installed: $unit"
+    want_exec="ExecStart=${root#"$work/dest"}/bin/moonpool node"
+    grep -q "^$want_exec" "$unit" || fail "$unit: no '$want_exec' line: $(grep ExecStart "$unit")"
     out=$("$root/bin/moonpool" --version)
     [ "$out" = "moonpool $version" ] || fail "installed moonpool --version says '$out', want 'moonpool $version'"
 done

@@ -69,7 +69,8 @@ static int slot_boot(mp_env *env, void *arg, uint32_t inc, void **state)
     int rc = mp_node_create(env, &cfg, &node);
     if (rc < 0) return rc;
     for (int t = 0; !s->client && rc >= 0 && o->types[t]; t++)
-        rc = mp_node_register_type(node, o->types[t]);
+        if (!o->hosts || o->hosts(o->ud, s->idx, o->types[t]))
+            rc = mp_node_register_type(node, o->types[t]);
     if (rc >= 0) rc = mp_node_start(node);
     if (rc < 0) {
         mp_node_free_now(node);

@@ -57,6 +57,9 @@ typedef struct sc_options {
     /* Optional: last word on node idx's config before mp_node_create
      * (members and clients; storage, separate member lists, ...). */
     void (*configure)(void *ud, int idx, mp_node_config *cfg);
+    /* Optional: whether member idx registers type t (default: every type;
+     * a subset is a rolling upgrade). */
+    bool (*hosts)(void *ud, int idx, const mp_actor_type *t);
     /* Optional: runs before a node is freed by a kill or teardown. */
     void (*before_free)(void *ud, mp_node *node);
     void *ud;

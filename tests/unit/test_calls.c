@@ -111,6 +111,35 @@ static void test_reply_completes_once(void **state)
     mp_calls_free(&c, false, 0);
 }
 
+/* Timed calls: one in MP_CALLS_TIMED_EVERY records its latency, by reply
+ * or by timeout; untimed ones (system requests) never do. */
+static void test_latency_sampled(void **state)
+{
+    world *w = *state;
+    mp_calls c;
+    assert_int_equal(mp_calls_init(&c, w->env, 0), MP_OK);
+    mp_hist h;
+    mp_hist_init(&h);
+    c.latency = &h;
+    outcome o = {.env = w->env};
+    uint64_t ids[32];
+    uint64_t t0 = mp_env_now(w->env);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(mp_calls_add_timed(&c, t0, t0 + 100 * MS, record, &o, &ids[i]), MP_OK);
+    uint64_t untimed;
+    assert_int_equal(mp_calls_add(&c, 100 * MS, record, &o, &untimed), MP_OK);
+    mp_sim_run_until(w->sim, t0 + 5 * MS);
+    for (int i = 0; i < 16; i++) assert_int_equal(mp_calls_complete(&c, ids[i], 0, NULL, 0), MP_OK);
+    assert_int_equal(mp_calls_complete(&c, untimed, 0, NULL, 0), MP_OK);
+    assert_int_equal(h.count, 16 / MP_CALLS_TIMED_EVERY);
+    assert_true(h.min_ns >= 5 * MS && h.max_ns < 6 * MS);
+    mp_sim_run_until(w->sim, t0 + 200 * MS); /* the other 16 time out */
+    assert_int_equal(o.calls, 33);
+    assert_int_equal(h.count, 32 / MP_CALLS_TIMED_EVERY);
+    assert_true(h.max_ns >= 100 * MS);
+    mp_calls_free(&c, false, 0);
+}
+
 static void test_timeouts_on_time(void **state)
 {
     world *w = *state;
@@ -219,6 +248,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reply_completes_once),
+        cmocka_unit_test(test_latency_sampled),
         cmocka_unit_test(test_timeouts_on_time),
         cmocka_unit_test(test_limit_and_cancel),
         cmocka_unit_test(test_free_runs_or_drops),

@@ -12,9 +12,12 @@
  * by the next tick. Every write this node makes while serving also bumps
  * its heartbeat: any accepted write is a lease renewal.
  *
- * Storage callbacks carry a small ticket, not the agent, so that freeing
- * the agent while a load or save is in flight only detaches the ticket (the
- * callback then frees it and returns).
+ * Storage callbacks carry a token, not the agent: a number looked up in a
+ * thread-local table (as runtime/state.c does). Freeing the agent while a
+ * load or save is in flight removes its token, and the completion, which a
+ * shared storage still delivers later, finds nothing and returns. Nothing
+ * is allocated per operation, so nothing leaks when the storage is freed
+ * without callbacks either (a simulated world's end).
  */
 #include "membership/agent.h"
 
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include "moonpool/status.h"
+#include "util/map.h"
 
 typedef enum a_state {
     A_IDLE = 0,     /* created, not joined */
@@ -36,9 +40,8 @@ typedef enum a_state {
     A_DEAD          /* found dead: must rejoin as a new incarnation */
 } a_state;
 
-typedef struct ticket {
-    mp__magent *a; /* NULL once the agent is freed */
-} ticket;
+static __thread mp_map_u64 *g_tokens; /* token -> agent with an op in flight */
+static __thread uint64_t g_next_token;
 
 typedef struct obs {
     char addr[MP_ADDR_MAX + 1];
@@ -66,7 +69,7 @@ struct mp__magent {
 
     /* the round */
     bool busy, again;
-    ticket *tk;
+    uint64_t tk; /* token of the load or save in flight; 0: none */
     uint32_t attempt;
     mp_timer_id tick_timer, retry_timer;
     uint64_t next_poll;   /* local time of the next periodic read */
@@ -479,22 +482,55 @@ static void end_round(mp__magent *a, int status)
     schedule(a);
 }
 
-static ticket *new_ticket(mp__magent *a)
+static void drop_token(uint64_t tk)
 {
-    assert(!a->tk);
-    ticket *t = malloc(sizeof *t);
-    if (t) t->a = a;
-    a->tk = t;
-    return t;
+    if (!g_tokens || !tk) return;
+    mp_map_u64_remove(g_tokens, tk);
+    if (mp_map_u64_count(g_tokens) == 0) { /* nothing left on this thread */
+        mp_map_u64_free(g_tokens);
+        free(g_tokens);
+        g_tokens = NULL;
+    }
 }
 
+/* A token for a's next operation (the storage's ud), or NULL. */
+static void *new_ticket(mp__magent *a)
+{
+    assert(!a->tk);
+    if (!g_tokens) {
+        g_tokens = malloc(sizeof *g_tokens);
+        if (!g_tokens || mp_map_u64_init(g_tokens, 16) != MP_OK) {
+            free(g_tokens);
+            g_tokens = NULL;
+            return NULL;
+        }
+    }
+    /* uintptr_t may be 32 bits: tokens stay below its range, never 0 */
+    uint64_t tk = ++g_next_token & (uint64_t)(UINTPTR_MAX >> 1);
+    if (tk == 0) tk = g_next_token = 1;
+    if (mp_map_u64_put(g_tokens, tk, a, NULL) != MP_OK) {
+        drop_token(0);
+        return NULL;
+    }
+    a->tk = tk;
+    return (void *)(uintptr_t)tk;
+}
+
+/* The agent of a completion, or NULL if it was freed meanwhile. */
 static mp__magent *take_ticket(void *ud)
 {
-    ticket *t = ud;
-    mp__magent *a = t->a;
-    free(t);
-    if (a) a->tk = NULL;
+    uint64_t tk = (uint64_t)(uintptr_t)ud;
+    mp__magent *a = g_tokens ? mp_map_u64_get(g_tokens, tk) : NULL;
+    drop_token(tk);
+    if (a) a->tk = 0;
     return a;
+}
+
+/* An operation that did not start: forget its token. */
+static void cancel_ticket(mp__magent *a)
+{
+    drop_token(a->tk);
+    a->tk = 0;
 }
 
 static void on_save(void *ud, int status, uint64_t new_etag);
@@ -569,7 +605,7 @@ static void on_load(void *ud, int status, const void *data, size_t len, uint64_t
         return;
     }
     mp_storage_writer writer = {a->me.incarnation, 0};
-    ticket *t = new_ticket(a);
+    void *t = new_ticket(a);
     if (!t) {
         free(buf);
         end_round(a, MP_ENOMEM);
@@ -579,23 +615,21 @@ static void on_load(void *ud, int status, const void *data, size_t len, uint64_t
     rc = mp_storage_save(a->st, a->key, a->key_len, buf, need, a->etag, &writer, on_save, t);
     free(buf);
     if (rc != 0) {
-        free(t);
-        a->tk = NULL;
+        cancel_ticket(a);
         end_round(a, rc);
     }
 }
 
 static void do_load(mp__magent *a)
 {
-    ticket *t = new_ticket(a);
+    void *t = new_ticket(a);
     if (!t) {
         end_round(a, MP_ENOMEM);
         return;
     }
     int rc = mp_storage_load(a->st, a->key, a->key_len, on_load, t);
     if (rc != 0) {
-        free(t);
-        a->tk = NULL;
+        cancel_ticket(a);
         end_round(a, rc);
     }
 }
@@ -839,7 +873,7 @@ void mp__magent_free(mp__magent *a)
     if (!a) return;
     if (a->tick_timer) mp_env_timer_cancel(a->env, a->tick_timer);
     if (a->retry_timer) mp_env_timer_cancel(a->env, a->retry_timer);
-    if (a->tk) a->tk->a = NULL;
+    cancel_ticket(a); /* a completion arriving later finds nothing */
     free(a->table);
     free(a->work);
     free(a->obs);
@@ -852,7 +886,5 @@ void mp__magent_free(mp__magent *a)
 void mp__magent_free_now(mp__magent *a)
 {
     if (!a) return;
-    free(a->tk); /* its callback will never run */
-    a->tk = NULL;
-    mp__magent_free(a);
+    mp__magent_free(a); /* the same: the token table holds nothing of it */
 }

@@ -178,15 +178,15 @@ typedef struct mp__magent_stats {
 
 void mp__magent_get_stats(const mp__magent *a, mp__magent_stats *out);
 
-/* Stop and release while the storage stays open: a storage operation in
- * flight completes later into a detached ticket (freed by its callback).
+/* Stop and release. A storage operation in flight may still complete
+ * later (a shared storage) or never (one freed without callbacks): its
+ * token then names nothing, and nothing of the agent is touched or leaked.
  * NULL is ignored. */
 void mp__magent_free(mp__magent *a);
 
-/* Stop and release when the storage was released without callbacks
- * (mp_storage_free_now: a simulated kill, a node's teardown): the ticket
- * of an operation in flight is freed here, since no callback will. NULL is
- * ignored. */
+/* Kept for callers written against the ticket version: now the same as
+ * mp__magent_free (tokens make both safe whether or not the storage
+ * completes later). NULL is ignored. */
 void mp__magent_free_now(mp__magent *a);
 
 #endif

@@ -447,10 +447,10 @@ void mp__members_free(mp_node *n)
 {
     mp_members *ms = n->members;
     if (!ms) return;
-    /* Detached, also for a kill: the table's storage is shared and lives
-     * on, so a load or save in flight completes later into the detached
-     * ticket, which its callback frees (freeing it now was a double free:
-     * members workload, seeds 14..16). */
+    /* Also for a kill: the table's storage is shared and lives on, and a
+     * load or save in flight completes later into a token that names
+     * nothing (agent.c; freeing a per-operation ticket here instead was a
+     * double free: members workload, seeds 14..16). */
     mp__magent_free(ms->agent);
     for (size_t i = 0; i < MP_MAX_MEMBERS; i++) free(ms->types[i]);
     free(ms);

@@ -76,9 +76,9 @@ static void on_load(const sys_req *q)
 static void on_reregistered(const sys_req *q)
 {
     mp_node *n = q->n;
-    if (q->f->payload.len == MP_SYS_VIEW_COUNT_SIZE) {
-        mp__members_on_report(n, q->peer_idx, mp_get_le32(q->f->payload.ptr),
-                              mp_get_le64(q->f->payload.ptr + 4));
+    if (q->f->payload.len == MP_SYS_REBUILT_SIZE) {
+        mp__members_on_rebuilt(n, q->peer_idx, mp_get_le64(q->f->payload.ptr),
+                               mp_get_le32(q->f->payload.ptr + 8));
         return;
     }
     if (q->f->payload.len != MP_SYS_COUNT_SIZE || !mp__recovering(n) ||
@@ -93,6 +93,13 @@ static void on_reregistered(const sys_req *q)
         MP_SOMETIMES(true, "actor.directory_recovered_early");
         n->recover_until = 0;
     }
+}
+
+static void on_rebuild(const sys_req *q)
+{
+    if (q->f->payload.len == MP_SYS_REBUILD_SIZE)
+        mp__members_on_rebuild(q->n, q->peer_idx, mp_get_le64(q->f->payload.ptr),
+                               mp_get_le64(q->f->payload.ptr + 8));
 }
 
 static void on_lookup(const sys_req *q)
@@ -175,12 +182,13 @@ static void register_common(const sys_req *q, bool rereg)
 {
     mp_node *n = q->n;
     mp_sys_reg r;
-    if (mp_sys_reg_decode(q->f->payload.ptr, q->f->payload.len, &r) < 0) {
+    uint64_t tag = 0;
+    if (mp_sys_reg_decode_tag(q->f->payload.ptr, q->f->payload.len, &r, &tag) < 0) {
         reply_bad(q, "bad system request");
         return;
     }
     if (rereg && mp__recovering(n) && n->rereg_count) n->rereg_count[q->peer_idx]++;
-    if (rereg) mp__members_on_rereg(n, q->peer_idx);
+    if (rereg) mp__members_on_rereg(n, q->peer_idx, tag);
     if (!rereg && !mp__members_owns(n, q->ref)) {
         MP_SOMETIMES(true, "actor.register_not_owner");
         mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_owner_text);
@@ -257,6 +265,7 @@ static const struct {
     [MP_SYS_LOAD] = {on_load, false},
     [MP_SYS_REREGISTER] = {on_reregister, true},
     [MP_SYS_REREGISTERED] = {on_reregistered, false},
+    [MP_SYS_REBUILD] = {on_rebuild, false},
 };
 
 void mp__on_system(mp_node *n, int peer_idx, const char *peer,

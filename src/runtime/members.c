@@ -15,21 +15,18 @@
  *     entries are dropped and the next call places them anew.
  *
  *   - Rebuilding moved partitions. Each node, on applying a new set,
- *     re-registers its activations whose owner changed at their new owner,
- *     then tells every live peer how many re-registrations it ever sent it
- *     (a cumulative count) and which set it applied (a hash of the live
- *     addresses). Every node enters recovery on a change: it answers "busy"
- *     for unknown ids (lookups, new registrations) until each live peer has
- *     reported the same set and its re-registrations have all arrived, or
- *     MP_DIR_RECOVERY_NS passed. Reports may arrive before this node
- *     applies the set itself (the tables are read at different moments), so
- *     they are kept per peer, not per recovery. A lookup or registration
- *     for an id this node does not own in its current view answers "busy"
- *     too: the asker's view is older or newer, and a retry meets views
- *     that agree. Entries of ids this node no longer owns are dropped.
- *     A registration whose answer comes back after the set changed is sent
- *     again, as a new registration, to the id's current owner
- *     (register.c): the old owner's entry is not known to the new one.
+ *     re-registers at their new owner its activations whose owner changed
+ *     (a push, for speed), then asks every live peer to re-register
+ *     everything it owns in the new view (a pull, for exactness: see
+ *     "Rebuilding" below). Until every live peer has answered, it says
+ *     "busy" for unknown ids (lookups, new registrations). A lookup or
+ *     registration for an id this node does not own in its current view
+ *     answers "busy" too: the asker's view is older or newer, and a retry
+ *     meets views that agree. Entries of ids this node no longer owns are
+ *     dropped. A registration whose answer comes back after the set
+ *     changed is sent again, as a new registration, to the id's current
+ *     owner (register.c): the old owner's entry is not known to the new
+ *     one.
  *
  *   - Placement only on active members hosting the actor's type (a member
  *     that is shutting down, or declared dead but not yet taken over,
@@ -75,10 +72,14 @@ struct mp_members {
     char *types[MP_MAX_MEMBERS];   /* ",A,B," of the active row; NULL: none */
     uint8_t ok[MP_MAX_MEMBERS];    /* placement scratch */
     /* Rebuilding (see above), per member index. */
-    uint32_t rereg_sent[MP_MAX_MEMBERS]; /* ever sent to it (this life of it) */
-    uint32_t rereg_recv[MP_MAX_MEMBERS]; /* ever received from it */
-    uint32_t rr_want[MP_MAX_MEMBERS];    /* its last report: sent to us */
-    uint64_t rr_hash[MP_MAX_MEMBERS];    /* its last report: its set */
+    uint64_t rb_nonce[MP_MAX_MEMBERS];   /* our request to it; 0: none */
+    uint32_t rb_recv[MP_MAX_MEMBERS];    /* re-registrations tagged with it */
+    bool rb_done[MP_MAX_MEMBERS];        /* it answered, all arrived */
+    uint64_t pend_nonce[MP_MAX_MEMBERS]; /* its request, for a view not ours yet */
+    uint64_t pend_hash[MP_MAX_MEMBERS];
+    uint64_t next_nonce;
+    uint64_t rebuild_retry_ns;
+    mp_timer_id rb_timer;
     bool recovering;                     /* for view_hash */
     void (*leave_cb)(mp_node *n);
     mp__membership_counters c;
@@ -197,67 +198,131 @@ static char *types_text(const mp__member_view *v)
 }
 
 
+/* Rebuilding, pulled by the new owner: after applying a view, a node asks
+ * every live peer (dir.rebuild, with a nonce and the view's hash) to
+ * re-register every activation it owns in that view, and stays "busy" for
+ * unknown ids until each peer answered (dir.reregistered: the nonce and how
+ * many it sent) and all those re-registrations, tagged with the nonce,
+ * arrived. A peer whose view is not that one yet keeps the request and
+ * answers when it gets there. Asking (rather than each host pushing what
+ * it thinks moved) is what makes it exact: a host cannot know that the new
+ * owner dropped its entry in between, while the views were apart (members
+ * workload, seed 227: a member that just joined still listed a dead one,
+ * so a partition left it and came back). There is no time limit: a peer
+ * that never answers is either dead, and leaves the view once its lease is
+ * observed expired, or alive, and may still run the activations we would
+ * otherwise place twice. Unanswered requests are sent again, with a new
+ * nonce, every rebuild_retry_ns. */
+
+static void send_rebuilt(mp_node *n, size_t i, uint64_t nonce, uint32_t count)
+{
+    uint8_t p[MP_SYS_REBUILT_SIZE];
+    mp_put_le64(p, nonce);
+    mp_put_le32(p + 8, count);
+    mp__send_system(n, i, MP_SYS_REREGISTERED, NULL, p, sizeof p, NULL, NULL);
+}
+
+static void request_rebuild(mp_node *n, size_t i)
+{
+    mp_members *ms = n->members;
+    ms->rb_nonce[i] = ++ms->next_nonce;
+    ms->rb_recv[i] = 0;
+    ms->rb_done[i] = false;
+    uint8_t p[MP_SYS_REBUILD_SIZE];
+    mp_put_le64(p, ms->rb_nonce[i]);
+    mp_put_le64(p + 8, ms->view_hash);
+    mp__send_system(n, i, MP_SYS_REBUILD, NULL, p, sizeof p, NULL, NULL);
+}
+
+static void serve_rebuild(mp_node *n, size_t i, uint64_t nonce)
+{
+    uint32_t sent = 0;
+    mp_list_node *ln, *tmp;
+    MP_LIST_FOREACH_SAFE(ln, tmp, &n->catalog.list)
+    {
+        mp_actor *a = MP_CONTAINER_OF(ln, mp_actor, cat_link);
+        if ((a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING) &&
+            mp_dir_owner_h(&n->dir, a->hash) == i && mp__reregister_tagged(n, a, nonce) == MP_OK)
+            sent++;
+    }
+    MP_SOMETIMES(sent > 0, "actor.membership_reregistered");
+    send_rebuilt(n, i, nonce, sent);
+}
+
 static void maybe_end_recovery(mp_node *n)
 {
     mp_members *ms = n->members;
     if (!ms->recovering) return;
     for (size_t i = 0; i < n->dir.n; i++) {
         if (i == n->dir.self || !mp_dir_is_live(&n->dir, i)) continue;
-        if (ms->rr_hash[i] != ms->view_hash || ms->rereg_recv[i] < ms->rr_want[i]) return;
+        if (!ms->rb_done[i]) return;
     }
     ms->recovering = false;
-    MP_SOMETIMES(true, "actor.membership_rebuilt_early");
+    MP_SOMETIMES(true, "actor.membership_rebuilt");
     n->recover_until = 0;
+    if (ms->rb_timer) mp_env_timer_cancel(n->env, ms->rb_timer);
+    ms->rb_timer = 0;
 }
 
-static void send_report(mp_node *n, size_t i)
+static void rebuild_retry(void *ud)
 {
-    uint8_t p[MP_SYS_VIEW_COUNT_SIZE];
-    mp_put_le32(p, n->members->rereg_sent[i]);
-    mp_put_le64(p + 4, n->members->view_hash);
-    mp__send_system(n, i, MP_SYS_REREGISTERED, NULL, p, sizeof p, NULL, NULL);
+    mp_node *n = ud;
+    mp_members *ms = n->members;
+    ms->rb_timer = 0;
+    if (!ms->recovering || n->freed) return;
+    for (size_t i = 0; i < n->dir.n; i++)
+        if (i != n->dir.self && mp_dir_is_live(&n->dir, i) && !ms->rb_done[i]) {
+            MP_SOMETIMES(true, "actor.membership_rebuild_asked_again");
+            request_rebuild(n, i);
+        }
+    ms->rb_timer = mp_env_timer_start(n->env, ms->rebuild_retry_ns, rebuild_retry, n);
 }
 
-void mp__members_on_report(mp_node *n, int peer_idx, uint32_t sent, uint64_t hash)
+void mp__members_on_rebuild(mp_node *n, int peer_idx, uint64_t nonce, uint64_t hash)
 {
     mp_members *ms = n->members;
-    if (!ms || peer_idx < 0) return;
-    bool news = ms->rr_hash[peer_idx] != hash;
-    ms->rr_want[peer_idx] = sent;
-    ms->rr_hash[peer_idx] = hash;
-    /* The first time a peer says it applied our set, say it back: our own
-     * report may have reached it before it knew us as a member (a member
-     * that just joined), and been refused. Each side answers once per set,
-     * so this ends. */
-    if (news && hash == ms->view_hash && ms->first_view_applied &&
-        mp_dir_is_live(&n->dir, (size_t)peer_idx)) {
-        MP_SOMETIMES(true, "actor.membership_report_echoed");
-        send_report(n, (size_t)peer_idx);
+    if (!ms || peer_idx < 0 || nonce == 0) return;
+    if (!ms->first_view_applied || hash != ms->view_hash) {
+        /* Our view is not that one (yet): answer when it is. */
+        MP_SOMETIMES(true, "actor.membership_rebuild_deferred");
+        ms->pend_nonce[peer_idx] = nonce;
+        ms->pend_hash[peer_idx] = hash;
+        return;
     }
-    maybe_end_recovery(n);
+    ms->pend_nonce[peer_idx] = 0;
+    serve_rebuild(n, (size_t)peer_idx, nonce);
 }
 
-void mp__members_on_rereg(mp_node *n, int peer_idx)
+void mp__members_on_rebuilt(mp_node *n, int peer_idx, uint64_t nonce, uint32_t count)
 {
     mp_members *ms = n->members;
-    if (!ms || peer_idx < 0) return;
-    ms->rereg_recv[peer_idx]++;
-    maybe_end_recovery(n);
+    if (!ms || peer_idx < 0 || nonce == 0 || nonce != ms->rb_nonce[peer_idx]) return;
+    if (ms->rb_recv[peer_idx] >= count) {
+        ms->rb_done[peer_idx] = true;
+        maybe_end_recovery(n);
+    } else {
+        /* Some were lost with a connection: ask again. */
+        MP_SOMETIMES(true, "actor.membership_rebuild_short");
+        request_rebuild(n, (size_t)peer_idx);
+    }
 }
 
-void mp__members_note_rereg_sent(mp_node *n, size_t member)
+void mp__members_on_rereg(mp_node *n, int peer_idx, uint64_t tag)
 {
-    if (n->members) n->members->rereg_sent[member]++;
+    mp_members *ms = n->members;
+    if (!ms || peer_idx < 0 || tag == 0) return;
+    if (tag == ms->rb_nonce[peer_idx]) ms->rb_recv[peer_idx]++;
 }
 
 void mp__members_peer_restart(mp_node *n, int peer_idx)
 {
     mp_members *ms = n->members;
     if (!ms || peer_idx < 0) return;
-    /* A new life on either side starts both counts from zero. */
-    ms->rereg_sent[peer_idx] = ms->rereg_recv[peer_idx] = 0;
-    ms->rr_want[peer_idx] = 0;
-    ms->rr_hash[peer_idx] = 0;
+    /* Its old life's answers and requests mean nothing now. */
+    ms->pend_nonce[peer_idx] = 0;
+    if (ms->recovering && mp_dir_is_live(&n->dir, (size_t)peer_idx) &&
+        (size_t)peer_idx != n->dir.self)
+        request_rebuild(n, (size_t)peer_idx);
 }
 
 bool mp__members_owns(const mp_node *n, const mp_ref *ref)
@@ -345,11 +410,24 @@ static void apply_view(void *ud, const mp__member_view *list, size_t cnt)
             moved++;
     }
     free(before);
-    MP_SOMETIMES(moved > 0, "actor.membership_reregistered");
+    MP_SOMETIMES(moved > 0, "actor.membership_pushed");
     ms->recovering = n->dir.live_count > 1;
-    n->recover_until = ms->recovering ? mp_env_now(n->env) + MP_DIR_RECOVERY_NS : 0;
-    for (size_t i = 0; i < n->dir.n; i++)
-        if (i != n->dir.self && mp_dir_is_live(&n->dir, i)) send_report(n, i);
+    n->recover_until = ms->recovering ? UINT64_MAX : 0;
+    for (size_t i = 0; i < n->dir.n; i++) {
+        if (i == n->dir.self || !mp_dir_is_live(&n->dir, i)) {
+            ms->rb_done[i] = true;
+            continue;
+        }
+        request_rebuild(n, i);
+        /* A request of theirs for the view we just reached. */
+        if (ms->pend_nonce[i] && ms->pend_hash[i] == ms->view_hash) {
+            uint64_t nonce = ms->pend_nonce[i];
+            ms->pend_nonce[i] = 0;
+            serve_rebuild(n, i, nonce);
+        }
+    }
+    if (ms->recovering && !ms->rb_timer)
+        ms->rb_timer = mp_env_timer_start(n->env, ms->rebuild_retry_ns, rebuild_retry, n);
     maybe_end_recovery(n);
     mp__lookups_retry_now(n);
     mp_env_log(n->env, first ? MP_LOG_DEBUG : MP_LOG_INFO,
@@ -394,6 +472,9 @@ int mp__members_start(mp_node *n)
     const char *names[MP__MT_MAX_TYPES];
     size_t nt = n->type_count;
     for (size_t i = 0; i < nt; i++) names[i] = n->types[i].type->name;
+    /* A request unanswered for a few polls is asked again. */
+    ms->rebuild_retry_ns = 4 * n->membership_cfg.poll_ns;
+    if (ms->rebuild_retry_ns < 200 * MP_NS_PER_MS) ms->rebuild_retry_ns = 200 * MP_NS_PER_MS;
     mp__magent_config ac;
     mp__magent_config_init(&ac);
     ac.lease_ns = n->membership_cfg.lease_ns;
@@ -447,6 +528,7 @@ void mp__members_free(mp_node *n)
 {
     mp_members *ms = n->members;
     if (!ms) return;
+    if (ms->rb_timer) mp_env_timer_cancel(n->env, ms->rb_timer);
     /* Also for a kill: the table's storage is shared and lives on, and a
      * load or save in flight completes later into a token that names
      * nothing (agent.c; freeing a per-operation ticket here instead was a

@@ -23,6 +23,7 @@
 
 #include "moonpool/buggify.h"
 #include "runtime/runtime.h"
+#include "util/endian.h"
 
 /* A registration lost with a broken connection is tried this many times
  * before the activation's messages fail with "directory unreachable". */
@@ -33,7 +34,7 @@
 static void register_timer(void *ud);
 static void rereg_retry_fire(void *ud);
 static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
-                         uint32_t attempt);
+                         uint32_t attempt, uint64_t tag);
 
 static void register_done(mp_node *n, const mp_ref *ref, uint64_t act_id,
                           int status, const mp_dir_entry *w, size_t sent_to)
@@ -177,17 +178,23 @@ static void rereg_retry_fire(void *ud)
     mp_actor *a = mp_catalog_find(&n->catalog, &ref);
     if (a && a->act_id == act_id && !n->closing &&
         (a->state == MP_ACT_VALID || a->state == MP_ACT_ACTIVATING))
-        (void)do_register_n(n, a, MP_CTX_REREGISTER, attempt);
+        (void)do_register_n(n, a, MP_CTX_REREGISTER, attempt, 0);
 }
 
 int mp__register(mp_node *n, mp_actor *a, uint8_t kind)
 {
-    return do_register_n(n, a, kind, 0);
+    return do_register_n(n, a, kind, 0, 0);
 }
 
-/* Returns 0 when the request left (or was handled locally). */
+int mp__reregister_tagged(mp_node *n, mp_actor *a, uint64_t tag)
+{
+    return do_register_n(n, a, MP_CTX_REREGISTER, 0, tag);
+}
+
+/* Returns 0 when the request left (or was handled locally). tag: the
+ * nonce of the rebuild request it answers (members.c), 0: none. */
 static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
-                         uint32_t attempt)
+                         uint32_t attempt, uint64_t tag)
 {
     assert(kind == MP_CTX_REGISTER || kind == MP_CTX_REREGISTER);
     assert(kind == MP_CTX_REREGISTER || a->state == MP_ACT_CREATING);
@@ -221,14 +228,15 @@ static int do_register_n(mp_node *n, mp_actor *a, uint8_t kind,
     if (c) {
         c->act_id = a->act_id;
         c->incarnation = attempt;
-        uint8_t p[MP_SYS_REG_SIZE];
+        uint8_t p[MP_SYS_REG_TAGGED_SIZE];
         mp_sys_reg_encode(p, &(mp_sys_reg){n->incarnation, a->act_id});
+        if (tag) mp_put_le64(p + MP_SYS_REG_SIZE, tag);
         rc = mp__send_system(n, owner,
                          kind == MP_CTX_REREGISTER ? MP_SYS_REREGISTER
                                                    : MP_SYS_REGISTER,
-                         &ref, p, sizeof p, c, register_cb);
+                         &ref, p, tag ? MP_SYS_REG_TAGGED_SIZE : MP_SYS_REG_SIZE, c,
+                         register_cb);
         if (rc < 0) mp__ctx_free(c);
-        else if (kind == MP_CTX_REREGISTER) mp__members_note_rereg_sent(n, owner);
     }
     if (rc < 0 && kind == MP_CTX_REREGISTER)
         rereg_schedule(n, &ref, act_id, attempt + 1);

@@ -289,9 +289,9 @@ bool mp__members_serving(mp_node *n);
 bool mp__members_serving_now(mp_node *n);
 bool mp__members_owns(const mp_node *n, const mp_ref *ref);
 const uint8_t *mp__members_placeable(mp_node *n, const mp_ref *ref);
-void mp__members_on_report(mp_node *n, int peer_idx, uint32_t sent, uint64_t hash);
-void mp__members_on_rereg(mp_node *n, int peer_idx);
-void mp__members_note_rereg_sent(mp_node *n, size_t member);
+void mp__members_on_rebuild(mp_node *n, int peer_idx, uint64_t nonce, uint64_t hash);
+void mp__members_on_rebuilt(mp_node *n, int peer_idx, uint64_t nonce, uint32_t count);
+void mp__members_on_rereg(mp_node *n, int peer_idx, uint64_t tag);
 void mp__members_peer_restart(mp_node *n, int peer_idx);
 void mp__members_suspect(mp_node *n, int peer_idx);
 /* Graceful leave (shutdown.c): false if there is nothing to leave; else
@@ -368,6 +368,8 @@ void mp__start_register(mp_node *n, mp_actor *a);
 /* Register (kind MP_CTX_REGISTER) or re-register (MP_CTX_REREGISTER) a at
  * its owner. Returns 0 when the request left or was handled locally. */
 int mp__register(mp_node *n, mp_actor *a, uint8_t kind);
+/* A re-registration answering the rebuild request `tag` (members.c). */
+int mp__reregister_tagged(mp_node *n, mp_actor *a, uint64_t tag);
 /* Unregister (ref, act_id). With want_answer the local deactivation
  * completes when the owner answered (or the request failed). */
 void mp__send_unregister(mp_node *n, const mp_ref *ref, uint64_t act_id,

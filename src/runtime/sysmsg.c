@@ -18,6 +18,7 @@ static const char *const sys_names[MP_SYS_KIND_COUNT] = {
     [MP_SYS_REREGISTER] = "dir.reregister",
     [MP_SYS_REREGISTERED] = "dir.reregistered",
     [MP_SYS_STATS] = "stats",
+    [MP_SYS_REBUILD] = "dir.rebuild",
 };
 
 mp_bytes mp_sys_method(mp_sys_kind kind)
@@ -40,12 +41,18 @@ void mp_sys_reg_encode(uint8_t out[MP_SYS_REG_SIZE], const mp_sys_reg *r)
     mp_put_le64(out + sizeof(uint32_t), r->act_id);
 }
 
-int mp_sys_reg_decode(const uint8_t *p, size_t len, mp_sys_reg *r)
+int mp_sys_reg_decode_tag(const uint8_t *p, size_t len, mp_sys_reg *r, uint64_t *tag)
 {
-    if (len != MP_SYS_REG_SIZE) return MP_EPROTO;
+    if (len != MP_SYS_REG_SIZE && len != MP_SYS_REG_TAGGED_SIZE) return MP_EPROTO;
     r->incarnation = mp_get_le32(p);
     r->act_id = mp_get_le64(p + sizeof(uint32_t));
+    if (tag) *tag = len == MP_SYS_REG_TAGGED_SIZE ? mp_get_le64(p + MP_SYS_REG_SIZE) : 0;
     return MP_OK;
+}
+
+int mp_sys_reg_decode(const uint8_t *p, size_t len, mp_sys_reg *r)
+{
+    return mp_sys_reg_decode_tag(p, len, r, NULL);
 }
 
 /* found(u8) addr_len(u16) addr incarnation(u32) act_id(u64) */

@@ -34,6 +34,7 @@ typedef enum mp_sys_kind {
     MP_SYS_REREGISTER,   /* as register, after the owner restarted */
     MP_SYS_REREGISTERED, /* u32: re-registrations sent to the owner */
     MP_SYS_STATS,        /* answer: JSON counters */
+    MP_SYS_REBUILD,      /* membership: u64 nonce, u64 view hash (members.c) */
     MP_SYS_KIND_COUNT
 } mp_sys_kind;
 
@@ -50,17 +51,24 @@ typedef struct mp_sys_reg {
 #define MP_SYS_REG_SIZE (sizeof(uint32_t) + sizeof(uint64_t))
 #define MP_SYS_LOAD_SIZE sizeof(uint64_t)
 #define MP_SYS_COUNT_SIZE sizeof(uint32_t)
-/* REREGISTERED in membership mode: u32 re-registrations ever sent to the
- * receiver in its life, u64 hash of the sender's live member set. */
-#define MP_SYS_VIEW_COUNT_SIZE (sizeof(uint32_t) + sizeof(uint64_t))
+/* Membership (members.c): dir.rebuild asks the receiver to re-register
+ * every activation the sender owns in the view named by the hash; each
+ * re-registration then carries the request's nonce after the mp_sys_reg,
+ * and dir.reregistered answers with the nonce and how many it sent. */
+#define MP_SYS_REBUILD_SIZE (2 * sizeof(uint64_t))
+#define MP_SYS_REG_TAGGED_SIZE (MP_SYS_REG_SIZE + sizeof(uint64_t))
+#define MP_SYS_REBUILT_SIZE (sizeof(uint64_t) + sizeof(uint32_t))
 /* Largest encoded directory entry. */
 #define MP_SYS_ENTRY_MAX                                                      \
     (sizeof(uint8_t) + sizeof(uint16_t) + MP_ADDR_MAX + sizeof(uint32_t) +    \
      sizeof(uint64_t))
 
 void mp_sys_reg_encode(uint8_t out[MP_SYS_REG_SIZE], const mp_sys_reg *r);
-/* Returns MP_OK, or MP_EPROTO when len is not MP_SYS_REG_SIZE. */
+/* Returns MP_OK, or MP_EPROTO when len is neither MP_SYS_REG_SIZE nor
+ * MP_SYS_REG_TAGGED_SIZE; *tag (may be NULL) gets the nonce of a tagged
+ * one, else 0. */
 int mp_sys_reg_decode(const uint8_t *p, size_t len, mp_sys_reg *r);
+int mp_sys_reg_decode_tag(const uint8_t *p, size_t len, mp_sys_reg *r, uint64_t *tag);
 
 /* A directory entry (e NULL: "not found") into out (MP_SYS_ENTRY_MAX
  * bytes); returns the length written. */

@@ -796,7 +796,7 @@ static int db_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     mb_world *w = arg;
     mp_storage_sim_config sc;
     mp_storage_sim_config_init(&sc);
-    sc.buggify = false; /* the database is not this workload's subject */
+    sc.buggify = true; /* its failures reach the writes' failure path (members.persist_failed) */
     void **slot = mp_sim_process_disk(w->sim, w->db_pid);
     mp_storage *s = mp_storage_sim_create(env, slot, &sc);
     if (!s) return MP_ENOMEM;
@@ -1213,8 +1213,11 @@ static const char *const mb_coverage[] = {
     "actor.declared_dead",
     "actor.membership_reregistered",
     "actor.member_taken_over",
-    "actor.membership_report_echoed",
-    "actor.membership_rebuilt_early",
+    "actor.membership_pushed",
+    "actor.membership_rebuilt",
+    "actor.membership_rebuild_deferred",
+    "actor.membership_rebuild_asked_again",
+    "actor.membership_rebuild_short",
     "actor.lease_lapsed",
     "actor.lease_serving_again",
     "actor.register_owner_moved",

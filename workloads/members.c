@@ -1208,6 +1208,7 @@ static const char *const mb_coverage[] = {
     "members.persist_failed",
     /* the runtime's membership sites (src/runtime) */
     "actor.register_not_owner",
+    "actor.directory_not_serving",
     "actor.lookup_not_owner",
     "actor.activation_refused_not_serving",
     "actor.declared_dead",

@@ -21,6 +21,7 @@
 #include "util/endian.h"
 
 static const char recovering_text[] = "directory recovering";
+static const char not_serving_text[] = "directory owner without a valid membership lease";
 static const char not_owner_text[] = "not this id's directory owner in this node's membership view";
 
 static void owner_register(mp_node *n, const char *peer, int peer_idx,
@@ -105,6 +106,16 @@ static void on_rebuild(const sys_req *q)
 static void on_lookup(const sys_req *q)
 {
     mp_node *n = q->n;
+    if (!mp__members_serving_now(n)) {
+        /* Without a valid lease this node may have been taken over: its
+         * table may be stale, and its "not found" would let a second
+         * activation be placed (members workload, seed 2120: an owner woken
+         * from a pause accepted a registration before learning it was
+         * dead). */
+        MP_SOMETIMES(true, "actor.directory_not_serving");
+        mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_serving_text);
+        return;
+    }
     if (!mp__members_owns(n, q->ref)) {
         /* The asker's view of the members differs from ours: a retry meets
          * views that agree (members.c). */
@@ -189,6 +200,10 @@ static void register_common(const sys_req *q, bool rereg)
     }
     if (rereg && mp__recovering(n) && n->rereg_count) n->rereg_count[q->peer_idx]++;
     if (rereg) mp__members_on_rereg(n, q->peer_idx, tag);
+    if (!rereg && !mp__members_serving_now(n)) {
+        mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_serving_text);
+        return;
+    }
     if (!rereg && !mp__members_owns(n, q->ref)) {
         MP_SOMETIMES(true, "actor.register_not_owner");
         mp__send_error(n, q->peer, q->f->correlation_id, MP_EBUSY, not_owner_text);

@@ -114,11 +114,17 @@ static uint64_t run_stress(uint64_t seed, bool buggify, double reset_rate,
                           mp_status_name(s.o[i].status), s.o[i].text,
                           (double)s.o[i].at / 1e9);
         if (s.o[i].status == 0) ok++;
-        /* The one outcome a fault-free run may still see under buggify: a
-         * request written to a connection that buggify then broke ends by
-         * its timeout (peers.c: after a break the peer is redialed, not
-         * declared lost). It must stay "may have run", and rare. */
-        else if (expect_all_ok && s.o[i].status == MP_ETIMEDOUT)
+        /* The outcomes a fault-free run may still see under buggify, both
+         * rare: a request written to a connection that buggify then broke
+         * ends by its timeout (peers.c: after a break the peer is redialed,
+         * not declared lost), "may have run"; and a redial whose handshake
+         * buggify drops at its end (transport.c) makes the peer look
+         * unreachable, so what waited unsent fails MP_EUNAVAIL, "not
+         * executed" (seed 106, once the buggify sites of the membership
+         * work moved the schedules). */
+        else if (expect_all_ok && (s.o[i].status == MP_ETIMEDOUT ||
+                                   (s.o[i].status == MP_EUNAVAIL &&
+                                    strstr(s.o[i].text, "was not sent"))))
             timeouts++;
         else if (expect_all_ok)
             fail_msg("seed %llu: call %d failed: %s (%s)", (unsigned long long)seed,
@@ -126,7 +132,7 @@ static uint64_t run_stress(uint64_t seed, bool buggify, double reset_rate,
     }
     assert_true(ok > STRESS_CALLS / 2);
     if (timeouts > STRESS_CALLS / 100)
-        fail_msg("seed %llu: %d calls timed out", (unsigned long long)seed, timeouts);
+        fail_msg("seed %llu: %d calls timed out or were not sent", (unsigned long long)seed, timeouts);
     if (getenv("MP_NODE_VERBOSE")) {
         mp_sim_stats ss;
         mp_sim_get_stats(sc_sim(c), &ss);

@@ -59,12 +59,12 @@ static int print_membership(const char *addr, const char *reply, size_t len)
         printf("%s: membership table, %s, lease %" JSON_INTEGER_FORMAT " ms left\n", addr,
                json_is_true(serving) ? "serving" : "NOT serving",
                json_integer_value(json_object_get(m, "lease_left_ms")));
-        printf("%-24s %5s  %-4s  %-6s\n", "ADDRESS", "INC", "LIVE", "ACTIVE");
+        printf("%-24s %5s  %-4s  %s\n", "ADDRESS", "INC", "LIVE", "ACTIVE");
         size_t i;
         json_t *e;
         json_array_foreach(json_object_get(m, "members"), i, e) {
             const char *a = json_string_value(json_object_get(e, "addr"));
-            printf("%-24s %5" JSON_INTEGER_FORMAT "  %-4s  %-6s\n", a ? a : "?",
+            printf("%-24s %5" JSON_INTEGER_FORMAT "  %-4s  %s\n", a ? a : "?",
                    json_integer_value(json_object_get(e, "incarnation")),
                    json_is_true(json_object_get(e, "live")) ? "yes" : "no",
                    json_is_true(json_object_get(e, "active")) ? "yes" : "no");

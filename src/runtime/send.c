@@ -146,6 +146,14 @@ void mp__send_to(mp_node *n, mp_msg *m, uint16_t member, uint16_t flags,
         mp_msg_release(n, m); /* expired: the caller's timeout reports it */
         return;
     }
+    if (m->origin == MP_ORIGIN_LOCAL && !mp_calls_find(&n->calls, m->corr)) {
+        /* Our own call already ended (its caller was told, e.g. "not
+         * executed" when a peer was found unreachable while this message
+         * waited in a list being handed on): sending it now could run it
+         * after that answer (exec seed 3245, the rid low-mark assertion). */
+        mp_msg_release(n, m);
+        return;
+    }
     uint8_t fc = m->forward_count;
     if (m->remote_in) {
         /* Buggify: routes that flapped until the message reached the limit

@@ -65,6 +65,11 @@ typedef struct mp_sim_workload {
     void (*check)(mp_sim *sim, void *state);
     /* Free the workload's own state (processes are torn down by the world). */
     void (*destroy)(void *state);
+    /* Instead of setup (which is then unused): setup given `ctx`, so that one
+     * function serves many workloads (mp_sim_cluster_workload does). */
+    int (*setup_ctx)(mp_sim *sim, const mp_workload_params *params,
+                     const void *ctx, void **state);
+    const void *ctx;
 } mp_sim_workload;
 
 /* Registry of the workloads linked into this program. */
@@ -87,7 +92,10 @@ typedef struct mp_sim_run_opts {
     mp_workload_params params;
     int verbose;              /* 0: one line per failing seed; 1: per seed */
     FILE *out;                /* where lines go (stdout if NULL) */
-    const char *argv0;        /* for the replay command line */
+    const char *argv0;        /* for the replay command line: "ARGV0 sim" */
+    /* The replay line's command instead ("./mysim": a program of its own
+     * running mp_sim_main); NULL: argv0 followed by " sim". */
+    const char *command;
     /* Monotonic wall clock in seconds for the speed line, supplied by the
      * tool (runtime code may not read clocks); NULL: no speed line. */
     double (*wall_clock)(void);

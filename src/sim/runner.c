@@ -404,7 +404,8 @@ static void run_seed(const mp_sim_workload *w, const mp_sim_run_opts *opts,
     uint64_t chaos = chaos_ns_of(w, opts), heal = heal_ns_of(w, opts);
     mp_workload_params params = opts->params;
     void *state = NULL;
-    int rc = w->setup(sim, &params, &state);
+    int rc = w->setup_ctx ? w->setup_ctx(sim, &params, w->ctx, &state)
+                          : w->setup(sim, &params, &state);
     if (rc != 0) {
         outcome_fail(o, "setup failed: %s", mp_strerror(rc));
     } else {
@@ -459,7 +460,7 @@ int mp_sim_run_one(const mp_sim_workload *w, const mp_sim_run_opts *opts,
                    uint64_t *events, char *why, size_t why_cap)
 {
     if (why && why_cap) why[0] = '\0';
-    if (!w || !opts || !w->setup || !w->quiescent) {
+    if (!w || !opts || (!w->setup && !w->setup_ctx) || !w->quiescent) {
         if (why && why_cap) snprintf(why, why_cap, "invalid workload or options");
         return 1;
     }
@@ -482,8 +483,12 @@ int mp_sim_run_one(const mp_sim_workload *w, const mp_sim_run_opts *opts,
 static void print_replay(FILE *f, const mp_sim_workload *w,
                          const mp_sim_run_opts *o, uint64_t seed)
 {
-    fprintf(f, "  replay: %s sim --workload %s --seed %" PRIu64,
-            o->argv0 ? o->argv0 : "moonpool", w->name, seed);
+    if (o->command)
+        fprintf(f, "  replay: %s --workload %s --seed %" PRIu64, o->command,
+                w->name, seed);
+    else
+        fprintf(f, "  replay: %s sim --workload %s --seed %" PRIu64,
+                o->argv0 ? o->argv0 : "moonpool", w->name, seed);
     if (o->params.nodes) fprintf(f, " --nodes %d", o->params.nodes);
     if (o->params.workers) fprintf(f, " --workers %d", o->params.workers);
     if (!o->swarm) fprintf(f, " --no-swarm");
@@ -532,7 +537,7 @@ int mp_sim_run_seeds(const mp_sim_workload *w, const mp_sim_run_opts *opts,
     memset(r, 0, sizeof *r);
     if (!opts) return 1;
     FILE *f = out_of(opts);
-    if (!w || !w->setup || !w->quiescent) {
+    if (!w || (!w->setup && !w->setup_ctx) || !w->quiescent) {
         fprintf(f, "sim: invalid workload\n");
         return 1;
     }

@@ -41,7 +41,7 @@ int mp_sim_workload_register(const mp_sim_workload *w)
 {
     /* A workload without a name, a setup or a quiescence test cannot be run
      * by the seed runner; reject it here rather than crash later. */
-    if (!w || !w->name || !w->name[0] || !w->setup || !w->quiescent)
+    if (!w || !w->name || !w->name[0] || (!w->setup && !w->setup_ctx) || !w->quiescent)
         return MP_EINVAL;
     if (mp_sim_workload_find(w->name)) return MP_EINVAL;
     if (registry_count >= MP_WORKLOAD_MAX) return MP_ENOMEM;

@@ -70,6 +70,15 @@ static void m_fail(mp_actor *self, void *inst, mp_msg *msg, const void *p,
     mp_reply_error(msg, MP_EACTOR, "boom");
 }
 
+/* Adds 1, then fails with a status that says "did not run", as a handler
+ * relaying its own call's MP_EUNAVAIL does. */
+static void m_add_relay_unavail(mp_actor *self, void *inst, mp_msg *msg,
+                                const void *p, size_t len)
+{
+    ((counter *)inst)->value++;
+    mp_reply_error(msg, MP_EUNAVAIL, "downstream unavailable");
+}
+
 static void later_fire(void *ud)
 {
     counter *c = ud;
@@ -218,7 +227,7 @@ static const mp_method_def counter_methods[] = {
     {"fail", m_fail},     {"later", m_later}, {"hang", m_hang},
     {"big", m_big},       {"callother", m_callother},
     {"where", m_where},   {"deact", m_deact},     {"callback", m_callback},
-    {"echo_then_read", m_echo_then_read},
+    {"echo_then_read", m_echo_then_read}, {"add_relay_unavail", m_add_relay_unavail},
 };
 
 const mp_actor_type counter_type = {

@@ -201,6 +201,25 @@ typedef struct real_client {
     json_t *stats;
 } real_client;
 
+/* A handler that ran and replied MP_EUNAVAIL (relaying its own call's
+ * error) is not taken for a gateway that refused the request: the client
+ * gets MP_EACTOR naming the status, and the handler ran once (before, the
+ * client sent it on to the next gateway, which ran it again). */
+static void test_handler_error_saying_not_run_runs_once(void **state)
+{
+    sc_cluster *c = counter_cluster(3, 22);
+    int ci = sc_add_client(c, "10.0.9.1:5000");
+    sc_reply o = sc_call_wait(c, ci, "Counter", "relay", "add_relay_unavail", NULL, 0,
+                              5 * SEC, 30 * SEC);
+    assert_int_equal(o.status, MP_EACTOR);
+    assert_non_null(strstr(o.text, "MP_EUNAVAIL: downstream unavailable"));
+    assert_int_equal(mp_call_status_class(o.status, 0), MP_CALL_EXECUTED);
+    sc_reply g = sc_call_wait(c, ci, "Counter", "relay", "get", NULL, 0, 5 * SEC, 30 * SEC);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.value, 1);
+    counter_cluster_free(c);
+}
+
 static void real_reply(void *ud, int status, const void *data, size_t len)
 {
     real_client *rc = ud;
@@ -283,6 +302,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_node_calls_through_gateways_and_fails_over),
         cmocka_unit_test(test_client_node_calls_a_real_cluster),
+        cmocka_unit_test(test_handler_error_saying_not_run_runs_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

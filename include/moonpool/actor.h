@@ -157,13 +157,14 @@ void mp_reply(mp_msg *msg, const void *data, size_t len);
 
 /* Reply with an error: status (usually MP_EACTOR, any negative mp_status)
  * and a human-readable message (copied; may be NULL). Ends the turn; the
- * actor stays active. The handler ran, so its error never says otherwise:
- * a status whose class is "not executed" (mp_call_status_class; e.g. an
- * MP_EUNAVAIL the handler got from its own call and relays), or a
- * connection status, reaches the caller as MP_EACTOR with the message
- * "MP_EUNAVAIL: <message>" (else a client-only caller would send the
- * request again). MP_EINVAL is kept: reply it only when the handler changed
- * nothing (bad input). */
+ * actor stays active. The handler ran, so its error never says the
+ * request was not taken: MP_EUNAVAIL, MP_EQUEUEFULL and the connection
+ * statuses (MP_ECONNRESET, MP_ECONNREFUSED, MP_EOF), e.g. relayed from the
+ * handler's own call, reach the caller as MP_EACTOR with the message
+ * "MP_EUNAVAIL: <message>" (a client-only caller would otherwise send the
+ * request to another member, which would run it again). Other statuses are
+ * passed as given: a handler that relays one whose class is "not executed"
+ * (mp_call_status_class) should have changed nothing. */
 void mp_reply_error(mp_msg *msg, int status, const char *message);
 
 /* Whether the message expects a reply (false for one-way sends). */

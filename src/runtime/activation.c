@@ -441,26 +441,17 @@ void mp_reply(mp_msg *msg, const void *data, size_t len)
     end_turn(msg, 0, data, len);
 }
 
-/* Whether a status tells the caller "this request did not run here". A
- * handler ran, so it may not say that: a client-only node sends a request
- * answered so to another gateway (client.c), where it would run again, and a
- * caller trusting mp_call_status_class would retry it. MP_EINVAL stays: it
- * is how a handler refuses input, promising it changed nothing (actor.h). */
-static bool says_not_run(int status)
-{
-    if (status == MP_EINVAL) return false;
-    return mp_call_status_class(status, 0) == MP_CALL_NOT_EXECUTED ||
-           status == MP_ECONNRESET || status == MP_ECONNREFUSED || status == MP_EOF;
-}
-
 void mp_reply_error(mp_msg *msg, int status, const char *message)
 {
     if (!msg) return;
     if (status >= 0 || status < MP_STATUS_MIN_) status = MP_EACTOR;
     size_t len = message ? strnlen(message, 1024) : 0;
     msg->node->stats.errors_sent++;
-    if (says_not_run(status)) {
-        /* MP_EACTOR, the original status named in the message. */
+    if (mp__client_retryable(status)) {
+        /* The handler ran, so its error may not say "not taken": a
+         * client-only caller would send the request to another gateway,
+         * where it would run again. MP_EACTOR, the status named in the
+         * message. */
         char text[1100];
         int tl = snprintf(text, sizeof text, "%s: %.*s", mp_status_name(status), (int)len,
                           message ? message : "");

@@ -20,7 +20,7 @@
  * MP_EUNAVAIL and MP_EQUEUEFULL are answered by a gateway that did not take
  * it (node.h); the transport statuses come only from a send that failed at
  * once, i.e. queued nothing. Nothing that may have run is ever retried. */
-static bool client_retryable(int status)
+bool mp__client_retryable(int status)
 {
     return status == MP_EUNAVAIL || status == MP_ECONNRESET ||
            status == MP_ECONNREFUSED || status == MP_EOF ||
@@ -123,7 +123,7 @@ static void client_next(mp_node *n, mp_ccall *cc, int status,
 {
     for (;;) {
         uint64_t now = mp_env_now(n->env);
-        bool more = client_retryable(status) && !n->closing &&
+        bool more = mp__client_retryable(status) && !n->closing &&
                     cc->tries + 1 < CLIENT_ROUNDS * n->dir.n &&
                     (!cc->m->deadline || now < cc->m->deadline);
         if (!more) {
@@ -150,7 +150,7 @@ static void ccall_cb(void *ud, int status, const void *data, size_t len)
     mp_ccall *cc = ud;
     mp_node *n = cc->node;
     cc->corr = 0;
-    if (client_retryable(status)) {
+    if (mp__client_retryable(status)) {
         /* The hinted host may be gone: later calls start from the hash. */
         mp_dir_cache_remove_ref(&n->dir, &cc->m->target);
         client_next(n, cc, status, data, len);
@@ -235,7 +235,7 @@ int mp__client_submit(mp_node *n, mp_msg *m, mp_reply_cb cb, void *ud,
     for (;;) {
         rc = client_attempt_once(n, cc);
         if (rc == 0) break;
-        if (!client_retryable(rc) || cc->tries + 1 >= n->dir.n) {
+        if (!mp__client_retryable(rc) || cc->tries + 1 >= n->dir.n) {
             mp__ccall_free(n, cc);
             return rc;
         }

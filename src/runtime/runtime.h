@@ -410,6 +410,10 @@ void mp__client_peer_down(mp_node *n, uint16_t member, int status,
                           const char *text, const uint64_t *unsent,
                           size_t unsent_count);
 void mp__ccall_free(mp_node *n, mp_ccall *cc);
+/* Statuses with which a client-only node's call goes on to the next
+ * gateway: they say the request was not taken (client.c). A handler's
+ * error never carries one (mp_reply_error). */
+bool mp__client_retryable(int status);
 void mp__ccall_finish(mp_node *n, mp_ccall *cc, int status,
                       const void *data, size_t len);
 

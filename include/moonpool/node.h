@@ -291,6 +291,8 @@ typedef struct mp_node_member_info {
                              never seen */
     bool live;            /* may be serving: owns directory partitions */
     bool active;          /* active in the table: new activations go there */
+    bool connected;       /* a connection to it is open now (false for the
+                             node itself) */
 } mp_node_member_info;
 
 /* Members known to the node: the configured list, then members learnt from

@@ -184,6 +184,14 @@ size_t mp__metrics_render(char *buf, size_t cap, const mp__metrics_view *v)
                      v, true);
         member_gauge(&o, "member_active", "1 while the member is active (gets new activations).",
                      v, false);
+        put(&o, "# HELP moonpool_peer_connected 1 while a connection to the member is open.\n"
+                "# TYPE moonpool_peer_connected gauge\n");
+        for (size_t i = 0; i < v->member_count; i++) {
+            if (strcmp(v->members[i].addr, v->address) == 0) continue; /* itself */
+            put(&o, "moonpool_peer_connected{address=\"");
+            put_label(&o, v->members[i].addr);
+            put(&o, "\"} %d\n", v->members[i].connected);
+        }
     }
     return o.n;
 }

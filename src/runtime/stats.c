@@ -221,6 +221,10 @@ size_t mp_node_member_info_at(mp_node *node, size_t i, mp_node_member_info *out)
         out->addr = mp_dir_addr(&node->dir, i);
         mp__members_member(node, i, &out->incarnation, &out->active);
         out->live = mp_dir_is_live(&node->dir, i);
+        mp_peer_stats ps;
+        out->connected = node->transport &&
+                         mp_transport_peer_stats(node->transport, out->addr, &ps) == 0 &&
+                         ps.connected;
     }
     return node->dir.n;
 }

@@ -32,8 +32,8 @@ static void test_metrics_render_format(void **state)
     call.count = 12;
     call.sum_ns = 3 * MP_NS_PER_SEC / 2;
     for (size_t i = 0; i < MP_NODE_LATENCY_BOUNDS; i++) call.le[i] = i < 10 ? i : 10;
-    mp_node_member_info mem[2] = {{"127.0.0.1:7001", 5, true, true},
-                                  {"127.0.0.1:7002", 2, true, false}};
+    mp_node_member_info mem[2] = {{"127.0.0.1:7001", 5, true, true, false},
+                                  {"127.0.0.1:7002", 2, true, false, true}};
     mp__metrics_view v = {&st, "127.0.0.1:7001", "ba\"n\\k\n", 5, 1500 * MP_NS_PER_MS,
                           MP__READY_SERVING, &call, NULL, mem, 2, true};
     size_t need = mp__metrics_render(NULL, 0, &v);
@@ -56,6 +56,8 @@ static void test_metrics_render_format(void **state)
     assert_non_null(strstr(b, "\nmoonpool_member_active{address=\"127.0.0.1:7002\",incarnation=\"2\"} 0\n"));
     assert_non_null(strstr(b, "\nmoonpool_member_live{address=\"127.0.0.1:7002\",incarnation=\"2\"} 1\n"));
     assert_non_null(strstr(b, "\nmoonpool_serving 1\n"));
+    assert_non_null(strstr(b, "\nmoonpool_peer_connected{address=\"127.0.0.1:7002\"} 1\n"));
+    assert_null(strstr(b, "moonpool_peer_connected{address=\"127.0.0.1:7001\"}")); /* itself */
     assert_non_null(strstr(b, "\nmoonpool_build_info{version=\""));
     assert_non_null(strstr(b, "moonpool_node_info{address=\"127.0.0.1:7001\","
                               "namespace=\"ba\\\"n\\\\k\\n\",incarnation=\"5\"} 1\n"));
@@ -89,8 +91,9 @@ static void test_metrics_render_format(void **state)
         samples++;
     }
     /* 21 node counters, uptime, ready, node_info, build_info, serving, one
-     * histogram (16 bounds, +Inf, sum, count), two gauges of 2 members */
-    assert_int_equal(samples, 21 + 5 + 19 + 4);
+     * histogram (16 bounds, +Inf, sum, count), two gauges of 2 members,
+     * peer_connected of the other member */
+    assert_int_equal(samples, 21 + 5 + 19 + 4 + 1);
     free(b);
 }
 

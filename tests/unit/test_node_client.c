@@ -220,6 +220,38 @@ static void test_handler_error_saying_not_run_runs_once(void **state)
     counter_cluster_free(c);
 }
 
+/* The members a node knows and its connections to them (what /metrics
+ * shows as member_live, member_active and peer_connected). */
+static void test_member_info_shows_connections(void **state)
+{
+    sc_cluster *c = counter_cluster(3, 23);
+    enum { K = 12 };
+    sc_reply o[K];
+    memset(o, 0, sizeof o);
+    for (int k = 0; k < K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "m%d", k);
+        sc_call(c, 0, "Counter", key, "add", NULL, 0, 5 * SEC, &o[k]);
+    }
+    sc_wait(c, o, K);
+    mp_node *n0 = sc_node(c, 0);
+    assert_int_equal(mp_node_member_info_at(n0, 0, NULL), 3);
+    mp_node_member_info mi[3];
+    for (size_t i = 0; i < 3; i++) {
+        mp_node_member_info_at(n0, i, &mi[i]);
+        assert_string_equal(mi[i].addr, sc_addr(c, (int)i));
+        assert_true(mi[i].live && mi[i].active); /* a static cluster */
+        assert_int_equal(mi[i].connected, i != 0);
+    }
+    sc_kill(c, 2);
+    sc_run_for(c, 15 * SEC); /* past the peer timeout */
+    mp_node_member_info_at(n0, 1, &mi[1]);
+    mp_node_member_info_at(n0, 2, &mi[2]);
+    assert_true(mi[1].connected);
+    assert_false(mi[2].connected);
+    counter_cluster_free(c);
+}
+
 static void real_reply(void *ud, int status, const void *data, size_t len)
 {
     real_client *rc = ud;
@@ -303,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_client_node_calls_through_gateways_and_fails_over),
         cmocka_unit_test(test_client_node_calls_a_real_cluster),
         cmocka_unit_test(test_handler_error_saying_not_run_runs_once),
+        cmocka_unit_test(test_member_info_shows_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

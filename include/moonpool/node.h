@@ -256,6 +256,11 @@ typedef struct mp_node_stats {
     uint64_t rid_duplicates;    /* copies of a request that ran here: MP_EALREADY */
     uint64_t rid_stale;         /* copies below their origin's window: MP_ESTALE */
     uint64_t rid_refused;       /* no window free for a new origin: MP_EQUEUEFULL */
+    /* mp_call/mp_actor_call calls of this member that completed, by
+     * outcome: succeeded, or failed and (mp_call_status_class) executed,
+     * not executed, may have executed (timeouts included). Not counted on
+     * client-only nodes, nor the runtime's own directory calls. */
+    uint64_t calls_ok, calls_failed_executed, calls_not_executed, calls_may_have_run;
 } mp_node_stats;
 
 /* A snapshot of the counters. activations counts activations in the

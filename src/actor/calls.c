@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "moonpool/buggify.h"
+#include "moonpool/status.h"
 #include "util/list.h"
 
 #define FREE_LIST_MAX 4096
@@ -257,6 +258,7 @@ static void on_timer(void *ud)
         index_remove(c, r);
         mp_reply_cb cb = r->cb;
         void *cud = r->ud;
+        if (r->user) c->outcomes[1 + MP_CALL_MAY_HAVE_RUN]++;
         if (r->started && c->latency) mp_hist_record(c->latency, now - r->started);
         rec_release(c, r);
         c->timeouts++;
@@ -294,14 +296,23 @@ int mp_calls_add(mp_calls *c, uint64_t timeout_ns, mp_reply_cb cb, void *ud,
     return mp_calls_add_at(c, deadline, cb, ud, corr);
 }
 
+static int calls_add(mp_calls *c, bool user, uint64_t started, uint64_t deadline,
+                     mp_reply_cb cb, void *ud, uint64_t *corr);
+
 int mp_calls_add_at(mp_calls *c, uint64_t deadline, mp_reply_cb cb, void *ud,
                     uint64_t *corr)
 {
-    return mp_calls_add_timed(c, 0, deadline, cb, ud, corr);
+    return calls_add(c, false, 0, deadline, cb, ud, corr);
 }
 
 int mp_calls_add_timed(mp_calls *c, uint64_t started, uint64_t deadline, mp_reply_cb cb,
                        void *ud, uint64_t *corr)
+{
+    return calls_add(c, true, started, deadline, cb, ud, corr);
+}
+
+static int calls_add(mp_calls *c, bool user, uint64_t started, uint64_t deadline,
+                     mp_reply_cb cb, void *ud, uint64_t *corr)
 {
     if (c->limit && c->count >= c->limit) return MP_EQUEUEFULL;
     mp_call_rec *r = rec_alloc(c);
@@ -312,6 +323,7 @@ int mp_calls_add_timed(mp_calls *c, uint64_t started, uint64_t deadline, mp_repl
      * eight gives the same distribution for a fraction of it. */
     r->started = (r->corr % MP_CALLS_TIMED_EVERY) == 0 ? started : 0;
     r->deadline = deadline;
+    r->user = user;
     r->cb = cb;
     r->ud = ud;
     r->peer = -1;
@@ -352,6 +364,7 @@ int mp_calls_complete(mp_calls *c, uint64_t corr, int status, const void *data,
     deadline_remove(c, r);
     mp_reply_cb cb = r->cb;
     void *ud = r->ud;
+    if (r->user) c->outcomes[status == 0 ? 0 : 1 + mp_call_status_class(status, 0)]++;
     if (r->started && c->latency) {
         uint64_t now = mp_env_now(c->env);
         mp_hist_record(c->latency, now > r->started ? now - r->started : 0);

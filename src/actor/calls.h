@@ -61,6 +61,7 @@ typedef struct mp_call_rec {
     mp_heap_node hn;     /* in the heap when q == 0; key = deadline */
     uint8_t q;           /* 0: heap, 1..MP_CALLS_FIFOS: that FIFO */
     bool direct;         /* indexed by slots[corr & mask], else in overflow */
+    bool user;           /* mp_calls_add_timed: counted in c->outcomes */
     int32_t peer;        /* member the request went to, -1: not marked */
     uint64_t started;    /* mp_calls_add_timed: when the call began; 0: not timed */
     mp_reply_cb cb;
@@ -85,6 +86,11 @@ typedef struct mp_calls {
     size_t free_count;
     size_t limit; /* max outstanding records */
     uint64_t late, timeouts, completed;
+    /* Completions of user calls (mp_calls_add_timed: replies, errors,
+     * timeouts) by what they say about the call: [0] succeeded, then by
+     * mp_call_class + 1 (executed with an error, not executed, may have
+     * run). */
+    uint64_t outcomes[4];
     mp_hist *latency; /* timed records' call-to-completion times; NULL: none */
 } mp_calls;
 

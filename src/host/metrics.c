@@ -145,6 +145,16 @@ size_t mp__metrics_render(char *buf, size_t cap, const mp__metrics_view *v)
     metric(&o, "deactivations_total", "counter", "Activations ended.", s->deactivations_total);
     metric(&o, "calls_out_total", "counter", "Calls sent by this node.", s->calls_out);
     metric(&o, "calls_in_total", "counter", "Calls received by this node.", s->calls_in);
+    put(&o, "# HELP moonpool_calls_completed_total Calls this node made that completed, by "
+            "outcome (failures: what the error says about the call's execution).\n"
+            "# TYPE moonpool_calls_completed_total counter\n");
+    static const char *const outcome[] = {"ok", "failed_executed", "not_executed",
+                                          "may_have_executed"};
+    const uint64_t by[] = {s->calls_ok, s->calls_failed_executed, s->calls_not_executed,
+                           s->calls_may_have_run};
+    for (size_t i = 0; i < 4; i++)
+        put(&o, "moonpool_calls_completed_total{outcome=\"%s\"} %llu\n", outcome[i],
+            (unsigned long long)by[i]);
     metric(&o, "replies_late_total", "counter", "Replies that came after their call ended.",
            s->replies_late);
     metric(&o, "call_timeouts_total", "counter", "Calls that timed out.", s->timeouts);

@@ -26,6 +26,10 @@ void mp_node_get_stats(mp_node *n, mp_node_stats *out)
     out->activations = mp_catalog_count(&n->catalog);
     out->replies_late = n->calls.late;
     out->timeouts = n->calls.timeouts;
+    out->calls_ok = n->calls.outcomes[0];
+    out->calls_failed_executed = n->calls.outcomes[1 + MP_CALL_EXECUTED];
+    out->calls_not_executed = n->calls.outcomes[1 + MP_CALL_NOT_EXECUTED];
+    out->calls_may_have_run = n->calls.outcomes[1 + MP_CALL_MAY_HAVE_RUN];
     out->pending_calls = mp_calls_pending(&n->calls);
     out->rid_origins = mp__rid_origins(n);
 }
@@ -119,6 +123,10 @@ char *mp_node_stats_json(mp_node *n, size_t *len)
     SET_U(rid_duplicates);
     SET_U(rid_stale);
     SET_U(rid_refused);
+    SET_U(calls_ok);
+    SET_U(calls_failed_executed);
+    SET_U(calls_not_executed);
+    SET_U(calls_may_have_run);
 #undef SET_U
     bad |= json_object_set_new(o, "addr", json_string(n->self_addr));
     bad |= json_object_set_new(o, "namespace", json_string(n->ns));

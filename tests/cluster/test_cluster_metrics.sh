@@ -62,6 +62,7 @@ expect_in "$TMP/scrape" "Content-Type: text/plain; version=0.0.4" "/metrics cont
 expect_in "$TMP/scrape" "# TYPE moonpool_calls_in_total counter" "TYPE line"
 expect_in "$TMP/scrape" "moonpool_node_info{address=\"127.0.0.1:$P\",namespace=\"ctest\",incarnation=\"1\"} 1" "node_info"
 expect_in "$TMP/scrape" "# TYPE moonpool_call_latency_seconds histogram" "call latency histogram"
+expect_in "$TMP/scrape" "moonpool_calls_completed_total{outcome=\"may_have_executed\"} " "calls by outcome"
 expect_in "$TMP/scrape" "moonpool_call_latency_seconds_bucket{le=\"+Inf\"}" "call latency +Inf bucket"
 expect_in "$TMP/scrape" "moonpool_build_info{version=\"$("$MP" --version | awk '{print $2}')\"} 1" "build_info"
 before=$(metric moonpool_calls_in_total)

@@ -27,6 +27,7 @@ static void test_metrics_render_format(void **state)
     st.calls_in = 42;
     st.activations = 3;
     st.mailbox_rejected = 7;
+    st.calls_not_executed = 4;
     mp_node_latency call;
     memset(&call, 0, sizeof call);
     call.count = 12;
@@ -44,6 +45,8 @@ static void test_metrics_render_format(void **state)
     assert_non_null(strstr(b, "\nmoonpool_calls_in_total 42\n"));
     assert_non_null(strstr(b, "\nmoonpool_activations 3\n"));
     assert_non_null(strstr(b, "\nmoonpool_mailbox_rejected_total 7\n"));
+    assert_non_null(strstr(b, "\nmoonpool_calls_completed_total{outcome=\"not_executed\"} 4\n"));
+    assert_non_null(strstr(b, "\nmoonpool_calls_completed_total{outcome=\"ok\"} 0\n"));
     assert_non_null(strstr(b, "\nmoonpool_uptime_seconds 1.500\n"));
     assert_non_null(strstr(b, "\nmoonpool_ready 1\n"));
     assert_non_null(strstr(b, "\nmoonpool_call_latency_seconds_bucket{le=\"0.0001\"} 0\n"));
@@ -92,8 +95,8 @@ static void test_metrics_render_format(void **state)
     }
     /* 21 node counters, uptime, ready, node_info, build_info, serving, one
      * histogram (16 bounds, +Inf, sum, count), two gauges of 2 members,
-     * peer_connected of the other member */
-    assert_int_equal(samples, 21 + 5 + 19 + 4 + 1);
+     * peer_connected of the other member, calls_completed by 4 outcomes */
+    assert_int_equal(samples, 21 + 5 + 19 + 4 + 1 + 4);
     free(b);
 }
 

@@ -220,9 +220,10 @@ static void test_handler_error_saying_not_run_runs_once(void **state)
     counter_cluster_free(c);
 }
 
-/* The members a node knows and its connections to them (what /metrics
- * shows as member_live, member_active and peer_connected). */
-static void test_member_info_shows_connections(void **state)
+/* The outcomes of a member's calls, the members it knows and its
+ * connections to them (what /metrics shows as calls_completed_total,
+ * member_live, member_active and peer_connected). */
+static void test_call_outcomes_and_member_connections(void **state)
 {
     sc_cluster *c = counter_cluster(3, 23);
     enum { K = 12 };
@@ -234,7 +235,18 @@ static void test_member_info_shows_connections(void **state)
         sc_call(c, 0, "Counter", key, "add", NULL, 0, 5 * SEC, &o[k]);
     }
     sc_wait(c, o, K);
+    sc_reply f = sc_call_wait(c, 0, "Counter", "m0", "fail", NULL, 0, 5 * SEC, 10 * SEC);
+    sc_reply u = sc_call_wait(c, 0, "Counter", "m1", "nosuch", NULL, 0, 5 * SEC, 10 * SEC);
+    assert_int_equal(f.status, MP_EACTOR);
+    assert_int_equal(u.status, MP_ENOMETHOD);
     mp_node *n0 = sc_node(c, 0);
+    /* The completions by outcome (moonpool_calls_completed_total). */
+    mp_node_stats st;
+    mp_node_get_stats(n0, &st);
+    assert_int_equal(st.calls_ok, K);
+    assert_int_equal(st.calls_failed_executed, 1);
+    assert_int_equal(st.calls_not_executed, 1);
+    assert_int_equal(st.calls_may_have_run, 0);
     assert_int_equal(mp_node_member_info_at(n0, 0, NULL), 3);
     mp_node_member_info mi[3];
     for (size_t i = 0; i < 3; i++) {
@@ -335,7 +347,7 @@ int main(void)
         cmocka_unit_test(test_client_node_calls_through_gateways_and_fails_over),
         cmocka_unit_test(test_client_node_calls_a_real_cluster),
         cmocka_unit_test(test_handler_error_saying_not_run_runs_once),
-        cmocka_unit_test(test_member_info_shows_connections),
+        cmocka_unit_test(test_call_outcomes_and_member_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,6 +89,12 @@ typedef struct mp_sim_cluster_spec {
     /* Phase lengths; 0: the runner's defaults (10 s chaos, 30 s heal). */
     uint64_t chaos_ns;
     uint64_t heal_ns;
+    /* The fault configuration: called before anything is spawned with the
+     * faults drawn for the seed (swarm, or fixed with --no-swarm; all zero
+     * with --no-faults), to change in place (turn a family off, lengthen
+     * latencies, ...); the world uses the result. The seed's -v line shows
+     * the faults as drawn. May be NULL. */
+    void (*tune_faults)(mp_sim_cluster *c, mp_sim_faults *faults);
 
     /* ---- the workload ---- (ud is what start returned) */
     /* Create the workload's state; calls may start here. Return 0, or an

@@ -364,6 +364,11 @@ static int sc_setup(mp_sim *sim, const mp_workload_params *params, const void *c
     c->chaos = true;
     c->db_pid = -1;
     c->calls.prev = c->calls.next = &c->calls;
+    if (spec->tune_faults) {
+        mp_sim_faults f = *mp_sim_get_faults(sim);
+        spec->tune_faults(c, &f);
+        mp_sim_set_faults(sim, &f);
+    }
     if (spec->storage) {
         c->db_pid = mp_sim_spawn(sim, SC_DB_ADDR, &db_ops, c);
         if (c->db_pid < 0) return c->db_pid;

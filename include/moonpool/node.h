@@ -47,7 +47,8 @@
  *     or the relaying node shut down before the answer), MP_ETIMEDOUT,
  *     MP_ECLOSED through the callback (this node shut down while the call
  *     was out), MP_ESTORAGE (a persist failed inside the turn);
- *   executed: 0, MP_EACTOR (the handler ran and returned an error) and
+ *   executed: 0, MP_EACTOR (the handler ran and returned an error; also
+ *     when it replied a status such as MP_EUNAVAIL: actor.h, mp_reply_error) and
  *     MP_EALREADY (it ran; this answer is for a copy or a keyed retry).
  * A client-only node fails over to another gateway only for "not
  * executed" outcomes.

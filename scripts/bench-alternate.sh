@@ -1,6 +1,6 @@
 #!/bin/sh
 # Compare two moonpool binaries on this machine by alternating them, so
-# that both see the same machine phases (docs/performance.md's rule).
+# that both see the same machine phases (docs/bench.md compares binaries so).
 #
 #   scripts/bench-alternate.sh BEFORE AFTER [ROUNDS] [MATCH]
 #

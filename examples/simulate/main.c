@@ -1,5 +1,5 @@
 /*
- * simulate: your own actor type under the simulator (docs/simulation.md).
+ * simulate: your own actor type under the simulator (README, "Simulating your own actors").
  *
  * Counter keeps {"n": total, "ops": [every op id it applied]} in storage and
  * answers an "add" only once that is stored. The workload adds from three

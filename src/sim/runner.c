@@ -393,6 +393,10 @@ static void run_seed(const mp_sim_workload *w, const mp_sim_run_opts *opts,
     cfg.swarm = false; /* drawn above, identically */
     cfg.faults = o->faults;
     cfg.record_trace = record || save || ref;
+    /* A seed's peers time out and its mailboxes fill on purpose: warnings
+     * at every seed would bury the per-seed lines. -v shows them; --trace
+     * (the workloads raise it to debug) shows everything. */
+    cfg.log_level = opts->verbose ? MP_LOG_WARN : MP_LOG_ERROR;
 
     mp_sim *sim = mp_sim_create(&cfg);
     if (!sim) {

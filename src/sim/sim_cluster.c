@@ -85,9 +85,8 @@ static int node_boot(mp_env *env, void *arg, uint32_t incarnation, void **out)
     sc_slot *s = arg;
     mp_sim_cluster *c = s->c;
     const mp_sim_cluster_spec *spec = c->spec;
-    /* Peers timing out and connections failing are what a seed is made of:
-     * warnings would bury the per-seed lines. --trace shows everything. */
-    env->log_level = c->trace ? MP_LOG_DEBUG : MP_LOG_ERROR;
+    /* The world's level otherwise (errors; warnings with -v). */
+    if (c->trace) env->log_level = MP_LOG_DEBUG;
     mp_node_config cfg;
     mp_node_config_init(&cfg);
     cfg.cluster_namespace = SC_NS;

@@ -35,6 +35,9 @@ install(CODE "
   message(STATUS \"Installing: \${_dir}/moonpool@.service\")
   file(MAKE_DIRECTORY \"\${_dir}\")
   file(WRITE \"\${_dir}/moonpool@.service\" \"\${_unit}\")
+  # In install_manifest.txt like every other file, so that removing what it
+  # lists (the usual uninstall) removes the unit too.
+  list(APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${_dir}/moonpool@.service\")
 ")
 
 # ---- pkg-config ---------------------------------------------------------------

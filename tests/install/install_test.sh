@@ -44,6 +44,12 @@ step "cmake --install --prefix $work/prefix"
 cmake --install "$build" --prefix "$work/prefix" >"$work/cmake-install.log" ||
     { cat "$work/cmake-install.log"; fail "cmake --install"; }
 prefix=$work/prefix
+# The manifest of the last install lists every file it wrote (the usual
+# uninstall removes what it lists), the systemd unit included.
+manifest=$build/install_manifest.txt
+grep -q "^$prefix/lib/systemd/system/moonpool@.service$" "$manifest" ||
+    fail "$manifest does not list the systemd unit"
+while read -r f; do [ -e "$f" ] || fail "$manifest lists $f, not installed"; done <"$manifest"
 
 for root in "$staged" "$prefix"; do
     pc=$(find "$root" -name moonpool.pc -path '*/pkgconfig/*' | sed -n 1p)

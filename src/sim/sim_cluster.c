@@ -65,8 +65,7 @@ struct mp_sim_cluster {
     int members, clients;
     bool trace;
     bool chaos;     /* before the heal */
-    bool heal_started; /* spec->heal is running or ran */
-    bool heal_done;    /* spec->heal returned */
+    bool healed;    /* spec->heal ran (it runs within one event) */
     int db_pid;
     void *disk; /* the database's simulated disk (freed with the cluster) */
     sc_slot member[MP_SIM_CLUSTER_MAX_MEMBERS];
@@ -184,17 +183,9 @@ static bool retry_cannot_help(int status)
            status == MP_EINVAL || status == MP_ETOOBIG;
 }
 
-static int wcall_send(wcall *w);
-
-static void wcall_retry(void *ud)
-{
-    wcall *w = ud;
-    if (wcall_send(w) == 0) return;
-    mp_sim_schedule(w->c->sim, SC_RETRY_NS, wcall_retry, w);
-}
-
 static void heal_when_settled(void *ud);
 
+/* The call's end: its completion runs, then it is forgotten. */
 static void wcall_done(mp_sim_cluster *c, wcall *w, int status, const void *data,
                        size_t len)
 {
@@ -203,81 +194,94 @@ static void wcall_done(mp_sim_cluster *c, wcall *w, int status, const void *data
     c->in_flight[w->client]--;
     if (w->cb) w->cb(c, w->ud, status, data, len);
     wcall_free(w);
-    if (!c->chaos && !c->heal_started && c->pending == 0 &&
+    if (!c->chaos && !c->healed && c->pending == 0 &&
         mp_sim_schedule(c->sim, 0, heal_when_settled, c) != 0)
         mp_sim_fail(c->sim, "sim-cluster: out of memory scheduling the heal");
+}
+
+static int wcall_attempt(wcall *w);
+
+static void wcall_retry(void *ud)
+{
+    wcall *w = ud;
+    int rc = wcall_attempt(w);
+    if (rc != 0) wcall_done(w->c, w, rc, NULL, 0);
+}
+
+/* An until_ok call that failed in a way a retry may mend goes again
+ * SC_RETRY_NS later. Returns false when it does not (the outcome stands). */
+static bool wcall_again(wcall *w, int status)
+{
+    if (!w->until_ok || status == 0 || retry_cannot_help(status)) return false;
+    mp_sim_cluster *c = w->c;
+    if (c->trace)
+        fprintf(stderr, "sim-cluster: %s %s/%s.%s: %s, again in 100 ms\n",
+                c->client[w->client].addr, w->type, w->key, w->method,
+                mp_status_name(status));
+    return mp_sim_schedule(c->sim, SC_RETRY_NS, wcall_retry, w) == 0;
 }
 
 static void wcall_replied(void *ud, int status, const void *data, size_t len)
 {
     wcall *w = ud;
-    mp_sim_cluster *c = w->c;
-    if (w->until_ok && status != 0 && !retry_cannot_help(status)) {
-        if (c->trace)
-            fprintf(stderr, "sim-cluster: %s %s/%s.%s: %s, again in 100 ms\n",
-                    c->client[w->client].addr, w->type, w->key, w->method,
-                    mp_status_name(status));
-        if (mp_sim_schedule(c->sim, SC_RETRY_NS, wcall_retry, w) == 0) return;
-        status = MP_ENOMEM;
-    }
-    wcall_done(c, w, status, data, len);
+    if (!wcall_again(w, status)) wcall_done(w->c, w, status, data, len);
 }
 
-static int wcall_send(wcall *w)
+/* One attempt. Returns 0 (a completion or a retry will follow) or the
+ * status the call ends with at once. */
+static int wcall_attempt(wcall *w)
 {
     mp_node *node = w->c->client[w->client].node;
-    if (!node) return MP_ECLOSED;
     mp_ref ref;
-    int rc = mp_ref_get(node, w->type, w->key, &ref);
-    if (rc != 0) return rc;
-    return mp_call(node, &ref, w->method, w->payload, w->len, NULL, wcall_replied, w);
+    int rc = !node ? MP_ECLOSED : mp_ref_get(node, w->type, w->key, &ref);
+    if (rc == 0)
+        rc = mp_call(node, &ref, w->method, w->payload, w->len, NULL, wcall_replied, w);
+    return rc == 0 || wcall_again(w, rc) ? 0 : rc;
 }
 
-static char *dup_name(const char *s)
-{
-    if (!s || !*s || strlen(s) >= SC_NAME_MAX) return NULL;
-    return strdup(s);
-}
+static bool name_ok(const char *s) { return s && *s && strlen(s) < SC_NAME_MAX; }
 
 static int call_common(mp_sim_cluster *c, int client, const char *type,
                        const char *key, const char *method, const void *payload,
                        size_t len, bool until_ok, mp_sim_cluster_reply_cb cb,
                        void *ud)
 {
-    if (!c || client < 0 || client >= c->clients || (len && !payload)) return MP_EINVAL;
+    if (!c || client < 0 || client >= c->clients || (len && !payload) || !name_ok(type) ||
+        !name_ok(key) || !name_ok(method))
+        return MP_EINVAL;
     wcall *w = calloc(1, sizeof *w);
     if (!w) return MP_ENOMEM;
+    w->prev = w->next = w; /* alone until linked: wcall_free may unlink */
     w->c = c;
     w->client = client;
     w->until_ok = until_ok;
     w->cb = cb;
     w->ud = ud;
-    w->type = dup_name(type);
-    w->key = dup_name(key);
-    w->method = dup_name(method);
+    w->type = strdup(type);
+    w->key = strdup(key);
+    w->method = strdup(method);
     w->len = len;
     w->payload = len ? malloc(len) : NULL;
-    w->prev = w->next = w; /* alone until linked: wcall_free may unlink */
     if (!w->type || !w->key || !w->method || (len && !w->payload)) {
-        int rc = (!type || !key || !method) ? MP_EINVAL : MP_ENOMEM;
         wcall_free(w);
-        return rc;
+        return MP_ENOMEM;
     }
     if (len) memcpy(w->payload, payload, len);
-    int rc = wcall_send(w);
-    if (rc != 0 && until_ok && !retry_cannot_help(rc))
-        rc = mp_sim_schedule(c->sim, SC_RETRY_NS, wcall_retry, w);
-    if (rc != 0) {
-        wcall_free(w);
-        return rc;
-    }
+    /* Counted and listed before the attempt, which may end it at once. */
     w->prev = c->calls.prev;
     w->next = &c->calls;
     c->calls.prev->next = w;
     c->calls.prev = w;
     c->pending++;
     c->in_flight[client]++;
-    return 0;
+    int rc = wcall_attempt(w);
+    if (rc != 0) {
+        /* It never left: no completion, as for mp_call. */
+        c->pending--;
+        c->in_flight[client]--;
+        wcall_free(w);
+    }
+    return rc;
 }
 
 int mp_sim_cluster_call(mp_sim_cluster *c, int client, const char *type,
@@ -316,10 +320,9 @@ static void driver_tick(void *ud)
 static void heal_when_settled(void *ud)
 {
     mp_sim_cluster *c = ud;
-    if (c->heal_started || c->pending > 0) return;
-    c->heal_started = true;
+    if (c->healed || c->pending > 0) return;
+    c->healed = true;
     if (c->spec->heal) c->spec->heal(c, c->ud);
-    c->heal_done = true;
 }
 
 /* ---- the workload face ---------------------------------------------------- */
@@ -411,7 +414,7 @@ static bool sc_quiescent(mp_sim *sim, void *state)
 {
     (void)sim;
     mp_sim_cluster *c = state;
-    return !c->chaos && c->heal_done && c->pending == 0;
+    return !c->chaos && c->healed && c->pending == 0;
 }
 
 static void sc_check(mp_sim *sim, void *state)

@@ -31,6 +31,8 @@ static struct {
     bool tuned_seen;
     uint64_t partition_rate_seen; /* x1000, as drawn for the seed */
     double clog_rate_in_world;    /* as the world uses it after tuning */
+    int nomethod;                 /* final "nosuch" calls ended MP_ENOMETHOD */
+    bool storage_seen, member0_down_seen;
 } g;
 /* What the workload does, set by each test. */
 static bool g_kill, g_fail_check;
@@ -38,6 +40,23 @@ static bool g_kill, g_fail_check;
 static int w_start(mp_sim_cluster *c, void **ud)
 {
     g.clog_rate_in_world = mp_sim_get_faults(mp_sim_cluster_sim(c))->clog_rate;
+    g.storage_seen = mp_sim_cluster_storage(c) != NULL;
+    /* Bad input is refused at once, and nothing is left pending. */
+    assert_int_equal(mp_sim_cluster_call(c, 2, "Counter", "k", "add", NULL, 0, NULL, NULL),
+                     MP_EINVAL); /* two clients: 0 and 1 */
+    assert_int_equal(mp_sim_cluster_call(c, -1, "Counter", "k", "add", NULL, 0, NULL, NULL),
+                     MP_EINVAL);
+    assert_int_equal(mp_sim_cluster_call(c, 0, NULL, "k", "add", NULL, 0, NULL, NULL),
+                     MP_EINVAL);
+    assert_int_equal(mp_sim_cluster_call(c, 0, "Counter", "", "add", NULL, 0, NULL, NULL),
+                     MP_EINVAL);
+    assert_int_equal(mp_sim_cluster_call(c, 0, "Counter", "k", "add", NULL, 4, NULL, NULL),
+                     MP_EINVAL); /* a length without a payload */
+    assert_int_equal(mp_sim_cluster_call_until_ok(c, 0, "Count er", "k", "get", NULL, 0,
+                                                  NULL, NULL),
+                     MP_EINVAL); /* mp_ref_get refuses it: retrying cannot help */
+    assert_int_equal(mp_sim_cluster_pending(c), 0);
+    assert_true(mp_sim_cluster_in_chaos(c));
     *ud = &g;
     return 0;
 }
@@ -53,7 +72,12 @@ static void w_tick(mp_sim_cluster *c, int client, void *ud)
 {
     (void)ud;
     g.ticks++;
-    if (g_kill && g.ticks == 10) assert_int_equal(mp_sim_cluster_kill(c, 0), 0);
+    assert_true(mp_sim_cluster_in_chaos(c));
+    if (g_kill && g.ticks == 10) {
+        assert_non_null(mp_sim_cluster_member(c, 0));
+        assert_int_equal(mp_sim_cluster_kill(c, 0), 0);
+        g.member0_down_seen = mp_sim_cluster_member(c, 0) == NULL;
+    }
     char key[8];
     snprintf(key, sizeof key, "k%d", (int)mp_sim_cluster_random_below(c, 4));
     if (mp_sim_cluster_call(c, client, "Counter", key, "add", NULL, 0, added, NULL) == 0)
@@ -70,10 +94,20 @@ static void read_back(mp_sim_cluster *c, void *ud, int status, const void *d, si
     g.reads_ok++;
 }
 
+static void no_method(mp_sim_cluster *c, void *ud, int status, const void *d, size_t n)
+{
+    (void)c, (void)ud, (void)d, (void)n;
+    if (status == MP_ENOMETHOD) g.nomethod++;
+}
+
 static void w_heal(mp_sim_cluster *c, void *ud)
 {
     (void)ud;
+    assert_false(mp_sim_cluster_in_chaos(c));
     if (mp_sim_cluster_pending(c) != 0) g.heal_pending_nonzero++;
+    /* An outcome a retry cannot change ends the call, once. */
+    assert_int_equal(mp_sim_cluster_call_until_ok(c, 1, "Counter", "k0", "nosuch", NULL, 0,
+                                                  no_method, NULL), 0);
     if (g_kill) mp_sim_cluster_restart(c, 0, 0);
     for (int k = 0; k < 4; k++) {
         char key[8];
@@ -156,6 +190,8 @@ static void test_fault_free_run_reads_every_add(void **state)
     assert_int_equal(g.reads_ok, 4);
     assert_int_equal(g.read_total, g.issued);
     assert_int_equal(g.heal_pending_nonzero, 0);
+    assert_int_equal(g.nomethod, 1);
+    assert_false(g.storage_seen);
     assert_true(g.tuned_seen);
     assert_int_equal(g.partition_rate_seen, 0); /* --no-faults: all zero */
     assert_true(g.clog_rate_in_world == 0.125);
@@ -177,6 +213,7 @@ static void test_killed_member_is_read_after_restart(void **state)
     assert_true(g.read_total <= g.ok);
     assert_int_equal(g.ok + g.failed, g.issued);
     assert_true(g.failed > 0); /* calls met the dead member */
+    assert_true(g.member0_down_seen);
     g_kill = false;
 }
 
@@ -201,6 +238,7 @@ static void test_seed_replays_exactly(void **state)
     char why[256];
     uint64_t h1, h2, h3;
     assert_int_equal(run_seed(&s, 11, true, &h1, why, sizeof why), 0);
+    assert_true(g.storage_seen);
     int issued = g.issued;
     assert_int_equal(run_seed(&s, 11, true, &h2, why, sizeof why), 0);
     assert_int_equal(g.issued, issued);
